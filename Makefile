@@ -1,0 +1,33 @@
+# The two set-up commands in the README are `make run` and `make test`.
+# Both build .venv first (once), from pyproject.toml and requirements-dev.txt.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PLUGINS := $(wildcard plugins/*/pyproject.toml)
+
+.PHONY: venv run test lint bench clean
+
+$(BIN)/.installed: pyproject.toml requirements-dev.txt $(PLUGINS)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet -e . $(foreach p,$(PLUGINS),-e $(dir $(p)))
+	touch $@
+
+venv: $(BIN)/.installed
+
+run: venv
+	$(BIN)/python examples/train.py
+
+test: venv
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: venv
+	$(BIN)/python bench/core.py
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,102 @@
+"""Process-wide configuration: ``configure()``, and resolved settings cached per environment.
+
+Resolving settings costs a few milliseconds (pydantic-settings reads the environment,
+``.env`` and ``pyproject.toml``), so the result is cached. The cache key is everything
+that can change the answer cheaply: the ``configure()`` generation, the working directory
+and the relevant environment variables. Edits to ``.env`` or ``pyproject.toml`` inside a
+running process are picked up after ``tracksdk.configure()`` or ``tracksdk.reset()``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tracksdk.backends import Connection
+    from tracksdk.settings import Explained
+
+_lock = threading.Lock()
+_overrides: dict[str, Any] = {}
+_generation = 0
+_cache: dict[tuple[Any, ...], tuple[Explained, Connection | None]] = {}
+_PREFIXES = ("TRACKSDK_", "MLFLOW_TRACKING_URI", "DAGSHUB_")
+
+
+def configure(**settings: Any) -> None:
+    """Set tracksdk settings for this process, above the environment and files.
+
+    Nested sections are dicts: ``configure(backend="server", server={"uri": "..."})``.
+    Values given to ``tracked(...)`` still win over these.
+
+    Raises:
+        ConfigError: A value is invalid (checked at once, not at the next run).
+    """
+    global _generation
+    from tracksdk.settings import load_settings
+
+    merged = _merge(_overrides, settings)
+    load_settings(merged)  # fail now, where the mistake was made
+    with _lock:
+        _overrides.clear()
+        _overrides.update(merged)
+        _generation += 1
+        _cache.clear()
+
+
+def reset() -> None:
+    """Forget ``configure()`` values and cached settings."""
+    global _generation
+    with _lock:
+        _overrides.clear()
+        _generation += 1
+        _cache.clear()
+
+
+def _merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _fingerprint(extra: Mapping[str, Any]) -> tuple[Any, ...]:
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(_PREFIXES)))
+    return (_generation, os.getcwd(), env, repr(sorted(extra.items())))
+
+
+def resolve(extra: Mapping[str, Any] | None = None) -> Explained:
+    """Settings with ``configure()`` values and ``extra`` (from ``tracked(...)``) on top."""
+    return _resolve(extra or {})[0]
+
+
+def resolve_with_connection(extra: Mapping[str, Any] | None = None) -> tuple[Explained, Connection]:
+    """Settings and the backend connection they select."""
+    explained, conn = _resolve(extra or {}, connect=True)
+    assert conn is not None
+    return explained, conn
+
+
+def _resolve(
+    extra: Mapping[str, Any], connect: bool = False
+) -> tuple[Explained, Connection | None]:
+    from tracksdk.backends import resolve as resolve_backend
+    from tracksdk.backends import third_party_names
+    from tracksdk.settings import load_settings
+
+    key = _fingerprint(extra)
+    hit = _cache.get(key)
+    if hit is not None and (hit[1] is not None or not connect):
+        return hit
+    explained = load_settings(_merge(_overrides, extra), extra_env_prefixes=third_party_names())
+    conn = resolve_backend(explained) if connect else None
+    with _lock:
+        if len(_cache) > 32:
+            _cache.clear()
+        _cache[key] = (explained, conn)
+    return explained, conn

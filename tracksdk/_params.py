@@ -1,0 +1,105 @@
+"""Turning a call's arguments into readable param values.
+
+A param is for a human comparing runs: ``learning_rate=0.1``, not a 6,000-character dump
+of a DataFrame. Scalars are logged as they are; arrays and frames as their shape and
+dtype; containers as a short repr or their length; other objects as a bounded repr.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import reprlib
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import PurePath
+from typing import Any
+
+from tracksdk import _redact
+
+_MAX_REPR = 250
+_repr = reprlib.Repr()
+_repr.maxlevel = 2
+_repr.maxlist = _repr.maxtuple = _repr.maxset = _repr.maxdict = 10
+_repr.maxstring = 200
+_repr.maxother = _MAX_REPR
+
+
+def format_value(value: Any) -> str:
+    """Return a short, readable string for a param value."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, PurePath):
+        return str(value)
+    shape = getattr(value, "shape", None)
+    if shape is not None and not callable(shape):
+        return _format_shaped(value, tuple(shape))
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+        return str(value.item())
+    if inspect.isfunction(value) or inspect.isclass(value) or inspect.ismethod(value):
+        return f"{value.__module__}.{value.__qualname__}"
+    if isinstance(value, Mapping | list | tuple | set | frozenset):
+        text = _repr.repr(value)
+        if len(text) <= _MAX_REPR:
+            return text
+        return f"{type(value).__name__}(len={len(value)})"
+    text = _repr.repr(value)
+    return text if len(text) <= _MAX_REPR else text[: _MAX_REPR - 1] + "…"
+
+
+def _format_shaped(value: Any, shape: tuple[Any, ...]) -> str:
+    kind = type(value).__name__
+    dims = tuple(int(d) if isinstance(d, int) else d for d in shape)
+    if hasattr(value, "columns") and hasattr(value, "dtypes"):  # pandas DataFrame
+        columns = [str(c) for c in list(value.columns)[:8]]
+        more = ", …" if len(value.columns) > 8 else ""
+        return f"{kind}(shape={dims}, columns=[{', '.join(columns)}{more}])"
+    dtype = getattr(value, "dtype", None)
+    return f"{kind}(shape={dims}, dtype={dtype})" if dtype is not None else f"{kind}({dims})"
+
+
+def bind_params(
+    func: Callable[..., Any],
+    signature: inspect.Signature,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    select: bool | Iterable[str],
+) -> dict[str, str]:
+    """The call's bound arguments (defaults applied) as params.
+
+    Args:
+        func: The tracked function (for error messages).
+        signature: Its signature, computed once at decoration time.
+        args: Positional arguments of this call.
+        kwargs: Keyword arguments of this call.
+        select: True for all arguments, False for none, or the names to keep.
+
+    Returns:
+        Param name to formatted value. ``self`` and ``cls`` are skipped, ``**kwargs`` are
+        flattened, and arguments whose names look secret are masked.
+    """
+    if select is False:
+        return {}
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError:
+        return {}  # the call itself will raise the same TypeError, unchanged
+    bound.apply_defaults()
+    wanted = None if select is True else set(select)
+    out: dict[str, str] = {}
+    for name, value in bound.arguments.items():
+        kind = signature.parameters[name].kind
+        if name in ("self", "cls") and kind is inspect.Parameter.POSITIONAL_OR_KEYWORD:
+            continue
+        items = value.items() if kind is inspect.Parameter.VAR_KEYWORD else [(name, value)]
+        for key, item in items:
+            if wanted is not None and key not in wanted:
+                continue
+            if _redact.looks_secret(key):
+                out[key] = _redact.MASK
+                if isinstance(item, str):
+                    _redact.add_secret(item)
+            else:
+                out[key] = format_value(item)
+    return out

@@ -1,0 +1,218 @@
+"""Backends: how to reach a tracking store, as data.
+
+A backend turns settings into a :class:`Connection`: tracking URI, registry URI and
+credentials. It never calls MLflow; :mod:`tracksdk._mlflow` does that with the
+connection. The built-ins are ``local``, ``dagshub`` and ``server``; a third party adds
+one through the ``tracksdk.backends`` entry-point group, naming a class (or factory) whose
+instances satisfy :class:`Backend`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from urllib.parse import urlsplit
+
+from tracksdk import _warn
+from tracksdk.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from tracksdk.settings import Explained
+
+__all__ = [
+    "Backend",
+    "Connection",
+    "Credentials",
+    "available_backends",
+    "get_backend",
+    "is_loopback",
+]
+
+ENTRY_POINT_GROUP = "tracksdk.backends"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """HTTP credentials for a tracking server. The repr never shows the secret."""
+
+    kind: Literal["basic", "bearer"]
+    secret: str = field(repr=False)
+    username: str | None = None
+    source: str = "settings"
+
+    def __repr__(self) -> str:
+        who = f"{self.username}:" if self.username else ""
+        return f"Credentials({self.kind}, {who}***, from {self.source})"
+
+    def header(self) -> str:
+        """The value of the ``Authorization`` header these credentials produce."""
+        if self.kind == "bearer":
+            return f"Bearer {self.secret}"
+        import base64
+
+        pair = f"{self.username or ''}:{self.secret}".encode()
+        return "Basic " + base64.b64encode(pair).decode("ascii")
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Everything needed to reach one tracking store. Holds no live objects.
+
+    Attributes:
+        backend: The backend's name.
+        tracking_uri: The MLflow tracking URI, never with credentials inside.
+        registry_uri: The model registry URI (usually the tracking URI).
+        credentials: HTTP credentials, or None.
+        ui_url: Base URL of the MLflow UI, for links to runs; None when unknown.
+        artifact_root: For local stores, the folder new experiments keep artifacts in.
+        verify_tls: Whether to verify the server's TLS certificate.
+        ca_bundle: A CA bundle to verify it with.
+        description: One line for humans (``tracksdk doctor``).
+    """
+
+    backend: str
+    tracking_uri: str
+    registry_uri: str
+    credentials: Credentials | None = None
+    ui_url: str | None = None
+    artifact_root: str | None = None
+    verify_tls: bool = True
+    ca_bundle: str | None = None
+    description: str = ""
+
+    @property
+    def is_remote(self) -> bool:
+        """Whether the store is reached over HTTP."""
+        return self.tracking_uri.startswith(("http://", "https://"))
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What a backend implements. Its docstring is the plugin author's reference.
+
+    Attributes:
+        name: The value of ``TRACKSDK_BACKEND`` that selects it.
+    """
+
+    name: str
+
+    def connect(self, explained: Explained) -> Connection:
+        """Resolve settings into a connection; raise ConfigError naming the fix."""
+        ...
+
+
+def _builtin() -> dict[str, Backend]:
+    from tracksdk.backends.dagshub import DagsHubBackend
+    from tracksdk.backends.local import LocalBackend
+    from tracksdk.backends.server import ServerBackend
+
+    return {b.name: b for b in (LocalBackend(), DagsHubBackend(), ServerBackend())}
+
+
+_third_party: dict[str, Backend] | None = None
+
+
+def _load_third_party() -> dict[str, Backend]:
+    global _third_party
+    if _third_party is None:
+        found: dict[str, Backend] = {}
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                obj = ep.load()
+                backend = obj() if isinstance(obj, type) else obj
+                found[getattr(backend, "name", ep.name)] = backend
+            except Exception as exc:  # a broken plugin must not break tracking
+                _warn.warn(
+                    f"tracksdk: backend plugin {ep.name!r} ({ep.value}) failed to load: "
+                    f"{type(exc).__name__}: {exc}"
+                )
+        _third_party = found
+    return _third_party
+
+
+def available_backends() -> dict[str, Backend]:
+    """Every backend that can be selected, built-ins first."""
+    return {**_load_third_party(), **_builtin()}
+
+
+def third_party_names() -> tuple[str, ...]:
+    """Names of installed third-party backends."""
+    return tuple(_load_third_party())
+
+
+def get_backend(name: str, source: str) -> Backend:
+    """Return the backend called ``name``; ``source`` says where the name came from."""
+    backends = available_backends()
+    try:
+        return backends[name]
+    except KeyError:
+        valid = ", ".join(sorted(backends))
+        raise ConfigError(
+            f"Unknown backend {name!r} in TRACKSDK_BACKEND (from {source}). "
+            f"Valid backends: {valid}. Set TRACKSDK_BACKEND to one of them, or install "
+            "the plugin that provides this one."
+        ) from None
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` is this machine: localhost or a loopback address."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_http_url(url: str, variable: str, source: str, has_credentials: bool) -> None:
+    """Reject a malformed URL, and credentials over plain http to a remote host.
+
+    Raises:
+        ConfigError: naming ``variable`` and ``source``.
+    """
+    from tracksdk._redact import strip_userinfo
+
+    parts = urlsplit(url)
+    url = strip_userinfo(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"{variable} = {url!r} (from {source}) is not an http(s) URL. "
+            "Give the server's address, e.g. https://mlflow.example.com or "
+            "http://127.0.0.1:5000."
+        )
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ConfigError(
+            f"{variable} = {url!r} (from {source}) has an invalid port. "
+            "Use a number from 1 to 65535."
+        ) from None
+    if has_credentials and parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ConfigError(
+            f"{variable} = {url!r} (from {source}) uses plain http to a remote host, and "
+            "credentials are configured: they would cross the network unencrypted. "
+            "Use https, or reach the server through 127.0.0.1 (an SSH tunnel, say)."
+        )
+
+
+def resolve(explained: Explained) -> Connection:
+    """Pick the backend the settings name and connect it.
+
+    ``TRACKSDK_BACKEND`` wins; when no source sets it, ``MLFLOW_TRACKING_URI`` is used as
+    it is (existing setups keep working); when neither is set, the local store.
+    """
+    import os
+
+    name = explained.settings.backend
+    if name is None:
+        env_uri = os.environ.get("MLFLOW_TRACKING_URI")
+        if env_uri:
+            from tracksdk.backends.server import EnvironmentBackend
+
+            return EnvironmentBackend().connect(explained, env_uri)
+        name = "local"
+    return get_backend(name, explained.source_of("backend")).connect(explained)

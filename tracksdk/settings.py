@@ -1,0 +1,336 @@
+"""Settings: where every tracksdk value comes from.
+
+Sources, highest first:
+
+1. arguments to ``tracked(...)`` and ``tracksdk.configure(...)``;
+2. environment variables (``TRACKSDK_*``, nested with ``__``: ``TRACKSDK_SERVER__URI``);
+3. ``.env`` in the project root;
+4. ``[tool.tracksdk]`` in the project root's ``pyproject.toml``;
+5. the defaults below.
+
+The project root is the git root, else the nearest folder holding ``pyproject.toml``,
+else the working directory. docs/configuration.md lists every variable.
+
+This module imports pydantic-settings (about 250 ms), so ``import tracksdk`` does not
+import it: it is loaded on the first tracked call.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    PyprojectTomlConfigSettingsSource,
+    SettingsConfigDict,
+)
+
+from tracksdk import _redact
+from tracksdk.exceptions import ConfigError
+
+__all__ = [
+    "CaptureSettings",
+    "DagsHubSettings",
+    "LocalSettings",
+    "ServerSettings",
+    "Settings",
+    "env_var_name",
+    "find_project_root",
+    "load_settings",
+]
+
+ENV_PREFIX = "TRACKSDK_"
+NESTED = "__"
+
+
+class _Section(BaseModel):
+    # A typo in pyproject.toml or .env must be an error, not a silently ignored key.
+    model_config = ConfigDict(extra="forbid")
+
+
+class LocalSettings(_Section):
+    """The embedded local store (``TRACKSDK_BACKEND=local``, the default)."""
+
+    root: Path | None = Field(
+        default=None,
+        description="Folder holding mlflow.db and mlruns/. Default: the project root.",
+    )
+
+
+class DagsHubSettings(_Section):
+    """DagsHub's hosted MLflow (``TRACKSDK_BACKEND=dagshub``)."""
+
+    owner: str | None = Field(default=None, description="Repository owner on DagsHub.")
+    repo: str | None = Field(default=None, description="Repository name on DagsHub.")
+    host: str = Field(default="https://dagshub.com", description="DagsHub host URL.")
+    token: SecretStr | None = Field(
+        default=None,
+        description="Access token. Else DAGSHUB_USER_TOKEN, else the dagshub token cache.",
+    )
+    username: str | None = Field(
+        default=None, description="DagsHub user name. Else asked from the DagsHub API."
+    )
+
+
+class ServerSettings(_Section):
+    """A self-hosted ``mlflow server`` (``TRACKSDK_BACKEND=server``)."""
+
+    uri: str | None = Field(default=None, description="Tracking server URL, http(s)://host[:port]")
+    username: str | None = Field(default=None, description="HTTP basic auth user name.")
+    password: SecretStr | None = Field(default=None, description="HTTP basic auth password.")
+    token: SecretStr | None = Field(default=None, description="Bearer token.")
+    verify_tls: bool = Field(default=True, description="Verify the server's TLS certificate.")
+    ca_bundle: Path | None = Field(default=None, description="CA bundle to verify TLS with.")
+
+
+class CaptureSettings(_Section):
+    """What provenance each run records (docs/collected-information.md)."""
+
+    git: bool = Field(default=True, description="Commit, branch, remote URL, dirty flag.")
+    diff: bool = Field(default=True, description="Uncommitted changes as source/diff.patch.")
+    untracked: bool = Field(default=True, description="Untracked files as source/untracked.txt.")
+    source: bool = Field(default=True, description="Entry script and function module file.")
+    command: bool = Field(default=True, description="The command line, secrets redacted.")
+    environment: bool = Field(default=True, description="Python, OS, host, versions as tags.")
+    requirements: bool = Field(
+        default=True, description="Installed packages as environment/requirements.txt."
+    )
+    max_diff_bytes: int = Field(default=1_000_000, ge=0, description="Diff size limit.")
+    max_source_bytes: int = Field(default=1_000_000, ge=0, description="Source file size limit.")
+    max_untracked_files: int = Field(default=1_000, ge=0, description="Untracked list limit.")
+
+
+class Settings(BaseSettings):
+    """Every tracksdk setting. ``Settings()`` reads the sources listed in the module doc."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=NESTED,
+        case_sensitive=False,
+        extra="forbid",
+    )
+
+    backend: str | None = Field(
+        default=None,
+        description="local, dagshub, server, or a plugin's name. Unset: MLFLOW_TRACKING_URI "
+        "if that is set, else local.",
+    )
+    experiment: str | None = Field(
+        default=None, description="Experiment name. Default: the project folder's name."
+    )
+    mode: Literal["online", "disabled"] = Field(
+        default="online", description="online, or disabled: tracked is a pass-through."
+    )
+    strict: bool = Field(
+        default=False,
+        description="Raise instead of warning on tracking failures and invalid values.",
+    )
+    track_all_ranks: bool = Field(
+        default=False,
+        description="In multi-process jobs (RANK/LOCAL_RANK/WORLD_SIZE set), track every "
+        "rank instead of rank 0 only.",
+    )
+    http_timeout: float = Field(default=30.0, gt=0, description="Seconds per HTTP request.")
+    http_retries: int = Field(default=2, ge=0, description="Retries of a failed HTTP request.")
+    local: LocalSettings = Field(default_factory=LocalSettings)
+    dagshub: DagsHubSettings = Field(default_factory=DagsHubSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    capture: CaptureSettings = Field(default_factory=CaptureSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Order the sources: arguments, environment, .env, pyproject.toml."""
+        root = find_project_root()
+        return (init_settings, *(source for _, source in _file_sources(settings_cls, root)))
+
+
+def _file_sources(
+    settings_cls: type[BaseSettings], root: Path
+) -> list[tuple[str, PydanticBaseSettingsSource]]:
+    """The sources below the call's arguments, highest first, each with a label."""
+    return [
+        ("environment", EnvSettingsSource(settings_cls)),
+        (str(root / ".env"), DotEnvSettingsSource(settings_cls, env_file=root / ".env")),
+        (
+            f"{root / 'pyproject.toml'} [tool.tracksdk]",
+            PyprojectTomlConfigSettingsSource(settings_cls, toml_file=root / "pyproject.toml"),
+        ),
+    ]
+
+
+def find_project_root(start: Path | None = None) -> Path:
+    """Return the project root: the git root, else the pyproject.toml folder, else cwd.
+
+    Looks for a ``.git`` entry rather than running git: this runs on every tracked call.
+    """
+    here = (start or Path.cwd()).resolve()
+    candidates = [here, *here.parents]
+    for folder in candidates:
+        if (folder / ".git").exists():
+            return folder
+    for folder in candidates:
+        if (folder / "pyproject.toml").is_file():
+            return folder
+    return here
+
+
+def env_var_name(path: tuple[str | int, ...]) -> str:
+    """Return the environment variable for a settings path: ``("server", "uri")``."""
+    return ENV_PREFIX + NESTED.join(str(p).upper() for p in path)
+
+
+def _known_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths: list[tuple[str, ...]] = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            paths.extend(_known_paths(annotation, (*prefix, name)))
+        else:
+            paths.append((*prefix, name))
+    return paths
+
+
+@cache
+def known_env_vars() -> frozenset[str]:
+    """Every ``TRACKSDK_*`` variable a setting reads, upper-case."""
+    return frozenset(env_var_name(p) for p in _known_paths(Settings))
+
+
+class Explained(BaseModel):
+    """Settings with, for each dotted key that was set, the source that set it."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    settings: Settings
+    sources: dict[str, str]
+    root: Path
+
+    def source_of(self, dotted: str) -> str:
+        """Where the value of ``dotted`` (e.g. ``"server.uri"``) came from."""
+        return self.sources.get(dotted, "default")
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _check_unknown_env(extra_prefixes: tuple[str, ...]) -> None:
+    known = known_env_vars()
+    for name in os.environ:
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in known:
+            continue
+        if any(upper.startswith(ENV_PREFIX + p.upper() + NESTED) for p in extra_prefixes):
+            continue  # read by a third-party backend
+        guess = difflib.get_close_matches(upper, sorted(known), n=1)
+        hint = f" Did you mean {guess[0]}?" if guess else ""
+        raise ConfigError(
+            f"Unknown setting {name} in the environment.{hint} "
+            "docs/configuration.md lists every variable; unset this one or fix its name."
+        )
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    root: Path | None = None,
+    extra_env_prefixes: tuple[str, ...] = (),
+) -> Explained:
+    """Resolve settings from every source and remember which source set each value.
+
+    Args:
+        overrides: Values from ``tracked(...)`` / ``configure(...)``, nested as dicts.
+        root: The project root; found from the working directory when omitted.
+        extra_env_prefixes: Backend names whose ``TRACKSDK_<NAME>__*`` variables belong to
+            a third-party backend and must not be reported as unknown.
+
+    Raises:
+        ConfigError: A value is malformed or a variable is unknown. The message names the
+            variable, the source of its value, what is valid, and the fix.
+    """
+    root = root or find_project_root()
+    _check_unknown_env(extra_env_prefixes)
+    layers: list[tuple[str, dict[str, Any]]] = []
+    try:
+        for label, source in reversed(_file_sources(Settings, root)):
+            layers.append((label, dict(source())))
+    except (PydanticValidationError, ValueError) as exc:
+        raise ConfigError(f"Could not read the settings: {exc}") from None
+    layers.append(("arguments to tracked()/configure()", dict(overrides or {})))
+
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for label, data in layers:
+        merged = _deep_merge(merged, data)
+        for dotted in _flatten(data):
+            sources[dotted] = label
+    try:
+        # Validate the merged data without re-reading the sources.
+        settings = Settings.model_validate(merged)
+    except PydanticValidationError as exc:
+        raise _config_error(exc, sources) from None
+    _register_secrets(settings)
+    return Explained(settings=settings, sources=sources, root=root)
+
+
+def _register_secrets(settings: Settings) -> None:
+    for secret in (settings.dagshub.token, settings.server.password, settings.server.token):
+        if secret is not None:
+            _redact.add_secret(secret.get_secret_value())
+    _redact.add_secrets_from_environ()
+
+
+def _config_error(exc: PydanticValidationError, sources: Mapping[str, str]) -> ConfigError:
+    lines = []
+    for error in exc.errors():
+        path = tuple(str(p) for p in error["loc"])
+        dotted = ".".join(path)
+        var = env_var_name(path)
+        source = sources.get(dotted, "default")
+        if error["type"] == "extra_forbidden":
+            guess = difflib.get_close_matches(var, sorted(known_env_vars()), n=1)
+            hint = f" Did you mean {guess[0]}?" if guess else ""
+            lines.append(f"- unknown setting {dotted!r} (from {source}).{hint}")
+            continue
+        secret = _redact.looks_secret(dotted)
+        shown = "***" if secret else repr(error.get("input"))
+        lines.append(f"- {var} = {shown} (from {source}): {error['msg']}.")
+    return ConfigError(
+        "Invalid tracksdk settings:\n"
+        + "\n".join(lines)
+        + "\nFix the value where it came from; docs/configuration.md lists valid values."
+    )
