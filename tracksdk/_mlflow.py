@@ -211,9 +211,18 @@ def _ensure_local_experiment(conn: Connection, name: str, artifact_root: str) ->
     root = Path(artifact_root).parent
     lock_dir = root / ".tracksdk"
     lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with FileLock(str(lock_dir / "store.lock"), timeout=120):
-        store = tracking_utils._get_store(conn.tracking_uri, artifact_root)
-        return _get_or_create(store, name)
+    import logging
+
+    # "Creating initial MLflow database tables..." is noise on a store tracksdk manages.
+    db_logger = logging.getLogger("mlflow.store.db.utils")
+    level = db_logger.level
+    db_logger.setLevel(logging.WARNING)
+    try:
+        with FileLock(str(lock_dir / "store.lock"), timeout=120):
+            store = tracking_utils._get_store(conn.tracking_uri, artifact_root)
+            return _get_or_create(store, name)
+    finally:
+        db_logger.setLevel(level)
 
 
 @dataclass(frozen=True)
@@ -321,7 +330,12 @@ def log_input(
     from mlflow.entities import DatasetInput, InputTag
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-    with errors("Logging a dataset input"):
+    import warnings
+
+    with errors("Logging a dataset input"), warnings.catch_warnings():
+        # MLflow's hint about integer columns concerns model signatures, not a dataset
+        # record; it would otherwise print once per logged input.
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
         if hasattr(data, "columns") and hasattr(data, "dtypes"):
             from mlflow.data.pandas_dataset import from_pandas
 

@@ -17,6 +17,7 @@ from typing import Any
 from tracksdk import _redact
 
 _MAX_REPR = 250
+_SHOWN_ITEMS = 10
 _repr = reprlib.Repr()
 _repr.maxlevel = 2
 _repr.maxlist = _repr.maxtuple = _repr.maxset = _repr.maxdict = 10
@@ -40,8 +41,9 @@ def format_value(value: Any) -> str:
     if inspect.isfunction(value) or inspect.isclass(value) or inspect.ismethod(value):
         return f"{value.__module__}.{value.__qualname__}"
     if isinstance(value, Mapping | list | tuple | set | frozenset):
+        # A cut repr ("[0, 1, ..., 9, ...]") hides the length, which is what matters.
         text = _repr.repr(value)
-        if len(text) <= _MAX_REPR:
+        if len(value) <= _SHOWN_ITEMS and len(text) <= _MAX_REPR:
             return text
         return f"{type(value).__name__}(len={len(value)})"
     text = _repr.repr(value)

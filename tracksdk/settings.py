@@ -308,9 +308,18 @@ def load_settings(
 
 
 def _register_secrets(settings: Settings) -> None:
+    from urllib.parse import unquote, urlsplit
+
     for secret in (settings.dagshub.token, settings.server.password, settings.server.token):
         if secret is not None:
             _redact.add_secret(secret.get_secret_value())
+    for uri in (settings.server.uri, os.environ.get("MLFLOW_TRACKING_URI")):
+        try:
+            password = urlsplit(uri).password if uri else None
+        except ValueError:
+            password = None
+        if password:
+            _redact.add_secret(unquote(password))
     _redact.add_secrets_from_environ()
 
 
