@@ -327,10 +327,10 @@ def log_input(
     targets: str | None,
 ) -> None:
     """Record a pandas DataFrame or numpy array as a dataset input of the run."""
+    import warnings
+
     from mlflow.entities import DatasetInput, InputTag
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
-
-    import warnings
 
     with errors("Logging a dataset input"), warnings.catch_warnings():
         # MLflow's hint about integer columns concerns model signatures, not a dataset

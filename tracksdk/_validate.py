@@ -10,7 +10,9 @@ normalisation documented in docs/configuration.md ("Invalid values"):
 - NaN or ±inf: logged as NaN (MLflow would store inf as 1.797e308, which looks real);
 - step that is not a non-negative integer: the point is dropped;
 - key with invalid characters: each invalid character becomes ``_``;
-- key over 250 characters: cut to 241 plus ``~`` and 8 hex digits of its hash;
+- key that is not a clean relative path (``/a``, ``a//b``, ``./a``, ``../a``, ``a/``): the
+  empty, ``.`` and ``..`` segments are removed (MLflow stores keys as file paths);
+- key over 250 characters: cut to 241 plus ``-`` and 8 hex digits of its hash;
 - param over 6,000 / tag over 8,000 characters: the full value goes to an artifact
   (``params/<key>.txt`` / ``tags/<key>.txt``) and the value logged points to it.
 """
@@ -21,6 +23,7 @@ import contextlib
 import hashlib
 import math
 import numbers
+import posixpath
 import re
 from typing import Any
 
@@ -58,16 +61,24 @@ class Checker:
         if not text:
             self.problem(kind, text, f"{kind} key is empty: nothing logged. Give it a name.")
             return None
-        if len(text) <= MAX_KEY and _KEY_OK.match(text):
-            return text
+        if len(text) <= MAX_KEY and _KEY_OK.match(text) and posixpath.normpath(text) == text:
+            if not text.startswith(("/", "..")) and text != ".":
+                return text
         key = text
         fixed = _KEY_BAD_CHAR.sub("_", key)
         reasons = []
         if fixed != key:
             reasons.append("has characters other than letters, digits, _ - . / : and space")
+        segments = [part for part in fixed.split("/") if part not in ("", ".", "..")]
+        if "/".join(segments) != fixed:
+            fixed = "/".join(segments)
+            reasons.append("is not a clean relative path")
+            if not fixed:
+                self.problem(kind, key, f"{kind} key {key!r} has no usable name: nothing logged.")
+                return None
         if len(fixed) > MAX_KEY:
             digest = hashlib.sha1(key.encode()).hexdigest()[:8]
-            fixed = f"{fixed[: MAX_KEY - 9]}~{digest}"
+            fixed = f"{fixed[: MAX_KEY - 9]}-{digest}"
             reasons.append(f"is longer than {MAX_KEY} characters")
         shown = key if len(key) <= 80 else key[:77] + "..."
         self.problem(

@@ -118,6 +118,7 @@ class Settings(BaseSettings):
         env_nested_delimiter=NESTED,
         case_sensitive=False,
         extra="forbid",
+        pyproject_toml_table_header=("tool", "tracksdk"),
     )
 
     backend: str | None = Field(
