@@ -61,9 +61,9 @@ class Checker:
         if not text:
             self.problem(kind, text, f"{kind} key is empty: nothing logged. Give it a name.")
             return None
-        if len(text) <= MAX_KEY and _KEY_OK.match(text) and posixpath.normpath(text) == text:
-            if not text.startswith(("/", "..")) and text != ".":
-                return text
+        clean_path = posixpath.normpath(text) == text and not text.startswith(("/", ".."))
+        if len(text) <= MAX_KEY and _KEY_OK.match(text) and clean_path and text != ".":
+            return text
         key = text
         fixed = _KEY_BAD_CHAR.sub("_", key)
         reasons = []

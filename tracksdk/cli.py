@@ -198,3 +198,7 @@ def runs(
 def main() -> None:
     """Entry point of the ``tracksdk`` console script."""
     app()
+
+
+if __name__ == "__main__":
+    main()

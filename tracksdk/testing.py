@@ -20,7 +20,9 @@ would see in the MLflow UI.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import tempfile
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,20 +144,22 @@ def capture_runs(root: str | Path | None = None) -> Iterator[CapturedRuns]:
     still apply. Settings given to ``tracked(settings=...)`` still win.
 
     Args:
-        root: Folder for the store; a temporary folder (deleted afterwards) when omitted.
+        root: Folder for the store. When omitted, a temporary folder that lives as long as
+            the yielded object, so runs can be inspected after the block.
 
     Yields:
         A :class:`CapturedRuns`; its ``runs`` are read from the store on each access.
     """
     saved = dict(_config._overrides)
-    with contextlib.ExitStack() as stack:
-        if root is None:
-            root = stack.enter_context(tempfile.TemporaryDirectory(prefix="tracksdk-"))
-        folder = Path(root).resolve()
-        _config.configure(backend="local", local={"root": str(folder)}, mode="online")
-        try:
-            yield CapturedRuns(folder)
-        finally:
-            _config.reset()
-            if saved:
-                _config.configure(**saved)
+    folder = Path(root or tempfile.mkdtemp(prefix="tracksdk-")).resolve()
+    captured = CapturedRuns(folder)
+    if root is None:
+        # The runs stay readable after the block; the folder goes with the object.
+        weakref.finalize(captured, shutil.rmtree, folder, True)
+    _config.configure(backend="local", local={"root": str(folder)}, mode="online")
+    try:
+        yield captured
+    finally:
+        _config.reset()
+        if saved:
+            _config.configure(**saved)
