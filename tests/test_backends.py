@@ -121,7 +121,7 @@ def test_dagshub_requires_owner_and_repo(project: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("TRACKSDK_BACKEND", "dagshub")
     with pytest.raises(
         ConfigError,
-        match="TRACKSDK_DAGSHUB__OWNER and TRACKSDK_DAGSHUB__REPO.*never creates a repository",
+        match=r"TRACKSDK_DAGSHUB__OWNER and TRACKSDK_DAGSHUB__REPO.*never creates a repository",
     ):
         connect()
 
@@ -133,7 +133,7 @@ def test_dagshub_without_token_and_no_terminal(
     monkeypatch.setenv("TRACKSDK_BACKEND", "dagshub")
     monkeypatch.setenv("TRACKSDK_DAGSHUB__OWNER", "me")
     monkeypatch.setenv("TRACKSDK_DAGSHUB__REPO", "churn")
-    with pytest.raises(ConfigError, match="No DagsHub token found.*DAGSHUB_USER_TOKEN"):
+    with pytest.raises(ConfigError, match=r"No DagsHub token found.*DAGSHUB_USER_TOKEN"):
         connect()
 
 

@@ -69,14 +69,14 @@ def test_unknown_env_variable_is_an_error_with_suggestion(
 ) -> None:
     """A misspelt TRACKSDK_ variable raises ConfigError suggesting the right name."""
     monkeypatch.setenv("TRACKSDK_EXPERIMNT", "x")
-    with pytest.raises(ConfigError, match="TRACKSDK_EXPERIMNT.*Did you mean TRACKSDK_EXPERIMENT"):
+    with pytest.raises(ConfigError, match=r"TRACKSDK_EXPERIMNT.*Did you mean TRACKSDK_EXPERIMENT"):
         resolve()
 
 
 def test_unknown_pyproject_key_is_an_error(project: Path) -> None:
     """A misspelt key in [tool.tracksdk] raises ConfigError naming it."""
     write_pyproject(project, 'backnd = "server"')
-    with pytest.raises(ConfigError, match="unknown setting 'backnd'.*pyproject.toml"):
+    with pytest.raises(ConfigError, match=r"unknown setting 'backnd'.*pyproject.toml"):
         resolve()
 
 
@@ -111,7 +111,7 @@ def test_unknown_backend_raises_before_function_runs(
         ran.append(True)
 
     with pytest.raises(
-        ConfigError, match="Unknown backend 's3'.*Valid backends: dagshub, local, server"
+        ConfigError, match=r"Unknown backend 's3'.*Valid backends: dagshub, local, server"
     ):
         train()
     assert ran == []

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from core_fixtures import all_runs, artifact_paths, artifact_text, local_client
-from core_fixtures import empty_store, fresh_project, project  # noqa: F401
 
 import tracksdk
 from tracksdk import tracked
@@ -382,3 +381,61 @@ def test_artifacts_live_in_project_root_from_a_subfolder(
     stored = local_client(project).get_run(str(run.run_id))
     assert stored.info.artifact_uri.startswith(str(project / "mlruns"))
     assert (Path(stored.info.artifact_uri) / "x.txt").read_text() == "x"
+
+
+def test_provenance_recorded_on_a_real_run(project: Path) -> None:
+    """A run records git state, the diff, untracked files, sources and requirements."""
+    from core_fixtures import git
+
+    import subprocess
+
+    commit = git(project, "rev-parse", "HEAD").strip()
+    (project / "README.md").write_text("changed\n")
+    (project / "src").mkdir()
+    job = project / "src" / "job.py"  # a script in a subfolder of the repository
+    job.write_text("from tracksdk import tracked\nwith tracked() as run:\n    print(run.run_id)\n")
+    out = subprocess.run(
+        [sys.executable, "src/job.py", "--token", "canary-argv-token-1"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    run_id = out.stdout.strip()
+    client = local_client(project)
+    stored = client.get_run(run_id)
+    tags = stored.data.tags
+    assert tags["mlflow.source.git.commit"] == commit
+    assert tags["mlflow.source.git.branch"] == "main"
+    assert tags["mlflow.source.git.dirty"] == "true"
+    assert tags["tracksdk.git.status"] == "ok"
+    assert tags["tracksdk.env.mlflow_version"] == "3.17.2"
+    assert tags["mlflow.source.name"] == "src/job.py"
+    assert tags["tracksdk.command"].endswith("src/job.py --token '***'")
+    paths = artifact_paths(client, run_id)
+    assert "source/diff.patch" in paths
+    assert "source/untracked.txt" in paths
+    assert "environment/requirements.txt" in paths
+    assert "source/job.py" in paths
+    diff = artifact_text(client, run_id, "source/diff.patch", project.parent)
+    assert "+changed" in diff
+    untracked = artifact_text(client, run_id, "source/untracked.txt", project.parent)
+    assert "src/job.py" in untracked
+
+
+def test_capture_switches_turn_captures_off(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TRACKSDK_CAPTURE__* variables switch each capture off."""
+    (project / "README.md").write_text("changed\n")
+    for name in ("DIFF", "UNTRACKED", "SOURCE", "REQUIREMENTS", "ENVIRONMENT", "COMMAND"):
+        monkeypatch.setenv(f"TRACKSDK_CAPTURE__{name}", "false")
+    with tracked() as run:
+        pass
+    client = local_client(project)
+    tags = client.get_run(str(run.run_id)).data.tags
+    assert artifact_paths(client, str(run.run_id)) == []
+    assert "tracksdk.env.python" not in tags and "tracksdk.command" not in tags
+    assert tags["mlflow.source.git.dirty"] == "true"  # git itself is still on
+    monkeypatch.setenv("TRACKSDK_CAPTURE__GIT", "false")
+    with tracked() as second:
+        pass
+    assert "mlflow.source.git.commit" not in client.get_run(str(second.run_id)).data.tags

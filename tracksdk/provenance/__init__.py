@@ -135,9 +135,10 @@ def collect(
     Args:
         options: What to capture.
         entry_script: The script Python was started with (``sys.argv[0]`` as a path), or None
-            (``python -c``, a notebook). Its folder is where the git repository is searched.
-        function_file: The file defining the tracked function, or None. Its folder is searched
-            when there is no entry script; the current directory is searched last.
+            (``python -c``, a notebook).
+        function_file: The file defining the tracked function, or None. The git repository
+            is searched from its folder, then the entry script's, then the current
+            directory; the first one inside a repository wins.
         argv: The command-line arguments, usually ``sys.argv``.
         redact: Replaces known secret values in a text; applied to every tag value, text and
             warning.
@@ -210,12 +211,24 @@ def _collect_into(
 
 
 def _search_start(entry_script: Path | None, function_file: Path | None) -> Path:
-    for candidate in (entry_script, function_file):
+    """The folder to find the repository from: the tracked code's, when it is in one.
+
+    The function's own file comes first: the entry script may be a launcher (pytest,
+    torchrun, a console script inside a virtualenv). The first candidate inside a git
+    repository wins; without one, the first existing folder (so status says
+    no-repository for the code that ran).
+    """
+    folders = []
+    for candidate in (function_file, entry_script):
         if candidate is not None:
             folder = candidate.absolute().parent
             if folder.is_dir():
-                return folder
-    return Path.cwd()
+                folders.append(folder)
+    folders.append(Path.cwd())
+    for folder in folders:
+        if _git.find_repo_root(folder) is not None:
+            return folder
+    return folders[0]
 
 
 @contextlib.contextmanager

@@ -71,6 +71,8 @@ UNTRACKED_COUNT_TAG = "tracksdk.git.untracked"
 DIFF_TRUNCATED_TAG = "tracksdk.git.diff_truncated"
 DIFF_ARTIFACT = "source/diff.patch"
 UNTRACKED_ARTIFACT = "source/untracked.txt"
+# What the local store itself writes at the project root: not the user's untracked work.
+_STORE_PATHS = ("mlflow.db", "mlruns/", "mlartifacts/", ".tracksdk/")
 
 GIT_TIMEOUT_SECONDS = 10.0
 """Time limit of each git call, in seconds. At most four calls run, so the worst case is ~40 s
@@ -375,7 +377,9 @@ def _parse_status(raw: bytes) -> _Status:
                 changed.append(os.fsdecode(fields[index]))
             index += 1
         elif kind == b"? ":
-            untracked.append(entry[2:].decode("utf-8", errors="replace"))
+            path = entry[2:].decode("utf-8", errors="replace")
+            if not path.startswith(_STORE_PATHS):
+                untracked.append(path)
     return _Status(commit=commit, branch=branch, changed=changed, untracked=untracked)
 
 

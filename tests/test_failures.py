@@ -1,0 +1,71 @@
+"""A tracking failure never changes what the user's function returns or raises."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tracksdk import TrackingError, TrackSDKWarning, tracked
+
+
+@pytest.fixture
+def dead_server(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server backend pointing at a closed port on loopback."""
+    monkeypatch.setenv("TRACKSDK_BACKEND", "server")
+    monkeypatch.setenv("TRACKSDK_SERVER__URI", "http://127.0.0.1:9")
+    monkeypatch.setenv("TRACKSDK_HTTP_RETRIES", "0")
+
+
+def test_unreachable_store_runs_function_untracked(dead_server: None) -> None:
+    """With the server down at start, the function runs, returns, and one warning says so."""
+
+    @tracked
+    def train(x: int) -> dict[str, float]:
+        return {"score": x * 2.0}
+
+    started = time.monotonic()
+    with pytest.warns(TrackSDKWarning, match="runs untracked") as record:
+        assert train(3) == {"score": 6.0}
+    assert time.monotonic() - started < 30
+    assert len([w for w in record if issubclass(w.category, TrackSDKWarning)]) == 1
+
+
+def test_unreachable_store_keeps_user_exception(dead_server: None) -> None:
+    """The user's own exception comes out unchanged even when tracking is down."""
+
+    @tracked
+    def train() -> None:
+        raise ValueError("user bug")
+
+    with pytest.warns(TrackSDKWarning), pytest.raises(ValueError, match="user bug"):
+        train()
+
+
+def test_unreachable_store_in_strict_mode_raises_before_function(
+    dead_server: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TRACKSDK_STRICT=true raises TrackingError and does not start the function."""
+    monkeypatch.setenv("TRACKSDK_STRICT", "true")
+    ran = []
+
+    @tracked
+    def train() -> None:
+        ran.append(1)
+
+    with pytest.raises(TrackingError, match="127.0.0.1:9"):
+        train()
+    assert ran == []
+
+
+def test_unwritable_local_root_runs_untracked(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A local root that cannot be created is a tracking failure, not a crash."""
+    blocker = project / "blocker"
+    blocker.write_text("a file, not a folder")
+    monkeypatch.setenv("TRACKSDK_LOCAL__ROOT", str(blocker / "store"))
+    with pytest.warns(TrackSDKWarning, match="runs untracked"), tracked() as run:
+        run.log_metric("m", 1.0)
+    assert run.run_id is None
