@@ -54,7 +54,7 @@ def test_unreachable_store_in_strict_mode_raises_before_function(
     def train() -> None:
         ran.append(1)
 
-    with pytest.raises(TrackingError, match="127.0.0.1:9"):
+    with pytest.raises(TrackingError, match=r"127\.0\.0\.1:9"):
         train()
     assert ran == []
 

@@ -385,9 +385,9 @@ def test_artifacts_live_in_project_root_from_a_subfolder(
 
 def test_provenance_recorded_on_a_real_run(project: Path) -> None:
     """A run records git state, the diff, untracked files, sources and requirements."""
-    from core_fixtures import git
-
     import subprocess
+
+    from core_fixtures import git
 
     commit = git(project, "rev-parse", "HEAD").strip()
     (project / "README.md").write_text("changed\n")
