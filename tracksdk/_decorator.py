@@ -41,6 +41,7 @@ class Tracked:
         # Loaded here, not at `import tracksdk`: inspect alone costs ~15 ms to import.
         import inspect
 
+        from tracksdk._config import is_disabled
         from tracksdk._run import Session
 
         signature = inspect.signature(func)
@@ -59,6 +60,8 @@ class Tracked:
 
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                if is_disabled():
+                    return await async_func(*args, **kwargs)
                 session = open_session(args, kwargs)
                 session.start()
                 try:
@@ -74,6 +77,8 @@ class Tracked:
 
         @functools.wraps(func)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            if is_disabled():
+                return func(*args, **kwargs)
             session = open_session(args, kwargs)
             session.start()
             try:

@@ -305,6 +305,20 @@ def log_text(conn: Connection, run_id: str, text: str, artifact_file: str) -> No
         client(conn).log_text(run_id, text, artifact_file)
 
 
+def log_texts(conn: Connection, run_id: str, files: Mapping[str, str]) -> None:
+    """Write several text artifacts with one upload call."""
+    import tempfile
+
+    if not files:
+        return
+    with errors("Writing artifacts"), tempfile.TemporaryDirectory(prefix="tracksdk-") as tmp:
+        for artifact_file, text in files.items():
+            path = Path(tmp, artifact_file)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        client(conn).log_artifacts(run_id, tmp)
+
+
 def log_dict(conn: Connection, run_id: str, data: Mapping[str, Any], artifact_file: str) -> None:
     """Write ``data`` as a JSON or YAML artifact (by the file's extension)."""
     with errors(f"Writing artifact {artifact_file}"):

@@ -402,8 +402,7 @@ class Session:
         )
         if self.params:
             run.log_params(self.params)
-        for artifact_file, text in provenance.texts.items():
-            writer.text(text, artifact_file)
+        writer.texts(provenance.texts)
         for message in provenance.warnings:
             _warn.warn(f"tracksdk: {message}")
         return run

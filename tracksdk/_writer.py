@@ -63,6 +63,12 @@ class Writer:
 
         return self._do(lambda: _mlflow.log_text(self.conn, self.run_id, text, artifact_file))
 
+    def texts(self, files: Mapping[str, str]) -> bool:
+        """Write several text artifacts in one upload (one artifact-location lookup)."""
+        from tracksdk import _mlflow
+
+        return self._do(lambda: _mlflow.log_texts(self.conn, self.run_id, files))
+
     def dict(self, data: Mapping[str, Any], artifact_file: str) -> bool:
         """Write a JSON/YAML artifact."""
         from tracksdk import _mlflow
