@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Mapping
+from typing import Any
 
 MASK = "***"
 
@@ -60,6 +62,17 @@ def redact(text: str) -> str:
     if pattern is None or not text:
         return text
     return pattern.sub(MASK, text)
+
+
+def redact_obj(obj: Any) -> Any:
+    """Redact every string inside nested dicts, lists and tuples (keys included)."""
+    if isinstance(obj, str):
+        return redact(obj)
+    if isinstance(obj, Mapping):
+        return {redact_obj(k): redact_obj(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(redact_obj(v) for v in obj)
+    return obj
 
 
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^@/\s]+)@")

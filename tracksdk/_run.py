@@ -229,7 +229,7 @@ class Run:
     def log_dict(self, dictionary: Mapping[str, Any], artifact_file: str) -> None:
         """Write a dict as JSON or YAML, by ``artifact_file``'s extension."""
         if self._writer is not None:
-            self._writer.dict(dictionary, artifact_file)
+            self._writer.dict(_redact.redact_obj(dictionary), artifact_file)
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         """Save a matplotlib (or plotly) figure as an image artifact, e.g. ``"roc.png"``."""

@@ -57,6 +57,11 @@ class _Section(BaseModel):
     # A typo in pyproject.toml or .env must be an error, not a silently ignored key.
     model_config = ConfigDict(extra="forbid")
 
+    def __repr_args__(self) -> Any:
+        # A URL may carry user:password@; the repr must not (SecretStr masks the rest).
+        for name, value in super().__repr_args__():
+            yield name, _redact.strip_userinfo(value) if isinstance(value, str) else value
+
 
 class LocalSettings(_Section):
     """The embedded local store (``TRACKSDK_BACKEND=local``, the default)."""
