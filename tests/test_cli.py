@@ -6,6 +6,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tracksdk import tracked
 
@@ -69,3 +72,69 @@ def test_ui_prints_url_for_remote_backend(project: Path) -> None:
     result = cli(project, "ui", env=env)
     assert result.returncode == 0
     assert "https://mlflow.example.com" in result.stdout
+
+
+@pytest.mark.server
+def test_doctor_against_dagshub_shaped_server(project: Path, dagshub_server: Any) -> None:
+    """doctor shows the credential source masked, and exits 1 on a rejected token."""
+    env = {
+        "TRACKSDK_BACKEND": "dagshub",
+        "TRACKSDK_DAGSHUB__HOST": dagshub_server.host,
+        "TRACKSDK_DAGSHUB__OWNER": dagshub_server.owner,
+        "TRACKSDK_DAGSHUB__REPO": dagshub_server.repo,
+        "TRACKSDK_DAGSHUB__USERNAME": dagshub_server.username,
+        "DAGSHUB_USER_TOKEN": dagshub_server.token,
+    }
+    ok = cli(project, "doctor", env=env)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert (
+        f"credentials: basic as {dagshub_server.username}, secret *** from DAGSHUB_USER_TOKEN"
+        in ok.stdout
+    )
+    assert "answers, MLflow 3.17.2" in ok.stdout
+    assert dagshub_server.token not in ok.stdout + ok.stderr
+    bad = cli(project, "doctor", env={**env, "DAGSHUB_USER_TOKEN": "wrong-token-222222"})
+    assert bad.returncode == 1
+    assert "rejected the credentials (HTTP 401; DAGSHUB_USER_TOKEN)" in bad.stdout
+    assert "wrong-token-222222" not in bad.stdout + bad.stderr
+
+
+@pytest.mark.server
+def test_ui_serves_the_local_store(project: Path) -> None:
+    """ui starts the MLflow UI on the project's store; its API lists our experiment."""
+    import json
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with tracked(experiment="seen-in-ui"):
+        pass
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("TRACKSDK_", "MLFLOW_"))}
+    proc = subprocess.Popen(
+        [*TRACKSDK, "ui", "--port", str(port)],
+        cwd=project,
+        env={**base, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=10"
+        deadline = time.monotonic() + 180
+        body = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    body = json.loads(response.read())
+                break
+            except OSError:
+                time.sleep(1)
+        assert body is not None, proc.stdout.read() if proc.stdout else ""
+        assert "seen-in-ui" in {e["name"] for e in body["experiments"]}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
