@@ -4,13 +4,15 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
+# Third-party extensions the tests install as real packages.
+TEST_PACKAGES := $(wildcard tests/resources/*/pyproject.toml)
 
 .PHONY: venv run test lint bench clean
 
-$(BIN)/.installed: pyproject.toml requirements-dev.txt $(PLUGINS)
+$(BIN)/.installed: pyproject.toml requirements-dev.txt $(PLUGINS) $(TEST_PACKAGES)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -r requirements-dev.txt
-	$(BIN)/pip install --quiet -e . $(foreach p,$(PLUGINS),-e $(dir $(p)))
+	$(BIN)/pip install --quiet -e . $(foreach p,$(PLUGINS),-e $(dir $(p))) $(foreach p,$(TEST_PACKAGES),$(dir $(p)))
 	touch $@
 
 venv: $(BIN)/.installed

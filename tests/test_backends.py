@@ -185,3 +185,30 @@ def test_auth_is_scoped_to_the_tracking_uri() -> None:
     finally:
         unregister("https://mlflow.example.com/team")
     assert credentials_for("https://mlflow.example.com/team/api") is None
+
+
+def test_third_party_backend_from_an_installed_package(
+    project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A backend shipped by another package (tests/resources/tracksdk-dummy) is selectable."""
+    from tracksdk import tracked
+
+    monkeypatch.setenv("TRACKSDK_BACKEND", "folder")
+    monkeypatch.setenv("TRACKSDK_FOLDER__PATH", str(tmp_path / "third-party"))
+    with tracked(experiment="plugged") as run:
+        run.log_metric("m", 1.0)
+    assert run.tracking_uri == f"sqlite:///{tmp_path / 'third-party' / 'store.db'}"
+    from mlflow.tracking import MlflowClient
+
+    stored = MlflowClient(tracking_uri=run.tracking_uri).get_run(str(run.run_id))
+    assert stored.data.metrics == {"m": 1.0}
+    assert stored.info.artifact_uri.startswith(str(tmp_path / "third-party" / "artifacts"))
+
+
+def test_unknown_backend_lists_installed_third_party_ones(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The error for an unknown backend lists plugin backends too."""
+    monkeypatch.setenv("TRACKSDK_BACKEND", "nope")
+    with pytest.raises(ConfigError, match="Valid backends: dagshub, folder, local, server"):
+        connect()
