@@ -154,7 +154,7 @@ def dagshub_env(dagshub_server: Any) -> dict[str, str]:
 def test_same_script_on_dagshub_shaped_server(
     project: Path, dagshub_server: Any, reader_env: None
 ) -> None:
-    """dagshub backend: basic auth under /<owner>/<repo>.mlflow; the user name comes from the API."""
+    """dagshub backend: basic auth under /<owner>/<repo>.mlflow; user name from the API."""
     dagshub_server.reset_counts()
     env = {**dagshub_env(dagshub_server), "DAGSHUB_USER_TOKEN": dagshub_server.token}
     out, _ = run_job(project, env)
