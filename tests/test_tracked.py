@@ -434,8 +434,8 @@ def test_capture_switches_turn_captures_off(project: Path, monkeypatch: pytest.M
     tags = client.get_run(str(run.run_id)).data.tags
     assert artifact_paths(client, str(run.run_id)) == []
     assert "tracksdk.env.python" not in tags and "tracksdk.command" not in tags
-    assert tags["mlflow.source.git.dirty"] == "true"  # git itself is still on
+    assert tags["tracksdk.git.status"] == "ok"  # git itself is still on
     monkeypatch.setenv("TRACKSDK_CAPTURE__GIT", "false")
     with tracked() as second:
         pass
-    assert "mlflow.source.git.commit" not in client.get_run(str(second.run_id)).data.tags
+    assert "tracksdk.git.status" not in client.get_run(str(second.run_id)).data.tags
