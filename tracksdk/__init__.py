@@ -16,8 +16,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tracksdk._api import (
+    evaluate,
     log_artifact,
     log_artifacts,
+    log_checkpoint,
     log_dict,
     log_figure,
     log_input,
@@ -42,12 +44,16 @@ from tracksdk.exceptions import (
 
 if TYPE_CHECKING:
     from tracksdk._run import Run
+    from tracksdk.registry import Gate, Register, Result
     from tracksdk.settings import Settings
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
+    "Gate",
+    "Register",
+    "Result",
     "Run",
     "Settings",
     "TrackSDKError",
@@ -58,8 +64,10 @@ __all__ = [
     "__version__",
     "active_run",
     "configure",
+    "evaluate",
     "log_artifact",
     "log_artifacts",
+    "log_checkpoint",
     "log_dict",
     "log_figure",
     "log_input",
@@ -86,4 +94,8 @@ def __getattr__(name: str) -> Any:
         from tracksdk._run import Run
 
         return Run
+    if name in ("Gate", "Register", "Result"):
+        from tracksdk import registry
+
+        return getattr(registry, name)
     raise AttributeError(f"module 'tracksdk' has no attribute {name!r}")

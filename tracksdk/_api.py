@@ -26,7 +26,16 @@ def _run() -> Run:
     run = active_run()
     if run is not None:
         return run
-    if os.environ.get("TRACKSDK_STRICT", "").lower() in ("1", "true", "yes"):
+    from tracksdk import _config
+    from tracksdk._run import Run
+
+    if _config.is_disabled():
+        return Run()  # TRACKSDK_MODE=disabled: the same code runs, silently
+    try:
+        strict = _config.resolve().settings.strict
+    except Exception:
+        strict = False
+    if strict:
         raise TrackSDKError(
             "No tracked run is active: call tracksdk.log_* inside a @tracked function or a "
             "`with tracked(...)` block."
@@ -37,8 +46,6 @@ def _run() -> Run:
             "tracksdk: no tracked run is active, so this was not logged (warned once). Call "
             "tracksdk.log_* inside a @tracked function or a `with tracked(...)` block."
         )
-    from tracksdk._run import Run
-
     return Run()
 
 
@@ -106,3 +113,53 @@ def log_input(
 ) -> None:
     """Record a pandas DataFrame or numpy array as an input of the current run."""
     _run().log_input(dataset, context, name=name, targets=targets)
+
+
+def log_checkpoint(model: Any, step: int) -> str | None:
+    """Log an intermediate state of ``model`` as ``checkpoints/step-<step>`` of the current run."""
+    return _run().log_checkpoint(model, step)
+
+
+def evaluate(model: Any, X: Any, y: Any, prefix: str = "") -> dict[str, float]:
+    """Evaluate ``model`` on ``X``, ``y`` through its plugin; log and return the metrics.
+
+    Metrics are logged to the current run as ``<prefix><name>`` (e.g. ``val_accuracy``)
+    and figures as ``evaluation/<prefix><name>.png``. Without an active run the metrics
+    are still computed and returned.
+
+    Raises:
+        TrackSDKError: No installed plugin owns ``model``.
+    """
+    from tracksdk import _plugins
+
+    pm = _plugins.manager()
+    framework = _plugins.framework_of(pm, model)
+    if framework is None:
+        raise TrackSDKError(
+            f"No installed plugin can evaluate a {type(model).__module__}."
+            f"{type(model).__qualname__}. Install its framework's tracksdk plugin."
+        )
+    result = _plugins.call_first(
+        pm, "tracksdk_evaluate", model=model, framework=framework, X=X, y=y
+    )
+    if result is None:
+        raise TrackSDKError(f"The {framework!r} plugin could not evaluate this model.")
+    metrics = {f"{prefix}{k}": float(v) for k, v in result.metrics.items()}
+    run = active_run()
+    try:
+        if run is not None:
+            run.log_metrics(metrics)
+            for name, figure in result.figures.items():
+                run.log_figure(figure, f"evaluation/{prefix}{name}")
+    finally:
+        for figure in result.figures.values():
+            _close(figure)
+    return metrics
+
+
+def _close(figure: Any) -> None:
+    import sys
+
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        pyplot.close(figure)

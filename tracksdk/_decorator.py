@@ -17,6 +17,7 @@ from tracksdk._options import RunOptions
 
 if TYPE_CHECKING:
     from tracksdk._run import Run, Session
+    from tracksdk.registry import Register
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -53,7 +54,13 @@ class Tracked:
             from tracksdk._params import bind_params
 
             params = bind_params(func, signature, args, kwargs, select)
-            return Session(options, function=func, params=params, source_file=source_file)
+            return Session(
+                options,
+                function=func,
+                params=params,
+                source_file=source_file,
+                arguments=(*args, *kwargs.values()),
+            )
 
         if inspect.iscoroutinefunction(func):
             async_func = cast(Callable[..., Awaitable[Any]], func)
@@ -154,6 +161,9 @@ def tracked(
     nested: bool | None = None,
     strict: bool | None = None,
     settings: Mapping[str, Any] | None = None,
+    autolog: bool | Iterable[str] | Mapping[str, Mapping[str, Any]] | None = None,
+    register: str | Register | None = None,
+    formats: Iterable[str] = (),
 ) -> Tracked: ...
 
 
@@ -168,6 +178,9 @@ def tracked(
     nested: bool | None = None,
     strict: bool | None = None,
     settings: Mapping[str, Any] | None = None,
+    autolog: bool | Iterable[str] | Mapping[str, Mapping[str, Any]] | None = None,
+    register: str | Register | None = None,
+    formats: Iterable[str] = (),
 ) -> Callable[P, R] | Tracked:
     """Track a function or a block as an MLflow run.
 
@@ -188,6 +201,12 @@ def tracked(
         strict: Raise on tracking failures and invalid values instead of warning;
             default ``TRACKSDK_STRICT``.
         settings: Any other setting, as in ``tracksdk.configure``, for this run only.
+        autolog: Frameworks to autolog inside this run only: True (every installed
+            plugin's), a list of names (``["lightgbm"]``), or per-framework options
+            (``{"sklearn": {"max_tuning_runs": 3}}``). Default ``TRACKSDK_AUTOLOG``.
+        register: Register the returned model: a registered model name, or a
+            :class:`~tracksdk.Register` with an alias and a champion :class:`~tracksdk.Gate`.
+        formats: Extra model formats to log, e.g. ``["onnx"]`` (needs skl2onnx).
 
     Returns:
         The wrapped function when used bare, else a :class:`Tracked` object that
@@ -204,6 +223,9 @@ def tracked(
         nested=nested,
         strict=strict,
         settings=settings,
+        autolog=autolog,
+        register=register,
+        formats=formats,
     )
     if func is not None:
         return Tracked(options)(func)

@@ -184,7 +184,7 @@ def _get_or_create(store: Any, name: str) -> str:
         if experiment.lifecycle_stage == "deleted":
             raise TrackingError(
                 f"Experiment {name!r} is deleted (in the trash). Restore it in the MLflow UI "
-                "or with `mlflow experiments restore`, or choose another name."
+                "or with `mlflow experiments restore`, or choose another name"
             )
         return str(experiment.experiment_id)
     try:

@@ -9,7 +9,18 @@ from typing import Any
 class RunOptions:
     """Options of one ``tracked(...)``. Settings supply anything left as None."""
 
-    __slots__ = ("experiment", "nested", "params", "run_name", "settings", "strict", "tags")
+    __slots__ = (
+        "autolog",
+        "experiment",
+        "formats",
+        "nested",
+        "params",
+        "register",
+        "run_name",
+        "settings",
+        "strict",
+        "tags",
+    )
 
     def __init__(
         self,
@@ -21,6 +32,9 @@ class RunOptions:
         nested: bool | None = None,
         strict: bool | None = None,
         settings: Mapping[str, Any] | None = None,
+        autolog: bool | Iterable[str] | Mapping[str, Mapping[str, Any]] | None = None,
+        register: Any = None,
+        formats: Iterable[str] = (),
     ) -> None:
         self.experiment = experiment
         self.run_name = run_name
@@ -29,12 +43,20 @@ class RunOptions:
         self.nested = nested
         self.strict = strict
         self.settings = dict(settings or {})
+        self.autolog = autolog
+        # A bare name is the common case: tracked(register="churn-model").
+        if isinstance(register, str):
+            from tracksdk.registry import Register
+
+            register = Register(register)
+        self.register = register
+        self.formats = tuple(formats)
 
     def __repr__(self) -> str:
         fields = ", ".join(
             f"{name}={getattr(self, name)!r}"
             for name in self.__slots__
-            if getattr(self, name) not in (None, {}, True)
+            if getattr(self, name) not in (None, {}, (), True)
         )
         return f"RunOptions({fields})"
 
@@ -45,4 +67,9 @@ class RunOptions:
             out["experiment"] = self.experiment
         if self.strict is not None:
             out["strict"] = self.strict
+        if self.autolog is not None:
+            autolog = self.autolog
+            if not isinstance(autolog, bool | Mapping):
+                autolog = list(autolog)
+            out["autolog"] = autolog
         return out

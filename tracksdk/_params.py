@@ -33,11 +33,11 @@ def format_value(value: Any) -> str:
         return str(value.value)
     if isinstance(value, PurePath):
         return str(value)
+    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
+        return str(value.item())  # numpy scalars and 0-d arrays: np.int64(3) -> "3"
     shape = getattr(value, "shape", None)
     if shape is not None and not callable(shape):
         return _format_shaped(value, tuple(shape))
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
-        return str(value.item())
     if inspect.isfunction(value) or inspect.isclass(value) or inspect.ismethod(value):
         return f"{value.__module__}.{value.__qualname__}"
     if isinstance(value, Mapping | list | tuple | set | frozenset):

@@ -9,6 +9,7 @@ masked for the life of the process.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import threading
@@ -17,11 +18,32 @@ from typing import Any
 
 MASK = "***"
 
-# Names that mark a value as secret, in environment variables and in argument names.
-_SECRET_NAME = re.compile(
-    r"(TOKEN|PASSWORD|PASSWD|SECRET|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIAL|AUTH)",
-    re.IGNORECASE,
+# Words that mark a name as secret. Names are split into words on - _ . and camelCase, so
+# `tokenizer`, `max_tokens` and `author` are not secret while `api_key` and `apiToken` are.
+_SECRET_WORDS = frozenset(
+    {
+        "apikey",
+        "accesskey",
+        "auth",
+        "credential",
+        "credentials",
+        "passphrase",
+        "passwd",
+        "password",
+        "privatekey",
+        "pwd",
+        "secret",
+        "secretkey",
+        "token",
+    }
 )
+_SECRET_PAIRS = frozenset(
+    {("access", "key"), ("api", "key"), ("private", "key"), ("secret", "key")}
+)
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_WORD_SEPARATORS = re.compile(r"[-_.\s]+")
+# Variables whose names look secret but whose values are not (a provider name, a path).
+_NOT_SECRET = frozenset({"MLFLOW_TRACKING_AUTH", "MLFLOW_AUTH_CONFIG_PATH"})
 # Shorter strings are too likely to occur by chance ("1", "true") to mask everywhere.
 _MIN_SECRET_LEN = 6
 
@@ -32,7 +54,14 @@ _pattern: re.Pattern[str] | None = None
 
 def looks_secret(name: str) -> bool:
     """Tell whether a variable or argument name suggests its value is a secret."""
-    return bool(_SECRET_NAME.search(name))
+    words = tuple(
+        word.lower()
+        for word in _WORD_SEPARATORS.split(_CAMEL_BOUNDARY.sub("-", name.lstrip("+~")))
+        if word
+    )
+    if any(word in _SECRET_WORDS for word in words):
+        return True
+    return any(pair in _SECRET_PAIRS for pair in itertools.pairwise(words))
 
 
 def add_secret(value: str | None) -> None:
@@ -52,7 +81,7 @@ def add_secret(value: str | None) -> None:
 def add_secrets_from_environ() -> None:
     """Register the values of environment variables whose names look secret."""
     for name, value in os.environ.items():
-        if looks_secret(name):
+        if name.upper() not in _NOT_SECRET and looks_secret(name):
             add_secret(value)
 
 

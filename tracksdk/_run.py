@@ -73,6 +73,8 @@ class Run:
         self._writer = writer
         self._checker = checker or Checker(strict=False)
         self._params: dict[str, str] = {}
+        self._latest: dict[str, float] = {}  # last value per metric, for registry gates
+        self.registered: tuple[str, str, Any] | None = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -120,6 +122,8 @@ class Run:
                 continue
             points.append((key, number, timestamp, checked_step))
         if points:
+            for key, number, _, _ in points:
+                self._latest[key] = number
             writer.batch(metrics=points)
 
     # -- params ----------------------------------------------------------------------
@@ -255,6 +259,97 @@ class Run:
         if self._writer is not None:
             self._writer.dataset(dataset, context, name, targets)
 
+    # -- models ----------------------------------------------------------------------
+
+    def _save_and_upload(
+        self, pm: Any, model: Any, framework: str, example: Any, formats: tuple[str, ...], dest: str
+    ) -> bool:
+        """Save ``model`` through its plugin and upload it under ``dest``."""
+        import tempfile
+
+        from tracksdk import _plugins
+
+        writer = self._writer
+        assert writer is not None
+        with tempfile.TemporaryDirectory(prefix="tracksdk-model-") as tmp:
+            path = Path(tmp) / "model"
+            flavor = _plugins.call_first(
+                pm,
+                "tracksdk_save_model",
+                model=model,
+                framework=framework,
+                path=path,
+                input_example=example,
+                formats=formats,
+            )
+            if flavor is None or not path.exists():
+                _warn.warn(f"tracksdk: the {framework!r} plugin did not save the model.")
+                return False
+            ok = writer.artifact(str(path), dest)
+            for extra in sorted(Path(tmp).iterdir()):
+                if extra.name != "model" and extra.is_dir():
+                    ok = writer.artifact(str(extra), f"{dest}-{extra.name}") and ok
+        return ok
+
+    def _log_model(
+        self, pm: Any, model: Any, framework: str, example: Any, options: RunOptions
+    ) -> None:
+        """Log the returned model as ``model/``; register and gate it when asked."""
+        if self._writer is None or self.run_id is None:
+            return
+        if not self._save_and_upload(pm, model, framework, example, options.formats, "model"):
+            return
+        model_uri = f"runs:/{self.run_id}/model"
+        self.set_tags({"tracksdk.model.framework": framework, "tracksdk.model.uri": model_uri})
+        spec = options.register
+        if spec is None:
+            return
+        from tracksdk import registry
+        from tracksdk.settings import find_project_root
+
+        assert self._conn is not None
+        lock_dir = find_project_root() / ".tracksdk"
+        try:
+            version, verdict = registry.register_version(
+                self._conn, self.run_id, model_uri, spec, dict(self._latest), lock_dir
+            )
+        except TrackingError as exc:
+            if self._checker.strict:
+                raise
+            _warn.warn(f"tracksdk: {exc}. The model is logged in the run but not registered.")
+            return
+        tags = {"tracksdk.model.registered": f"{spec.name}/{version}"}
+        if verdict is not None:
+            tags["tracksdk.gate.verdict"] = "promoted" if verdict.promoted else "rejected"
+            tags["tracksdk.gate.reason"] = verdict.reason
+        self.set_tags(tags)
+        self.registered = (spec.name, version, verdict)
+
+    def log_checkpoint(self, model: Any, step: int) -> str | None:
+        """Log an intermediate state of ``model`` as ``checkpoints/step-<step>``.
+
+        Returns:
+            The artifact path, or None when untracked or no plugin owns the model.
+        """
+        if self._writer is None:
+            return None
+        from tracksdk import _plugins
+
+        pm = _plugins.manager()
+        framework = _plugins.framework_of(pm, model)
+        if framework is None:
+            self._checker.problem(
+                "checkpoint",
+                type(model).__qualname__,
+                f"no installed plugin knows how to save a {type(model).__qualname__}: "
+                "checkpoint not logged.",
+            )
+            return None
+        dest = f"checkpoints/step-{int(step):06d}"
+        if self._save_and_upload(pm, model, framework, None, (), dest):
+            return dest
+        return None
+
     # -- results ---------------------------------------------------------------------
 
     def _handle_result(self, result: Any) -> None:
@@ -275,6 +370,19 @@ class Run:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _autolog_selection(value: Any) -> dict[str, dict[str, Any]]:
+    """Normalise ``autolog=`` to framework name -> options (``"*"``: every framework)."""
+    if value is None or value is False:
+        return {}
+    if value is True:
+        return {"*": {}}
+    if isinstance(value, Mapping):
+        return {str(k): dict(v or {}) for k, v in value.items()}
+    if isinstance(value, str):
+        value = [value]
+    return {str(name): {} for name in value}
 
 
 # -- the lifecycle ---------------------------------------------------------------------
@@ -309,11 +417,15 @@ class Session:
         function: Callable[..., Any] | None = None,
         params: Mapping[str, str] | None = None,
         source_file: str | None = None,
+        arguments: tuple[Any, ...] = (),
     ) -> None:
         self.options = options
         self.function = function
         self.params = params or {}
         self.source_file = source_file
+        self.arguments = arguments
+        self.explained: Explained | None = None
+        self._autolog_off: list[Callable[[], None]] = []
         self.run = Run()
         self._saved: SavedState | None = None
         self._token: contextvars.Token[tuple[Run, ...]] | None = None
@@ -382,10 +494,15 @@ class Session:
         if self.function is not None:
             tags["tracksdk.function"] = f"{self.function.__module__}.{self.function.__qualname__}"
         checker = Checker(strict=settings.strict)
+        long_tags: dict[str, str] = {}  # set after creation: kept whole in an artifact
         for raw_key, value in (self.options.tags or {}).items():
             key = checker.key("tag", raw_key)
             if key is not None:
-                tags[key] = _redact.redact(str(value))[:MAX_TAG_VALUE]
+                text = _redact.redact(str(value))
+                if len(text) > MAX_TAG_VALUE:
+                    long_tags[key] = text
+                else:
+                    tags[key] = text
         if parent is not None:
             tags["mlflow.parentRunId"] = str(parent.run_id)
         created = _mlflow.create_run(conn, experiment_id, self.options.run_name, tags)
@@ -402,10 +519,47 @@ class Session:
         )
         if self.params:
             run.log_params(self.params)
+        if long_tags:
+            run.set_tags(long_tags)
         writer.texts(provenance.texts)
         for message in provenance.warnings:
             _warn.warn(f"tracksdk: {message}")
+        self.explained = explained
+        self._enable_autolog(settings)
         return run
+
+    # -- plugins ---------------------------------------------------------------------
+
+    def _enable_autolog(self, settings: Any) -> None:
+        """Turn on the selected frameworks' autolog for this run only."""
+        from tracksdk import _plugins
+
+        selection = _autolog_selection(settings.autolog)
+        if not selection:
+            return
+        pm = _plugins.manager(settings.plugins)
+        available = _plugins.frameworks(pm)
+        if selection == {"*": {}}:
+            selection = {name: {} for name in available}
+        for name, options in selection.items():
+            if name not in available:
+                known = ", ".join(sorted(available)) or "none installed"
+                _warn.warn(
+                    f"tracksdk: no plugin provides autolog for {name!r} (available: "
+                    f"{known}). Install its plugin, or fix the name in autolog=."
+                )
+                continue
+            off = _plugins.call_first(pm, "tracksdk_autolog", framework=name, options=options)
+            if callable(off):
+                self._autolog_off.append(off)
+
+    def _disable_autolog(self) -> None:
+        while self._autolog_off:
+            off = self._autolog_off.pop()
+            try:
+                off()
+            except Exception as exc:  # a plugin's bug must not hide the run's status
+                _warn.warn(f"tracksdk: turning autolog off failed: {type(exc).__name__}: {exc}")
 
     def _provenance(self, explained: Explained) -> Any:
         from tracksdk.provenance import CaptureOptions, collect
@@ -481,6 +635,7 @@ class Session:
         from tracksdk import _mlflow
 
         run = self.run
+        self._disable_autolog()
         if run.run_id is not None:
             _mlflow.pop_active(run.run_id)
         if run._writer is not None:
@@ -502,8 +657,73 @@ class Session:
             self._saved = None
 
     def handle_result(self, result: Any) -> None:
-        """Log the tracked function's return value (see :meth:`Run._handle_result`)."""
-        self.run._handle_result(result)
+        """Log what the tracked function returned: metrics, and a model through its plugin.
+
+        A mapping of numbers is logged as metrics; a model, ``(model, metrics)`` or a
+        :class:`~tracksdk.Result` has its model logged (and registered with
+        ``register=``). The value itself is returned to the caller untouched.
+        """
+        run = self.run
+        if run._writer is None:
+            return
+        from tracksdk.registry import Result
+
+        model: Any = None
+        example: Any = None
+        if isinstance(result, Result):
+            model, example = result.model, result.input_example
+            run.log_metrics(result.metrics)
+        elif (
+            isinstance(result, tuple)
+            and len(result) == 2
+            and isinstance(result[1], Mapping)
+            and all(_is_number(v) for v in result[1].values())
+        ):
+            model = result[0]
+            run.log_metrics(result[1])
+        elif isinstance(result, Mapping):
+            run._handle_result(result)
+        elif result is not None:
+            model = result
+        if model is not None:
+            self._log_model(model, example)
+        elif self.options.register is not None:
+            _warn.warn(
+                "tracksdk: register= is set but the function returned no model: nothing "
+                "was registered. Return the model, (model, metrics) or tracksdk.Result."
+            )
+
+    def _log_model(self, model: Any, example: Any) -> None:
+        from tracksdk import _plugins
+        from tracksdk.registry import input_sample
+
+        settings = self.explained.settings if self.explained else None
+        pm = _plugins.manager(settings.plugins if settings else None)
+        framework = _plugins.framework_of(pm, model)
+        if framework is None:
+            if self.options.register is not None:
+                _warn.warn(
+                    f"tracksdk: no installed plugin knows how to log a "
+                    f"{type(model).__module__}.{type(model).__qualname__}, so it was not "
+                    "logged or registered. Install the framework's tracksdk plugin."
+                )
+            return
+        self._check_autolog_owner(framework, model, settings)
+        if example is None:
+            example = next((s for s in map(input_sample, self.arguments) if s is not None), None)
+        self.run._log_model(pm, model, framework, example, self.options)
+
+    def _check_autolog_owner(self, framework: str, model: Any, settings: Any) -> None:
+        """Say so when autolog was asked for, but not for the framework owning the model."""
+        if settings is None:
+            return
+        selection = _autolog_selection(settings.autolog)
+        if selection and "*" not in selection and framework not in selection:
+            _warn.warn(
+                f"tracksdk: {type(model).__qualname__} belongs to the {framework!r} plugin, "
+                f"and autolog={sorted(selection)} does not include it, so its training was "
+                f"not autologged. Add {framework!r} to autolog=."
+            )
 
     # -- SIGTERM ---------------------------------------------------------------------
 

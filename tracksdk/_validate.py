@@ -57,7 +57,9 @@ class Checker:
         """Return a valid key for ``key``, or None when nothing can be logged."""
         if not isinstance(key, str):
             self.problem(kind, repr(key), f"{kind} key {key!r} is not a string; logged as str().")
-        text = str(key)
+        from tracksdk._redact import redact
+
+        text = redact(str(key))
         if not text:
             self.problem(kind, text, f"{kind} key is empty: nothing logged. Give it a name.")
             return None

@@ -27,6 +27,7 @@ app = typer.Typer(
     ".env and [tool.tracksdk] in pyproject.toml.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
 )
 out = Console()
 err = Console(stderr=True)
@@ -123,7 +124,9 @@ def _probe(conn: Connection, timeout: float) -> tuple[bool, str]:
         return False, f"{conn.tracking_uri} answered HTTP {response.status_code}"
     version = ""
     try:
-        got = requests.get(conn.tracking_uri + "/version", headers=headers, timeout=timeout)
+        got = requests.get(
+            conn.tracking_uri + "/version", headers=headers, timeout=timeout, verify=verify
+        )
         if got.ok and len(got.text) < 40:
             version = f", MLflow {got.text.strip()}"
     except requests.RequestException:
@@ -177,11 +180,18 @@ def runs(
 
     explained, conn = _resolve()
     name = experiment or explained.settings.experiment or explained.root.name
+    settings = explained.settings
+    # Credentials reach MLflow the same way as during a run.
+    saved = _mlflow.activate(
+        conn, http_timeout=settings.http_timeout, http_retries=settings.http_retries
+    )
     try:
         found = _mlflow.search_runs(conn, name, limit)
     except TrackSDKError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
+    finally:
+        _mlflow.restore(saved)
     if not found:
         out.print(f"No runs in experiment {name!r} on {conn.tracking_uri}.", highlight=False)
         return

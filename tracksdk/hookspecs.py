@@ -67,7 +67,7 @@ def tracksdk_frameworks() -> list[str]:  # type: ignore[empty-body]
 
 
 @hookspec(firstresult=True)
-def tracksdk_model_framework(model: Any) -> str | None:  # type: ignore[empty-body]
+def tracksdk_model_framework(model: Any) -> str | None:
     """Return your framework's name if ``model`` belongs to it, else None (first result).
 
     Decide by type, cheaply, without importing the framework when ``model`` cannot be
@@ -76,9 +76,7 @@ def tracksdk_model_framework(model: Any) -> str | None:  # type: ignore[empty-bo
 
 
 @hookspec(firstresult=True)
-def tracksdk_autolog(  # type: ignore[empty-body]
-    framework: str, options: Mapping[str, Any]
-) -> Callable[[], None] | None:
+def tracksdk_autolog(framework: str, options: Mapping[str, Any]) -> Callable[[], None] | None:
     """Turn on autolog for ``framework`` with ``options``; return how to turn it off.
 
     Called when a tracked run starts with ``framework`` in its autolog selection. Return
@@ -91,7 +89,7 @@ def tracksdk_autolog(  # type: ignore[empty-body]
 
 
 @hookspec(firstresult=True)
-def tracksdk_save_model(  # type: ignore[empty-body]
+def tracksdk_save_model(
     model: Any, framework: str, path: Path, input_example: Any, formats: tuple[str, ...]
 ) -> str | None:
     """Save ``model`` as an MLflow model in the new folder ``path``; return the flavor name.
@@ -105,9 +103,7 @@ def tracksdk_save_model(  # type: ignore[empty-body]
 
 
 @hookspec(firstresult=True)
-def tracksdk_evaluate(  # type: ignore[empty-body]
-    model: Any, framework: str, X: Any, y: Any
-) -> Evaluation | None:
+def tracksdk_evaluate(model: Any, framework: str, X: Any, y: Any) -> Evaluation | None:
     """Evaluate ``model`` on ``X``, ``y``: metrics and figures (first result).
 
     Return None when ``framework`` is not yours. Classification: accuracy, precision,

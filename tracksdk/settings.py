@@ -24,7 +24,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import (
     BaseSettings,
@@ -146,12 +146,31 @@ class Settings(BaseSettings):
         description="In multi-process jobs (RANK/LOCAL_RANK/WORLD_SIZE set), track every "
         "rank instead of rank 0 only.",
     )
+    autolog: bool | list[str] | dict[str, dict[str, Any]] = Field(
+        default=False,
+        description="Frameworks to autolog inside each run: true (all installed plugins), "
+        "a comma-separated list (sklearn,lightgbm), or JSON with per-framework options.",
+    )
+    plugins: list[str] | None = Field(
+        default=None,
+        description="Comma-separated plugin names to load; default: every installed plugin.",
+    )
     http_timeout: float = Field(default=30.0, gt=0, description="Seconds per HTTP request.")
     http_retries: int = Field(default=2, ge=0, description="Retries of a failed HTTP request.")
     local: LocalSettings = Field(default_factory=LocalSettings)
     dagshub: DagsHubSettings = Field(default_factory=DagsHubSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     capture: CaptureSettings = Field(default_factory=CaptureSettings)
+
+    @field_validator("autolog", mode="before")
+    @classmethod
+    def _autolog_from_text(cls, value: Any) -> Any:
+        return _parse_list_setting(value, allow_bool=True)
+
+    @field_validator("plugins", mode="before")
+    @classmethod
+    def _plugins_from_text(cls, value: Any) -> Any:
+        return _parse_list_setting(value, allow_bool=False)
 
     @classmethod
     def settings_customise_sources(
@@ -167,13 +186,53 @@ class Settings(BaseSettings):
         return (init_settings, *(source for _, source in _file_sources(settings_cls, root)))
 
 
+class _TrackSDKDotEnv(DotEnvSettingsSource):
+    """The ``.env`` source, reading only ``TRACKSDK_*`` lines.
+
+    A project's ``.env`` holds other tools' variables too; pydantic-settings would report
+    them as unknown settings. They are left alone here (``DAGSHUB_USER_TOKEN`` is read by
+    the dagshub backend through :func:`dotenv_value`).
+    """
+
+    def _load_env_vars(self) -> Any:
+        prefix = ENV_PREFIX.lower()
+        return {k: v for k, v in super()._load_env_vars().items() if k.lower().startswith(prefix)}
+
+
+def dotenv_value(root: Path, name: str) -> str | None:
+    """The value of ``name`` in the project's ``.env``, if it has one."""
+    path = root / ".env"
+    if not path.is_file():
+        return None
+    from dotenv import dotenv_values
+
+    value = dotenv_values(path).get(name)
+    if value and _redact.looks_secret(name):
+        _redact.add_secret(value)
+    return value
+
+
+def _parse_list_setting(value: Any, *, allow_bool: bool) -> Any:
+    """Accept ``"a,b"``, ``"true"``/``"false"`` and JSON for list-like settings."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith(("[", "{")):
+        import json
+
+        return json.loads(text)
+    if allow_bool and text.lower() in ("true", "false", "1", "0", "yes", "no", ""):
+        return text.lower() in ("true", "1", "yes")
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def _file_sources(
     settings_cls: type[BaseSettings], root: Path
 ) -> list[tuple[str, PydanticBaseSettingsSource]]:
     """The sources below the call's arguments, highest first, each with a label."""
     return [
         ("environment", EnvSettingsSource(settings_cls)),
-        (str(root / ".env"), DotEnvSettingsSource(settings_cls, env_file=root / ".env")),
+        (str(root / ".env"), _TrackSDKDotEnv(settings_cls, env_file=root / ".env")),
         (
             f"{root / 'pyproject.toml'} [tool.tracksdk]",
             PyprojectTomlConfigSettingsSource(settings_cls, toml_file=root / "pyproject.toml"),

@@ -3,8 +3,8 @@
 A backend turns settings into a :class:`Connection`: tracking URI, registry URI and
 credentials. It never calls MLflow; :mod:`tracksdk._mlflow` does that with the
 connection. The built-ins are ``local``, ``dagshub`` and ``server``; a third party adds
-one through the ``tracksdk.backends`` entry-point group, naming a class (or factory) whose
-instances satisfy :class:`Backend`.
+one through the ``tracksdk.backends`` entry-point group, naming a class (instantiated
+without arguments) or an object that satisfies :class:`Backend`.
 """
 
 from __future__ import annotations
@@ -215,4 +215,10 @@ def resolve(explained: Explained) -> Connection:
 
             return EnvironmentBackend().connect(explained, env_uri)
         name = "local"
-    return get_backend(name, explained.source_of("backend")).connect(explained)
+    conn = get_backend(name, explained.source_of("backend")).connect(explained)
+    if conn.credentials is not None:
+        # A third-party backend's secret is masked like the built-ins' ones.
+        from tracksdk._redact import add_secret
+
+        add_secret(conn.credentials.secret)
+    return conn

@@ -146,6 +146,11 @@ class DagsHubBackend:
         if env:
             _redact.add_secret(env)
             return env, "DAGSHUB_USER_TOKEN"
+        from tracksdk.settings import dotenv_value
+
+        dotenv = dotenv_value(explained.root, "DAGSHUB_USER_TOKEN")
+        if dotenv:
+            return dotenv, f"DAGSHUB_USER_TOKEN in {explained.root / '.env'}"
         cached = read_cached_token(host)
         if cached:
             return cached, f"dagshub token cache ({token_cache_path()})"

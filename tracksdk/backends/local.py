@@ -22,7 +22,12 @@ class LocalBackend:
     def connect(self, explained: Explained) -> Connection:
         """Point at the sqlite store in the configured or discovered project root."""
         root = explained.settings.local.root
-        root = (root if root is not None else explained.root).expanduser().resolve()
+        if root is None:
+            root = explained.root
+        root = root.expanduser()
+        if not root.is_absolute():
+            root = explained.root / root  # relative to the project, not the working directory
+        root = root.resolve()
         uri = f"sqlite:///{root / 'mlflow.db'}"
         return Connection(
             backend=self.name,

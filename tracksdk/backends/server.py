@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -72,6 +73,12 @@ class ServerBackend:
                 "basic", url_password, username=url_user, source="user info in the server URI"
             )
         check_http_url(uri, "TRACKSDK_SERVER__URI", source, credentials is not None)
+        if cfg.ca_bundle is not None and not cfg.ca_bundle.is_file():
+            raise ConfigError(
+                f"TRACKSDK_SERVER__CA_BUNDLE = {str(cfg.ca_bundle)!r} (from "
+                f"{explained.source_of('server.ca_bundle')}) is not a file. Point it at the "
+                "PEM file of the CA that signed the server's certificate."
+            )
         return Connection(
             backend=self.name,
             tracking_uri=uri,
@@ -102,7 +109,13 @@ class EnvironmentBackend:
                 if password
                 else None
             )
-            check_http_url(clean, "MLFLOW_TRACKING_URI", "environment", credentials is not None)
+            # MLflow's own credential variables count too: they would cross the network.
+            env_credentials = any(
+                os.environ.get(k) for k in ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+            )
+            check_http_url(
+                clean, "MLFLOW_TRACKING_URI", "environment", bool(credentials) or env_credentials
+            )
             return Connection(
                 backend=self.name,
                 tracking_uri=clean,

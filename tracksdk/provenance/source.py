@@ -7,7 +7,6 @@ tag; the caller's ``redact`` callable (known secret values) is applied afterward
 
 from __future__ import annotations
 
-import itertools
 import re
 import shlex
 import sys
@@ -35,31 +34,6 @@ REDACTED = "***"
 # Words that make an option or KEY=VALUE name secret. Names are split into words first
 # (`--hf_token` -> hf, token; `--apiKey` -> api, key), so ML options that merely contain such
 # letters stay visible: `--tokenizer`, `--max-tokens`, `--author`, `--keyword`.
-_SECRET_WORDS = frozenset(
-    {
-        "apikey",
-        "auth",
-        "credential",
-        "credentials",
-        "passphrase",
-        "passwd",
-        "password",
-        "pwd",
-        "secret",
-        "token",
-    }
-)
-# Two-word names: "key" alone is too common (`--key-column`) to be a secret by itself.
-_SECRET_PAIRS = frozenset(
-    {
-        ("access", "key"),
-        ("api", "key"),
-        ("private", "key"),
-        ("secret", "key"),
-    }
-)
-_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-_WORD_SEPARATORS = re.compile(r"[-_.\s]+")
 # A long option: one or two dashes and a name of at least two characters (`-p` is not one).
 _LONG_OPTION = re.compile(r"^(--?)([A-Za-z][A-Za-z0-9_.-]+)(=.*)?$", re.DOTALL)
 # KEY=VALUE, as in environment-style or Hydra overrides (`+db.password=...`).
@@ -138,14 +112,10 @@ def _redact_inline(text: str) -> str:
 
 
 def _is_secret_name(name: str) -> bool:
-    words = tuple(
-        word.lower()
-        for word in _WORD_SEPARATORS.split(_CAMEL_BOUNDARY.sub("-", name.lstrip("+~")))
-        if word
-    )
-    if any(word in _SECRET_WORDS for word in words):
-        return True
-    return not _SECRET_PAIRS.isdisjoint(itertools.pairwise(words))
+    # One rule for argument names, parameter names and variables: tracksdk._redact's.
+    from tracksdk._redact import looks_secret
+
+    return looks_secret(name)
 
 
 def command_line(argv: Sequence[str]) -> str:

@@ -1,0 +1,292 @@
+"""Framework plugins through the core: discovery, scoped autolog, model logging, registry.
+
+The plugin used here is tests/resources/tracksdk-dummy, installed as a real package
+(``make test`` installs it) with a ``tracksdk`` entry point for a toy framework.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from core_fixtures import artifact_paths, local_client
+from tracksdk_dummy.plugin import AUTOLOG_STATE, ToyModel
+
+import tracksdk
+from tracksdk import Gate, Register, Result, TrackSDKWarning, _plugins, tracked
+from tracksdk.hookspecs import hookimpl
+
+
+@pytest.fixture(autouse=True)
+def fresh_plugins() -> Any:
+    _plugins.reset()
+    AUTOLOG_STATE.update(enabled=False, options=None)
+    yield
+    _plugins.reset()
+
+
+FRAME = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], "b": [0.5] * 7})
+
+
+def test_installed_plugin_is_discovered() -> None:
+    """The dummy distribution's entry point registers the toy framework."""
+    pm = _plugins.manager()
+    assert "toy" in _plugins.frameworks(pm)
+    assert _plugins.framework_of(pm, ToyModel(2.0)) == "toy"
+    assert _plugins.framework_of(pm, object()) is None
+
+
+def test_autolog_is_scoped_to_the_run(project: Path) -> None:
+    """autolog= turns the framework's autolog on inside the run only, with its options."""
+    AUTOLOG_STATE.update(enabled="the user's own", options={"mine": True})
+    with tracked(autolog={"toy": {"log_models": False}}):
+        assert AUTOLOG_STATE == {"enabled": True, "options": {"log_models": False}}
+    assert AUTOLOG_STATE == {"enabled": "the user's own", "options": {"mine": True}}
+
+
+def test_autolog_from_settings_and_true(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TRACKSDK_AUTOLOG=true enables every installed plugin's framework."""
+    monkeypatch.setenv("TRACKSDK_AUTOLOG", "true")
+    with tracked():
+        assert AUTOLOG_STATE["enabled"] is True
+    assert AUTOLOG_STATE["enabled"] is False
+
+
+def test_autolog_unknown_framework_warns(project: Path) -> None:
+    """A framework no plugin provides is named in one warning; the run goes on."""
+    with (
+        pytest.warns(TrackSDKWarning, match=r"no plugin provides autolog for 'xgboost'"),
+        tracked(autolog=["xgboost"]) as run,
+    ):
+        run.log_metric("m", 1.0)
+    assert run.status == "FINISHED"
+
+
+def test_plugins_setting_limits_loading(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TRACKSDK_PLUGINS limits which plugins load."""
+    monkeypatch.setenv("TRACKSDK_PLUGINS", "something-else")
+    with pytest.warns(TrackSDKWarning, match="available: none installed"), tracked(autolog=["toy"]):
+        pass
+    assert AUTOLOG_STATE["enabled"] is False
+
+
+def test_returned_model_is_logged_with_signature_and_loads(project: Path) -> None:
+    """A returned model is saved by its plugin with a signature from the call's input."""
+
+    @tracked
+    def train(X: pd.DataFrame, coef: float = 2.0) -> ToyModel:
+        return ToyModel(coef)
+
+    model = train(FRAME)
+    import mlflow.pyfunc
+    from core_fixtures import all_runs
+
+    (run,) = all_runs(project)
+    assert run.data.tags["tracksdk.model.framework"] == "toy"
+    uri = run.data.tags["tracksdk.model.uri"]
+    assert uri == f"runs:/{run.info.run_id}/model"
+    client = local_client(project)
+    paths = artifact_paths(client, run.info.run_id)
+    assert "model/MLmodel" in paths and "model/input_example.json" in paths
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{project / 'mlflow.db'}"
+    try:
+        loaded = mlflow.pyfunc.load_model(uri)
+    finally:
+        del os.environ["MLFLOW_TRACKING_URI"]
+    assert loaded.metadata.signature is not None
+    assert [c.name for c in loaded.metadata.signature.inputs.inputs] == ["a", "b"]
+    np.testing.assert_allclose(loaded.predict(FRAME), model.predict(FRAME))
+
+
+def test_model_with_metrics_tuple_and_result(project: Path) -> None:
+    """(model, metrics) and Result(model, metrics, input_example) log both."""
+
+    @tracked
+    def pair() -> tuple[ToyModel, dict[str, float]]:
+        return ToyModel(1.0), {"val_mae": 0.2}
+
+    @tracked
+    def result() -> Result:
+        return Result(ToyModel(1.0), {"val_mae": 0.1}, input_example=FRAME.iloc[:2])
+
+    pair()
+    returned = result()
+    assert isinstance(returned, Result)  # the value itself passes through untouched
+    from core_fixtures import all_runs
+
+    first, second = all_runs(project)
+    assert first.data.metrics == {"val_mae": 0.2} and second.data.metrics == {"val_mae": 0.1}
+    for run in (first, second):
+        assert "model/MLmodel" in artifact_paths(local_client(project), run.info.run_id)
+
+
+def test_register_by_name_sets_challenger_alias(project: Path) -> None:
+    """register="name" creates a version and points the challenger alias at it."""
+
+    @tracked(register="toy-model")
+    def train() -> ToyModel:
+        return ToyModel(3.0)
+
+    train()
+    train()
+    client = local_client(project)
+    versions = sorted(int(v.version) for v in client.search_model_versions("name='toy-model'"))
+    assert versions == [1, 2]
+    assert str(client.get_model_version_by_alias("toy-model", "challenger").version) == "2"
+
+
+def test_champion_gate_promotes_only_better_versions(project: Path) -> None:
+    """The gate moves @champion only when the metric beats the champion's, and says why."""
+    spec = Register("gated", gate=Gate("val_mae", mode="min", min_delta=0.01))
+
+    @tracked(register=spec)
+    def train(mae: float) -> tuple[ToyModel, dict[str, float]]:
+        return ToyModel(1.0), {"val_mae": mae}
+
+    train(0.30)  # v1: no champion yet -> promoted
+    train(0.35)  # v2: worse -> rejected
+    train(0.295)  # v3: better, but by less than min_delta -> rejected
+    train(0.20)  # v4: better -> promoted
+    client = local_client(project)
+    assert str(client.get_model_version_by_alias("gated", "champion").version) == "4"
+    verdicts = {
+        str(v.version): v.tags["tracksdk.gate.verdict"]
+        for v in client.search_model_versions("name='gated'")
+    }
+    assert verdicts == {"1": "promoted", "2": "rejected", "3": "rejected", "4": "promoted"}
+    v2 = client.get_model_version("gated", "2")
+    assert v2.tags["tracksdk.gate.value"] == "0.35"
+    assert v2.tags["tracksdk.gate.champion_value"] == "0.3"
+    assert v2.tags["tracksdk.gate.champion_version"] == "1"
+
+
+def test_gate_without_the_metric_does_not_promote(project: Path) -> None:
+    """A run that never logged the gate metric is registered but not promoted."""
+
+    @tracked(register=Register("nometric", gate=Gate("val_auc")))
+    def train() -> ToyModel:
+        return ToyModel(1.0)
+
+    with pytest.warns(TrackSDKWarning, match="logged no such metric"):
+        train()
+    client = local_client(project)
+    version = client.get_model_version("nometric", "1")
+    assert version.tags["tracksdk.gate.verdict"] == "rejected"
+    assert "champion" not in client.get_registered_model("nometric").aliases
+
+
+RACER = textwrap.dedent(
+    """
+    import sys, time
+    from tracksdk import Gate, Register, tracked
+    from tracksdk_dummy.plugin import ToyModel
+
+    start_at = float(sys.argv[1])
+
+    @tracked(register=Register("raced", gate=Gate("val_auc")))
+    def train():
+        time.sleep(max(0.0, start_at - time.time()))
+        return ToyModel(1.0), {"val_auc": 0.9}
+
+    train()
+    """
+)
+
+
+def test_gate_race_two_processes_exactly_one_wins(project: Path) -> None:
+    """Two trainings with the same score finish together: exactly one is promoted."""
+    (project / "racer.py").write_text(RACER)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRACKSDK_", "MLFLOW_"))}
+    start_at = str(time.time() + 20)  # both import and start their runs before this
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "racer.py", start_at],
+            cwd=project,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err
+    client = local_client(project)
+    verdicts = sorted(
+        v.tags["tracksdk.gate.verdict"] for v in client.search_model_versions("name='raced'")
+    )
+    assert verdicts == ["promoted", "rejected"]
+
+
+def test_evaluate_logs_prefixed_metrics(project: Path) -> None:
+    """tracksdk.evaluate goes through the owning plugin and logs prefixed metrics."""
+    y = FRAME.sum(axis=1) * 2.0 + 1.0
+    with tracked() as run:
+        metrics = tracksdk.evaluate(ToyModel(2.0), FRAME, y, prefix="val_")
+    assert metrics == {"val_mae": 1.0}
+    assert local_client(project).get_run(str(run.run_id)).data.metrics == {"val_mae": 1.0}
+    assert tracksdk.evaluate(ToyModel(2.0), FRAME, y) == {"mae": 1.0}  # works untracked too
+    with pytest.raises(tracksdk.TrackSDKError, match="No installed plugin can evaluate"):
+        tracksdk.evaluate(object(), FRAME, y)
+
+
+def test_log_checkpoint(project: Path) -> None:
+    """log_checkpoint saves intermediate model states under checkpoints/."""
+    with tracked() as run:
+        for step in (1, 2):
+            assert (
+                tracksdk.log_checkpoint(ToyModel(float(step)), step)
+                == f"checkpoints/step-{step:06d}"
+            )
+    paths = artifact_paths(local_client(project), str(run.run_id))
+    assert "checkpoints/step-000001/MLmodel" in paths
+    assert "checkpoints/step-000002/MLmodel" in paths
+
+
+def test_ownership_warning_when_autolog_misses_the_models_framework(project: Path) -> None:
+    """A returned model whose framework is not in autolog= gets a warning naming its plugin."""
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+
+        @tracked(autolog=["not-toy"])
+        def train() -> ToyModel:
+            return ToyModel(1.0)
+
+        train()
+    messages = [str(w.message) for w in record]
+    assert any("belongs to the 'toy' plugin" in m for m in messages), messages
+
+
+def test_broken_plugin_is_a_warning_not_a_crash(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plugin that fails to import, or whose hook raises, is named in a warning."""
+    dist = tmp_path / "site" / "broken_plugin-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[tracksdk]\nbroken = no_such_module_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    with pytest.warns(
+        TrackSDKWarning, match=r"plugin 'broken' \(no_such_module_xyz\) failed to load"
+    ):
+        pm = _plugins.manager()
+    assert "toy" in _plugins.frameworks(pm)  # the others still work
+
+    class Raising:
+        @hookimpl
+        def tracksdk_model_framework(self, model: Any) -> str | None:
+            raise RuntimeError("plugin bug")
+
+    pm.register(Raising(), name="raising")
+    with pytest.warns(TrackSDKWarning, match="plugin 'raising' failed in tracksdk_model_framework"):
+        assert _plugins.framework_of(pm, ToyModel(1.0)) == "toy"

@@ -1,0 +1,110 @@
+"""Loading framework plugins and calling their hooks, one broken plugin at a time.
+
+Plugins are found through the ``tracksdk`` entry-point group, built-in ones
+(``plugins/tracksdk-sklearn``, ``plugins/tracksdk-lightgbm``) exactly like third-party
+ones. ``TRACKSDK_PLUGINS`` (a comma-separated list of entry-point names) limits which
+load. A plugin that fails to import, or a hook that raises, is a warning naming the
+plugin; the other plugins and the run go on.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from importlib.metadata import entry_points
+from typing import Any
+
+import pluggy
+
+from tracksdk import _warn, hookspecs
+
+ENTRY_POINT_GROUP = "tracksdk"
+
+_lock = threading.Lock()
+_manager: pluggy.PluginManager | None = None
+_manager_key: tuple[str, ...] | None = None
+
+
+def manager(only: Iterable[str] | None = None) -> pluggy.PluginManager:
+    """The plugin manager with every allowed plugin registered (built once per selection)."""
+    global _manager, _manager_key
+    key = tuple(sorted(only)) if only is not None else ("*",)
+    with _lock:
+        if _manager is not None and _manager_key == key:
+            return _manager
+        pm = pluggy.PluginManager(hookspecs.PROJECT)
+        pm.add_hookspecs(hookspecs)
+        allowed = None if only is None else set(only)
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if allowed is not None and ep.name not in allowed:
+                continue
+            try:
+                pm.register(ep.load(), name=ep.name)
+            except Exception as exc:
+                _warn.warn(
+                    f"tracksdk: plugin {ep.name!r} ({ep.value}) failed to load and is "
+                    f"skipped: {type(exc).__name__}: {exc}"
+                )
+        _manager, _manager_key = pm, key
+        return pm
+
+
+def reset() -> None:
+    """Forget loaded plugins (tests, and after installing one in a running process)."""
+    global _manager, _manager_key
+    with _lock:
+        _manager, _manager_key = None, None
+
+
+def call_first(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> Any:
+    """Call ``hook`` plugin by plugin; the first non-None result wins.
+
+    Unlike pluggy's own call, a plugin that raises is skipped with a warning.
+    """
+    caller = getattr(pm.hook, hook)
+    # pluggy calls the last registered first; keep that order.
+    for impl in reversed(caller.get_hookimpls()):
+        try:
+            result = impl.function(**{k: kwargs[k] for k in impl.argnames})
+        except Exception as exc:
+            _warn.warn(
+                f"tracksdk: plugin {impl.plugin_name!r} failed in {hook}: "
+                f"{type(exc).__name__}: {exc}. It is skipped for this call."
+            )
+            continue
+        if result is not None:
+            return result
+    return None
+
+
+def call_all(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
+    """Call ``hook`` on every plugin; return ``(plugin name, result)`` for non-None results."""
+    caller = getattr(pm.hook, hook)
+    results = []
+    for impl in reversed(caller.get_hookimpls()):
+        try:
+            result = impl.function(**{k: kwargs[k] for k in impl.argnames})
+        except Exception as exc:
+            _warn.warn(
+                f"tracksdk: plugin {impl.plugin_name!r} failed in {hook}: "
+                f"{type(exc).__name__}: {exc}. It is skipped for this call."
+            )
+            continue
+        if result is not None:
+            results.append((impl.plugin_name, result))
+    return results
+
+
+def frameworks(pm: pluggy.PluginManager) -> dict[str, str]:
+    """Framework name to the plugin that provides it."""
+    found: dict[str, str] = {}
+    for plugin, names in call_all(pm, "tracksdk_frameworks"):
+        for name in names:
+            found.setdefault(str(name), plugin)
+    return found
+
+
+def framework_of(pm: pluggy.PluginManager, model: Any) -> str | None:
+    """The framework that owns ``model``, or None."""
+    result = call_first(pm, "tracksdk_model_framework", model=model)
+    return str(result) if result is not None else None

@@ -1,0 +1,256 @@
+"""The returned model: logged, registered, and promoted through a champion gate.
+
+A tracked function may return a model, ``(model, metrics)``, or a :class:`Result`. The
+plugin owning the model saves it (signature, input example, pinned requirements) and
+tracksdk uploads it to the run as ``model/``. With ``register=`` the model becomes a new
+version in the Model Registry and gets an alias; with a :class:`Gate` the ``champion``
+alias moves to it only when its metric beats the current champion's.
+
+The seed tutorial's stages map to aliases: Staging is ``challenger``, Production is
+``champion`` (MLflow deprecated stages in 2.9; aliases replace them).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from tracksdk import _warn
+from tracksdk.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from tracksdk.backends import Connection
+
+__all__ = ["Gate", "GateVerdict", "Register", "Result"]
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a tracked function may return to log a model with metrics.
+
+    Attributes:
+        model: The trained model; its framework's plugin logs it.
+        metrics: Metrics to log with it (also used by a registration gate).
+        input_example: A few rows of input, for the signature and the example; default:
+            the first rows of the call's first 2-D argument (a DataFrame or array).
+    """
+
+    model: Any
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    input_example: Any = None
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Promote a new version only when ``metric`` beats the champion's.
+
+    Attributes:
+        metric: The metric compared, as logged in the run (e.g. ``"val_auc"``).
+        mode: ``"max"`` when higher is better, ``"min"`` when lower is.
+        min_delta: How much better it must be (absolute).
+    """
+
+    metric: str
+    mode: Literal["max", "min"] = "max"
+    min_delta: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("max", "min"):
+            raise ConfigError(f"Gate mode must be 'max' or 'min', not {self.mode!r}.")
+        if self.min_delta < 0:
+            raise ConfigError(f"Gate min_delta must be >= 0, not {self.min_delta}.")
+
+    def beats(self, new: float, old: float | None) -> bool:
+        """Whether ``new`` is better than ``old`` by at least ``min_delta``."""
+        if math.isnan(new):
+            return False
+        if old is None or math.isnan(old):
+            return True
+        if self.mode == "max":
+            return new > old + self.min_delta
+        return new < old - self.min_delta
+
+
+@dataclass(frozen=True)
+class Register:
+    """Register the returned model as a new version of ``name``.
+
+    Attributes:
+        name: The registered model's name.
+        alias: Alias set on every new version (Staging in the old stage names).
+        gate: When given, ``promote_to`` moves to the new version only if it wins.
+            Without a gate, no promotion happens.
+        promote_to: The alias a winning version gets (Production in the old stage names).
+    """
+
+    name: str
+    alias: str | None = "challenger"
+    gate: Gate | None = None
+    promote_to: str = "champion"
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    """What the gate decided, also written as tags on the new version."""
+
+    metric: str
+    new: float | None
+    champion: float | None
+    champion_version: str | None
+    promoted: bool
+    reason: str
+
+
+def input_sample(value: Any, rows: int = 5) -> Any:
+    """The first ``rows`` rows of a DataFrame or 2-D array, else None."""
+    shape = getattr(value, "shape", None)
+    if shape is None or callable(shape) or len(shape) != 2:
+        return None
+    if hasattr(value, "iloc"):
+        return value.iloc[:rows]
+    try:
+        return value[:rows]
+    except Exception:
+        return None
+
+
+def register_version(
+    conn: Connection,
+    run_id: str,
+    model_uri: str,
+    spec: Register,
+    metrics: Mapping[str, float],
+    lock_dir: Path | None,
+) -> tuple[str, GateVerdict | None]:
+    """Create a model version, set its alias, and run the gate.
+
+    Returns:
+        The new version number and the gate's verdict (None without a gate).
+    """
+    from tracksdk import _mlflow
+
+    client = _mlflow.client(conn)
+    with _mlflow.errors(f"Registering model {spec.name!r}"):
+        _ensure_registered_model(client, spec.name)
+        version = str(client.create_model_version(spec.name, model_uri, run_id=run_id).version)
+        _wait_ready(client, spec.name, version)
+        if spec.alias:
+            client.set_registered_model_alias(spec.name, spec.alias, version)
+        if spec.gate is None:
+            return version, None
+        verdict = _gate(conn, spec, version, metrics, lock_dir)
+        tags = {
+            "tracksdk.gate.metric": verdict.metric,
+            "tracksdk.gate.value": _fmt(verdict.new),
+            "tracksdk.gate.champion_value": _fmt(verdict.champion),
+            "tracksdk.gate.champion_version": verdict.champion_version or "",
+            "tracksdk.gate.verdict": "promoted" if verdict.promoted else "rejected",
+            "tracksdk.gate.reason": verdict.reason,
+        }
+        for key, value in tags.items():
+            client.set_model_version_tag(spec.name, version, key, value)
+    return version, verdict
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else repr(value)
+
+
+def _ensure_registered_model(client: Any, name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        try:
+            client.create_registered_model(name)
+        except MlflowException:
+            client.get_registered_model(name)  # created meanwhile by another process
+
+
+def _wait_ready(client: Any, name: str, version: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = client.get_model_version(name, version).status
+        if status != "PENDING_REGISTRATION":
+            return
+        time.sleep(0.2)
+
+
+def _champion(client: Any, spec: Register, metric: str) -> tuple[str | None, float | None]:
+    """The version at ``promote_to`` and its gate metric, read back from the registry."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        current = client.get_model_version_by_alias(spec.name, spec.promote_to)
+    except MlflowException:
+        return None, None
+    value = None
+    if current.run_id:
+        value = client.get_run(current.run_id).data.metrics.get(metric)
+    return str(current.version), value
+
+
+def _gate(
+    conn: Connection,
+    spec: Register,
+    version: str,
+    metrics: Mapping[str, float],
+    lock_dir: Path | None,
+) -> GateVerdict:
+    assert spec.gate is not None
+    gate = spec.gate
+    new = metrics.get(gate.metric)
+    if new is None:
+        _warn.warn(
+            f"tracksdk: the gate on {spec.name!r} compares {gate.metric!r}, but this run "
+            "logged no such metric: the version is not promoted. Log it, or return it."
+        )
+        return GateVerdict(gate.metric, None, None, None, False, "metric missing in the run")
+    from tracksdk import _mlflow
+
+    client = _mlflow.client(conn)
+    with _GateLock(conn, spec.name, lock_dir):
+        # Read the champion right before moving the alias: a concurrent training that
+        # finished first is then compared against, not overwritten.
+        champion_version, champion = _champion(client, spec, gate.metric)
+        if not gate.beats(new, champion):
+            reason = f"{new!r} does not beat champion v{champion_version}'s {champion!r}"
+            return GateVerdict(gate.metric, new, champion, champion_version, False, reason)
+        client.set_registered_model_alias(spec.name, spec.promote_to, version)
+    reason = (
+        "no champion yet"
+        if champion_version is None
+        else f"{new!r} beats champion v{champion_version}'s {champion!r}"
+    )
+    return GateVerdict(gate.metric, new, champion, champion_version, True, reason)
+
+
+class _GateLock:
+    """Serialise gate decisions on one machine (a file lock next to the project).
+
+    MLflow's registry has no compare-and-set, so processes on different machines can
+    still race between the read and the write; on one machine (the local store, or
+    several jobs of one host), the lock makes exactly one of them win.
+    """
+
+    def __init__(self, conn: Connection, name: str, lock_dir: Path | None) -> None:
+        import hashlib
+
+        from filelock import FileLock
+
+        folder = lock_dir or Path(os.environ.get("TMPDIR", "/tmp"))
+        folder.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha1(f"{conn.registry_uri}|{name}".encode()).hexdigest()[:16]
+        self._lock = FileLock(str(folder / f"gate-{digest}.lock"), timeout=300)
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
