@@ -290,3 +290,72 @@ def test_broken_plugin_is_a_warning_not_a_crash(
     pm.register(Raising(), name="raising")
     with pytest.warns(TrackSDKWarning, match="plugin 'raising' failed in tracksdk_model_framework"):
         assert _plugins.framework_of(pm, ToyModel(1.0)) == "toy"
+
+
+def _cli_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRACKSDK_", "MLFLOW_"))}
+    env["COLUMNS"] = "200"
+    return env
+
+
+def test_models_command_lists_versions_aliases_and_gate(project: Path) -> None:
+    """tracksdk models NAME shows versions, aliases and gate verdicts."""
+
+    @tracked(register=Register("listed-model", gate=Gate("val_mae", mode="min")))
+    def train(mae: float) -> tuple[ToyModel, dict[str, float]]:
+        return ToyModel(1.0), {"val_mae": mae}
+
+    train(0.5)
+    train(0.7)
+    result = subprocess.run(
+        [sys.executable, "-m", "tracksdk.cli", "models", "listed-model"],
+        cwd=project, env=_cli_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if "│" in line}
+    assert "champion" in lines["1"] and "promoted: val_mae=0.5" in lines["1"]
+    assert "challenger" in lines["2"] and "rejected: val_mae=0.7" in lines["2"]
+
+
+@pytest.mark.server
+def test_serve_champion_predicts_like_the_model(project: Path) -> None:
+    """tracksdk serve name@champion answers /invocations with the model's predictions."""
+    import json
+    import signal
+    import socket
+    import urllib.request
+
+    @tracked(register=Register("served", gate=Gate("val_mae", mode="min")))
+    def train(X: pd.DataFrame) -> tuple[ToyModel, dict[str, float]]:
+        return ToyModel(3.0), {"val_mae": 0.1}
+
+    model, _ = train(FRAME)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tracksdk.cli", "serve", "served@champion", "--port", str(port)],
+        cwd=project, env=_cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    payload = json.dumps({"dataframe_split": FRAME.to_dict(orient="split")}).encode()
+    try:
+        deadline = time.monotonic() + 180
+        answer = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/invocations",
+                data=payload,
+                headers={"Content-Type": "application/json"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    answer = json.loads(response.read())
+                break
+            except OSError:
+                time.sleep(1)
+        assert answer is not None, proc.stdout.read().decode() if proc.stdout else ""
+        np.testing.assert_allclose(answer["predictions"], model.predict(FRAME))
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

@@ -406,3 +406,31 @@ def download_artifact(conn: Connection, run_id: str, path: str, dst: str) -> str
     """Download one artifact; return the local path."""
     with errors(f"Downloading artifact {path}"):
         return str(client(conn).download_artifacts(run_id, path, dst))
+
+
+def model_versions(conn: Connection, name: str) -> tuple[list[Any], dict[str, list[str]]]:
+    """Every version of a registered model, newest first, and each version's aliases."""
+    from mlflow.exceptions import MlflowException
+
+    with errors(f"Listing versions of model {name!r}"):
+        versions = client(conn).search_model_versions(f"name='{name}'")
+        aliases: dict[str, list[str]] = {}
+        if versions:
+            try:
+                registered = client(conn).get_registered_model(name)
+            except MlflowException:
+                registered = None
+            # search_model_versions leaves aliases out; the registered model has them.
+            for alias, version in (getattr(registered, "aliases", None) or {}).items():
+                aliases.setdefault(str(version), []).append(alias)
+    return sorted(versions, key=lambda v: int(v.version), reverse=True), aliases
+
+
+def download_model(conn: Connection, model_uri: str, dst: str) -> str:
+    """Download a model (``runs:/``, ``models:/`` or any artifact URI) into ``dst``."""
+    from mlflow.artifacts import download_artifacts
+
+    with errors(f"Downloading model {model_uri}"):
+        return str(
+            download_artifacts(artifact_uri=model_uri, dst_path=dst, tracking_uri=conn.tracking_uri)
+        )

@@ -205,6 +205,97 @@ def runs(
     out.print(table)
 
 
+@app.command()
+def models(
+    name: Annotated[str, typer.Argument(help="The registered model's name.")],
+) -> None:
+    """List a registered model's versions, their aliases and gate verdicts."""
+    from tracksdk import _mlflow
+
+    explained, conn = _resolve()
+    settings = explained.settings
+    saved = _mlflow.activate(
+        conn, http_timeout=settings.http_timeout, http_retries=settings.http_retries
+    )
+    try:
+        versions, aliases = _mlflow.model_versions(conn, name)
+    except TrackSDKError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        _mlflow.restore(saved)
+    if not versions:
+        out.print(f"No versions of model {name!r} on {conn.tracking_uri}.", highlight=False)
+        return
+    table = Table("version", "aliases", "created", "run id", "gate", title=name)
+    for version in versions:
+        created = datetime.fromtimestamp(version.creation_timestamp / 1000)
+        tags = version.tags or {}
+        gate = ""
+        if "tracksdk.gate.verdict" in tags:
+            gate = (
+                f"{tags['tracksdk.gate.verdict']}: {tags.get('tracksdk.gate.metric', '')}="
+                f"{tags.get('tracksdk.gate.value', '')}"
+            )
+        table.add_row(
+            str(version.version),
+            ", ".join(sorted(aliases.get(str(version.version), []))),
+            created.strftime("%Y-%m-%d %H:%M:%S"),
+            (version.run_id or "")[:12],
+            gate,
+        )
+    out.print(table)
+
+
+def model_uri(reference: str) -> str:
+    """``name@alias`` and ``name/version`` as ``models:/`` URIs; URIs as they are."""
+    if ":/" in reference or reference.startswith("/"):
+        return reference
+    return f"models:/{reference}"
+
+
+@app.command()
+def serve(
+    model: Annotated[
+        str, typer.Argument(help="name@alias, name/version, or any model URI (runs:/...).")
+    ],
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 5001,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+) -> None:
+    """Serve a model from the configured backend with `mlflow models serve`.
+
+    The model is downloaded with tracksdk's credentials first, so the serving process
+    needs none; it runs in this Python environment (--env-manager local).
+    """
+    import tempfile
+
+    from tracksdk import _mlflow
+
+    explained, conn = _resolve()
+    settings = explained.settings
+    uri = model_uri(model)
+    with tempfile.TemporaryDirectory(prefix="tracksdk-serve-") as tmp:
+        saved = _mlflow.activate(
+            conn, http_timeout=settings.http_timeout, http_retries=settings.http_retries
+        )
+        try:
+            local = _mlflow.download_model(conn, uri, tmp)
+        except TrackSDKError as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+        finally:
+            _mlflow.restore(saved)
+        command = [
+            sys.executable, "-m", "mlflow", "models", "serve", "-m", local,
+            "--env-manager", "local", "-h", host, "-p", str(port),
+        ]  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
+        # `mlflow models serve` execs uvicorn through bash: it must be on PATH.
+        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        out.print(f"Serving {uri} at http://{host}:{port}/invocations", highlight=False)
+        raise typer.Exit(subprocess.call(command, env=env))
+
+
 def main() -> None:
     """Entry point of the ``tracksdk`` console script."""
     app()
