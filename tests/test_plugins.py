@@ -359,3 +359,50 @@ def test_serve_champion_predicts_like_the_model(project: Path) -> None:
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+@pytest.mark.server
+def test_server_without_registry_and_logged_models(
+    project: Path, dagshub_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a server answering 404 to the registry and logged-model routes: one warning each,
+    the model stays logged in the run, and autolog drops log_models."""
+    from tracksdk import _mlflow
+
+    monkeypatch.setenv("TRACKSDK_BACKEND", "dagshub")
+    monkeypatch.setenv("TRACKSDK_DAGSHUB__HOST", dagshub_server.host)
+    monkeypatch.setenv("TRACKSDK_DAGSHUB__OWNER", dagshub_server.owner)
+    monkeypatch.setenv("TRACKSDK_DAGSHUB__REPO", dagshub_server.repo)
+    monkeypatch.setenv("TRACKSDK_DAGSHUB__TOKEN", dagshub_server.token)
+    _mlflow._capabilities.clear()
+    dagshub_server.fail_routes = {
+        "/api/2.0/mlflow/registered-models/*": 404,
+        "/api/2.0/mlflow/model-versions/*": 404,
+        "/api/2.0/mlflow/logged-models*": 404,
+    }
+
+    @tracked(register="no-registry-model", autolog={"toy": {"log_models": True}})
+    def train() -> ToyModel:
+        assert AUTOLOG_STATE["options"] == {"log_models": False}
+        return ToyModel(1.0)
+
+    try:
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            train()
+    finally:
+        dagshub_server.clear_failures()
+        _mlflow._capabilities.clear()
+    messages = [str(w.message) for w in record]
+    assert any("no logged-model endpoints" in m for m in messages), messages
+    assert any("has no model registry" in m for m in messages), messages
+    assert dagshub_server.count("/api/2.0/mlflow/model-versions/create") == 0
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", dagshub_server.admin_username)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", dagshub_server.admin_password)
+    client = MlflowClient(tracking_uri=dagshub_server.tracking_uri)
+    experiment = client.get_experiment_by_name(project.name)
+    (run,) = client.search_runs([experiment.experiment_id], max_results=1)
+    assert run.data.tags["tracksdk.model.registered"] == "no registry on this server"
+    assert "model/MLmodel" in artifact_paths(client, run.info.run_id)

@@ -434,3 +434,47 @@ def download_model(conn: Connection, model_uri: str, dst: str) -> str:
         return str(
             download_artifacts(artifact_uri=model_uri, dst_path=dst, tracking_uri=conn.tracking_uri)
         )
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a tracking server supports, probed once per connection.
+
+    DagsHub's hosted MLflow has been reported at MLflow 2.x, without MLflow 3's
+    logged-model endpoints and sometimes without the model registry.
+    """
+
+    registry: bool = True
+    logged_models: bool = True
+
+
+_capabilities: dict[str, Capabilities] = {}
+
+
+def capabilities(conn: Connection, timeout: float = 10.0) -> Capabilities:
+    """Probe the registry and logged-model endpoints (404 means missing); cached."""
+    if not conn.is_remote:
+        return Capabilities()
+    if conn.tracking_uri in _capabilities:
+        return _capabilities[conn.tracking_uri]
+    import requests
+
+    headers = {"Authorization": conn.credentials.header()} if conn.credentials else {}
+    verify: bool | str = conn.ca_bundle or conn.verify_tls
+    base = conn.tracking_uri + "/api/2.0/mlflow"
+
+    def answers(method: str, path: str, **kwargs: Any) -> bool:
+        try:
+            response = requests.request(
+                method, base + path, headers=headers, timeout=timeout, verify=verify, **kwargs
+            )
+        except requests.RequestException:
+            return True  # unknown: let the real call report the failure
+        return response.status_code != 404
+
+    found = Capabilities(
+        registry=answers("GET", "/registered-models/search", params={"max_results": 1}),
+        logged_models=answers("POST", "/logged-models/search", json={"max_results": 1}),
+    )
+    _capabilities[conn.tracking_uri] = found
+    return found

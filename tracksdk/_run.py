@@ -308,6 +308,16 @@ class Run:
         from tracksdk.settings import find_project_root
 
         assert self._conn is not None
+        from tracksdk import _mlflow
+
+        if not _mlflow.capabilities(self._conn).registry:
+            _warn.warn(
+                f"tracksdk: {self._conn.tracking_uri} has no model registry, so "
+                f"{spec.name!r} was not registered. The model is logged in the run: "
+                f"{model_uri}."
+            )
+            self.set_tag("tracksdk.model.registered", "no registry on this server")
+            return
         lock_dir = find_project_root() / ".tracksdk"
         try:
             version, verdict = registry.register_version(
@@ -425,6 +435,7 @@ class Session:
         self.source_file = source_file
         self.arguments = arguments
         self.explained: Explained | None = None
+        self._conn: Connection | None = None
         self._autolog_off: list[Callable[[], None]] = []
         self.run = Run()
         self._saved: SavedState | None = None
@@ -478,6 +489,7 @@ class Session:
         from tracksdk._writer import Writer
 
         settings = explained.settings
+        self._conn = conn
         if parent is None:
             self._saved = _mlflow.activate(
                 conn, http_timeout=settings.http_timeout, http_retries=settings.http_retries
@@ -549,9 +561,22 @@ class Session:
                     f"{known}). Install its plugin, or fix the name in autolog=."
                 )
                 continue
+            if options.get("log_models") and not self._server_logs_models():
+                options = {**options, "log_models": False}
+                _warn.warn(
+                    f"tracksdk: the server has no logged-model endpoints (MLflow 2.x); "
+                    f"autolog for {name!r} runs with log_models=False, since MLflow would "
+                    "otherwise drop the metrics too. Return the model to log it instead."
+                )
             off = _plugins.call_first(pm, "tracksdk_autolog", framework=name, options=options)
             if callable(off):
                 self._autolog_off.append(off)
+
+    def _server_logs_models(self) -> bool:
+        from tracksdk import _mlflow
+
+        conn = self._conn
+        return conn is None or _mlflow.capabilities(conn).logged_models
 
     def _disable_autolog(self) -> None:
         while self._autolog_off:
