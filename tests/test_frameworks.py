@@ -136,7 +136,8 @@ def test_regression_evaluation(project: Path) -> None:
 
 
 def test_hyperparameter_search_children_and_best_in_parent(project: Path) -> None:
-    """A tracked function in a loop inside a tracked parent: child runs, best in parent."""
+    """A tracked function in a loop inside a tracked parent: child runs; with best=, the
+    parent records the best child's metric and run id."""
     from core_fixtures import all_runs
 
     @tracked
@@ -145,15 +146,13 @@ def test_hyperparameter_search_children_and_best_in_parent(project: Path) -> Non
         model.fit(X_TRAIN, Y_TRAIN)
         return tracksdk.evaluate(model, X_VAL, Y_VAL, prefix="val_")
 
-    with tracked(experiment="search") as parent:
-        children = {}
-        for leaves in (4, 8, 16):
-            metrics = trial(leaves)
-            children[leaves] = (tracksdk.active_run(), metrics["val_roc_auc"])
-        best = max(children, key=lambda k: children[k][1])
-        parent.log_metrics({"best_val_roc_auc": children[best][1]})
-        parent.set_tag("best_num_leaves", best)
+    with tracked(experiment="search", best=Gate("val_log_loss", mode="min")) as parent:
+        for leaves in (2, 8, 16):
+            trial(leaves)
     runs = all_runs(project)
     kids = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.run_id]
     assert len(kids) == 3
-    assert max(r.data.metrics["val_roc_auc"] for r in kids) == children[best][1]
+    winner = min(kids, key=lambda r: r.data.metrics["val_log_loss"])
+    stored = next(r for r in runs if r.info.run_id == parent.run_id)
+    assert stored.data.metrics["best_val_log_loss"] == winner.data.metrics["val_log_loss"]
+    assert stored.data.tags["tracksdk.best_run_id"] == winner.info.run_id

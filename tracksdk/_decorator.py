@@ -17,7 +17,7 @@ from tracksdk._options import RunOptions
 
 if TYPE_CHECKING:
     from tracksdk._run import Run, Session
-    from tracksdk.registry import Register
+    from tracksdk.registry import Gate, Register
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -164,6 +164,7 @@ def tracked(
     autolog: bool | Iterable[str] | Mapping[str, Mapping[str, Any]] | None = None,
     register: str | Register | None = None,
     formats: Iterable[str] = (),
+    best: str | Gate | None = None,
 ) -> Tracked: ...
 
 
@@ -181,6 +182,7 @@ def tracked(
     autolog: bool | Iterable[str] | Mapping[str, Mapping[str, Any]] | None = None,
     register: str | Register | None = None,
     formats: Iterable[str] = (),
+    best: str | Gate | None = None,
 ) -> Callable[P, R] | Tracked:
     """Track a function or a block as an MLflow run.
 
@@ -207,6 +209,9 @@ def tracked(
         register: Register the returned model: a registered model name, or a
             :class:`~tracksdk.Register` with an alias and a champion :class:`~tracksdk.Gate`.
         formats: Extra model formats to log, e.g. ``["onnx"]`` (needs skl2onnx).
+        best: For a parent run (a search): a metric name (higher is better) or a
+            :class:`~tracksdk.Gate`; when the run ends it records the best child's value
+            as ``best_<metric>`` and its run id as tag ``tracksdk.best_run_id``.
 
     Returns:
         The wrapped function when used bare, else a :class:`Tracked` object that
@@ -226,6 +231,7 @@ def tracked(
         autolog=autolog,
         register=register,
         formats=formats,
+        best=best,
     )
     if func is not None:
         return Tracked(options)(func)

@@ -11,6 +11,7 @@ class RunOptions:
 
     __slots__ = (
         "autolog",
+        "best",
         "experiment",
         "formats",
         "nested",
@@ -35,6 +36,7 @@ class RunOptions:
         autolog: bool | Iterable[str] | Mapping[str, Mapping[str, Any]] | None = None,
         register: Any = None,
         formats: Iterable[str] = (),
+        best: Any = None,
     ) -> None:
         self.experiment = experiment
         self.run_name = run_name
@@ -51,6 +53,12 @@ class RunOptions:
             register = Register(register)
         self.register = register
         self.formats = tuple(formats)
+        # best="val_auc" is Gate("val_auc"): the child run to report is the best by it.
+        if isinstance(best, str):
+            from tracksdk.registry import Gate
+
+            best = Gate(best)
+        self.best = best
 
     def __repr__(self) -> str:
         fields = ", ".join(

@@ -74,6 +74,7 @@ class Run:
         self._checker = checker or Checker(strict=False)
         self._params: dict[str, str] = {}
         self._latest: dict[str, float] = {}  # last value per metric, for registry gates
+        self._children: list[tuple[str, dict[str, float]]] = []  # finished child runs
         self.registered: tuple[str, str, Any] | None = None
         self._lock = threading.Lock()
 
@@ -623,6 +624,8 @@ class Session:
             return
         try:
             status = self._status_for(exc)
+            self._report_to_parent()
+            self._record_best()
             if status == "FAILED" and exc is not None and not isinstance(exc, SystemExit):
                 self._record_error(run, exc)
             elif isinstance(exc, SystemExit):
@@ -633,6 +636,32 @@ class Session:
                 raise  # strict mode, and the function itself succeeded
         finally:
             self._cleanup()
+
+    def _report_to_parent(self) -> None:
+        run = self.run
+        if run.parent is not None and run.run_id is not None:
+            with run.parent._lock:
+                run.parent._children.append((run.run_id, dict(run._latest)))
+
+    def _record_best(self) -> None:
+        """For a search parent: log the best child's metric and run id (``best=``)."""
+        gate = self.options.best
+        run = self.run
+        if gate is None:
+            return
+        best: tuple[str, float] | None = None
+        for run_id, metrics in run._children:
+            value = metrics.get(gate.metric)
+            if value is not None and gate.beats(value, best[1] if best else None):
+                best = (run_id, value)
+        if best is None:
+            _warn.warn(
+                f"tracksdk: best={gate.metric!r} but no child run logged that metric: "
+                "nothing recorded."
+            )
+            return
+        run.log_metric(f"best_{gate.metric}", best[1])
+        run.set_tag("tracksdk.best_run_id", best[0])
 
     @staticmethod
     def _status_for(exc: BaseException | None) -> str:
