@@ -244,6 +244,32 @@ def bench_autolog(repeat: int, rounds: int, default_repeat: int) -> None:
             print(f"| {case} | " + " | ".join(cells) + " |")
 
 
+def bench_switch(repeat: int) -> None:
+    """Print what turning autolog on and off costs per run (not per fit)."""
+    import tracksdk_lightgbm
+    import tracksdk_sklearn
+
+    rows = []
+    for name, plugin in (("sklearn", tracksdk_sklearn), ("lightgbm", tracksdk_lightgbm)):
+        on: list[float] = []
+        off: list[float] = []
+        for _ in range(repeat + 1):
+            start = _now()
+            restore = plugin.tracksdk_autolog(name, {})
+            on.append(_now() - start)
+            start = _now()
+            restore()
+            off.append(_now() - start)
+        rows.append(
+            f"| {name} | {_fmt(on[0])} | {_fmt(statistics.median(on[1:]))} "
+            f"| {_fmt(statistics.median(off[1:]))} |"
+        )
+    print("\n## Autolog switch cost per tracked run\n")
+    print("| plugin | enable, first call | enable (median) | restore (median) |")
+    print("|---|---|---|---|")
+    print("\n".join(rows))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmarks chosen on the command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -271,6 +297,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.only in (None, "save"):
         bench_save(args.repeat, args.default_repeat)
     if args.only in (None, "autolog"):
+        bench_switch(args.repeat)
         bench_autolog(args.repeat, args.rounds, args.default_repeat)
 
 
