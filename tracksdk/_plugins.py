@@ -56,10 +56,11 @@ def reset() -> None:
         _manager, _manager_key = None, None
 
 
-def call_first(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> Any:
-    """Call ``hook`` plugin by plugin; the first non-None result wins.
+def _results(pm: pluggy.PluginManager, hook: str, kwargs: dict[str, Any]) -> Any:
+    """Yield ``(plugin name, result)`` plugin by plugin, skipping a raising plugin.
 
-    Unlike pluggy's own call, a plugin that raises is skipped with a warning.
+    Unlike pluggy's own call, one plugin's exception does not abort the others: it is
+    reported as a warning naming the plugin.
     """
     caller = getattr(pm.hook, hook)
     # pluggy calls the last registered first; keep that order.
@@ -73,26 +74,17 @@ def call_first(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> Any:
             )
             continue
         if result is not None:
-            return result
-    return None
+            yield impl.plugin_name, result
+
+
+def call_first(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> Any:
+    """Call ``hook`` plugin by plugin; the first non-None result wins."""
+    return next((result for _, result in _results(pm, hook, kwargs)), None)
 
 
 def call_all(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
     """Call ``hook`` on every plugin; return ``(plugin name, result)`` for non-None results."""
-    caller = getattr(pm.hook, hook)
-    results = []
-    for impl in reversed(caller.get_hookimpls()):
-        try:
-            result = impl.function(**{k: kwargs[k] for k in impl.argnames})
-        except Exception as exc:
-            _warn.warn(
-                f"tracksdk: plugin {impl.plugin_name!r} failed in {hook}: "
-                f"{type(exc).__name__}: {exc}. It is skipped for this call."
-            )
-            continue
-        if result is not None:
-            results.append((impl.plugin_name, result))
-    return results
+    return list(_results(pm, hook, kwargs))
 
 
 def frameworks(pm: pluggy.PluginManager) -> dict[str, str]:

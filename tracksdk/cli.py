@@ -6,9 +6,11 @@ Built on Typer; every command resolves settings exactly as a tracked run would, 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -31,6 +33,24 @@ app = typer.Typer(
 )
 out = Console()
 err = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def _connected(explained: Explained, conn: Connection) -> Iterator[None]:
+    """MLflow pointed at ``conn`` with its credentials, as during a run; errors exit 1."""
+    from tracksdk import _mlflow
+
+    settings = explained.settings
+    saved = _mlflow.activate(
+        conn, http_timeout=settings.http_timeout, http_retries=settings.http_retries
+    )
+    try:
+        yield
+    except TrackSDKError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        _mlflow.restore(saved)
 
 
 def _resolve() -> tuple[Explained, Connection]:
@@ -180,18 +200,8 @@ def runs(
 
     explained, conn = _resolve()
     name = experiment or explained.settings.experiment or explained.root.name
-    settings = explained.settings
-    # Credentials reach MLflow the same way as during a run.
-    saved = _mlflow.activate(
-        conn, http_timeout=settings.http_timeout, http_retries=settings.http_retries
-    )
-    try:
+    with _connected(explained, conn):
         found = _mlflow.search_runs(conn, name, limit)
-    except TrackSDKError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from None
-    finally:
-        _mlflow.restore(saved)
     if not found:
         out.print(f"No runs in experiment {name!r} on {conn.tracking_uri}.", highlight=False)
         return
@@ -213,17 +223,8 @@ def models(
     from tracksdk import _mlflow
 
     explained, conn = _resolve()
-    settings = explained.settings
-    saved = _mlflow.activate(
-        conn, http_timeout=settings.http_timeout, http_retries=settings.http_retries
-    )
-    try:
+    with _connected(explained, conn):
         versions, aliases = _mlflow.model_versions(conn, name)
-    except TrackSDKError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from None
-    finally:
-        _mlflow.restore(saved)
     if not versions:
         out.print(f"No versions of model {name!r} on {conn.tracking_uri}.", highlight=False)
         return
@@ -272,19 +273,10 @@ def serve(
     from tracksdk import _mlflow
 
     explained, conn = _resolve()
-    settings = explained.settings
     uri = model_uri(model)
     with tempfile.TemporaryDirectory(prefix="tracksdk-serve-") as tmp:
-        saved = _mlflow.activate(
-            conn, http_timeout=settings.http_timeout, http_retries=settings.http_retries
-        )
-        try:
+        with _connected(explained, conn):
             local = _mlflow.download_model(conn, uri, tmp)
-        except TrackSDKError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False)
-            raise typer.Exit(1) from None
-        finally:
-            _mlflow.restore(saved)
         command = [
             sys.executable, "-m", "mlflow", "models", "serve", "-m", local,
             "--env-manager", "local", "-h", host, "-p", str(port),
