@@ -156,3 +156,26 @@ def test_hyperparameter_search_children_and_best_in_parent(project: Path) -> Non
     stored = next(r for r in runs if r.info.run_id == parent.run_id)
     assert stored.data.metrics["best_val_log_loss"] == winner.data.metrics["val_log_loss"]
     assert stored.data.tags["tracksdk.best_run_id"] == winner.info.run_id
+
+
+def test_onnx_copy_logged_next_to_the_model(project: Path) -> None:
+    """formats=["onnx"] also logs model-onnx/model.onnx, which predicts like the model."""
+    import onnxruntime
+    from core_fixtures import local_client
+
+    @tracked(formats=["onnx"])
+    def train(X_train: Any, y_train: Any) -> Any:
+        return LogisticRegression(max_iter=5000).fit(X_train, y_train)
+
+    with tracked() as parent:
+        model = train(X_TRAIN, Y_TRAIN)
+    client = local_client(project)
+    (child,) = client.search_runs(
+        [parent.experiment_id], f"tags.mlflow.parentRunId = '{parent.run_id}'"
+    )
+    assert "model-onnx/model.onnx" in artifact_paths(client, child.info.run_id)
+    local = client.download_artifacts(child.info.run_id, "model-onnx/model.onnx", str(project))
+    session = onnxruntime.InferenceSession(local)
+    name = session.get_inputs()[0].name
+    labels = session.run(None, {name: np.asarray(X_VAL, dtype=np.float32)})[0]
+    np.testing.assert_array_equal(labels, model.predict(X_VAL))
