@@ -406,3 +406,20 @@ def test_server_without_registry_and_logged_models(
     (run,) = client.search_runs([experiment.experiment_id], max_results=1)
     assert run.data.tags["tracksdk.model.registered"] == "no registry on this server"
     assert "model/MLmodel" in artifact_paths(client, run.info.run_id)
+
+
+def test_returning_evaluated_metrics_logs_each_point_once(project: Path) -> None:
+    """Metrics that evaluate() already logged are not logged again when returned."""
+    y_true = FRAME.sum(axis=1) * 2.0 + 1.0
+
+    @tracked(autolog="toy")  # a single name, not a list of letters
+    def train() -> tuple[ToyModel, dict[str, float]]:
+        assert AUTOLOG_STATE["enabled"] is True
+        model = ToyModel(2.0)
+        return model, tracksdk.evaluate(model, FRAME, y_true, prefix="val_")
+
+    train()
+    from core_fixtures import all_runs
+
+    (run,) = all_runs(project)
+    assert len(local_client(project).get_metric_history(run.info.run_id, "val_mae")) == 1

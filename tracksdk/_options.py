@@ -77,7 +77,9 @@ class RunOptions:
             out["strict"] = self.strict
         if self.autolog is not None:
             autolog = self.autolog
-            if not isinstance(autolog, bool | Mapping):
+            if isinstance(autolog, str):
+                autolog = [autolog]  # autolog="sklearn", not its letters
+            elif not isinstance(autolog, bool | Mapping):
                 autolog = list(autolog)
             out["autolog"] = autolog
         return out

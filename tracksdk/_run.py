@@ -345,8 +345,9 @@ class Run:
         if self._writer is None:
             return None
         from tracksdk import _plugins
+        from tracksdk._api import _allowed_plugins
 
-        pm = _plugins.manager()
+        pm = _plugins.manager(_allowed_plugins())
         framework = _plugins.framework_of(pm, model)
         if framework is None:
             self._checker.problem(
@@ -376,7 +377,14 @@ class Run:
             and result
             and all(isinstance(k, str) and _is_number(v) for k, v in result.items())
         ):
-            self.log_metrics(result)
+            self.log_metrics(self._not_yet_logged(result))
+
+    def _not_yet_logged(self, metrics: Mapping[str, Any]) -> dict[str, Any]:
+        """Metrics whose value differs from the last one logged under that key.
+
+        Returning what ``tracksdk.evaluate`` already logged must not add a second point.
+        """
+        return {k: v for k, v in metrics.items() if self._latest.get(k) != float(v)}
 
 
 def _is_number(value: Any) -> bool:
@@ -624,7 +632,8 @@ class Session:
             return
         try:
             status = self._status_for(exc)
-            self._report_to_parent()
+            if status == "FINISHED":  # a failed trial is never a search's best
+                self._report_to_parent()
             self._record_best()
             if status == "FAILED" and exc is not None and not isinstance(exc, SystemExit):
                 self._record_error(run, exc)
@@ -726,7 +735,7 @@ class Session:
         example: Any = None
         if isinstance(result, Result):
             model, example = result.model, result.input_example
-            run.log_metrics(result.metrics)
+            run.log_metrics(run._not_yet_logged(result.metrics))
         elif (
             isinstance(result, tuple)
             and len(result) == 2
@@ -734,7 +743,7 @@ class Session:
             and all(_is_number(v) for v in result[1].values())
         ):
             model = result[0]
-            run.log_metrics(result[1])
+            run.log_metrics(run._not_yet_logged(result[1]))
         elif isinstance(result, Mapping):
             run._handle_result(result)
         elif result is not None:
