@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,17 +260,6 @@ def pop_active(run_id: str) -> None:
     fluent._last_active_run_id.set(run_id)
 
 
-def active_mlflow_run_id() -> str | None:
-    """The run id of MLflow's own active run in this thread, if any."""
-    run = mlflow.active_run()
-    return run.info.run_id if run is not None else None
-
-
-def now_ms() -> int:
-    """Milliseconds since the epoch, as MLflow timestamps are."""
-    return int(time.time() * 1000)
-
-
 def log_batch(
     conn: Connection,
     run_id: str,
@@ -369,12 +357,6 @@ def set_terminated(conn: Connection, run_id: str, status: str) -> None:
         client(conn).set_terminated(run_id, RunStatus.to_string(RunStatus.from_string(status)))
 
 
-def get_run(conn: Connection, run_id: str) -> Any:
-    """Read a run back (for tracksdk.testing and the CLI)."""
-    with errors(f"Reading run {run_id}"):
-        return client(conn).get_run(run_id)
-
-
 def search_runs(conn: Connection, experiment_name: str, max_results: int) -> list[Any]:
     """The experiment's most recent runs, newest first."""
     with errors(f"Listing runs of {experiment_name!r}"):
@@ -388,24 +370,6 @@ def search_runs(conn: Connection, experiment_name: str, max_results: int) -> lis
                 order_by=["attributes.start_time DESC"],
             )
         )
-
-
-def list_artifacts(conn: Connection, run_id: str, path: str | None = None) -> list[str]:
-    """Every artifact file path of a run, recursively."""
-    files: list[str] = []
-    with errors(f"Listing artifacts of run {run_id}"):
-        for info in client(conn).list_artifacts(run_id, path):
-            if info.is_dir:
-                files.extend(list_artifacts(conn, run_id, info.path))
-            else:
-                files.append(info.path)
-    return files
-
-
-def download_artifact(conn: Connection, run_id: str, path: str, dst: str) -> str:
-    """Download one artifact; return the local path."""
-    with errors(f"Downloading artifact {path}"):
-        return str(client(conn).download_artifacts(run_id, path, dst))
 
 
 def model_versions(conn: Connection, name: str) -> tuple[list[Any], dict[str, list[str]]]:

@@ -365,11 +365,7 @@ class Run:
     # -- results ---------------------------------------------------------------------
 
     def _handle_result(self, result: Any) -> None:
-        """Log what the tracked function returned. A mapping of numbers becomes metrics.
-
-        This is the one place where returned values are interpreted; framework plugins
-        hook model handling in here.
-        """
+        """Log a returned mapping of numbers as metrics (models: Session.handle_result)."""
         if self._writer is None:
             return
         if (
