@@ -82,6 +82,9 @@ _SERVER_ENV = {
 }
 
 
+HANG_SECONDS = 120.0  # the longest a "hang" failure holds a request
+
+
 class ServerStartError(RuntimeError):
     """A test server did not become healthy; the message ends with its log tail."""
 
@@ -552,6 +555,20 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         owner = self.server.owner
         path = urlsplit(self.path).path
         action = owner._take_failure(path)
+        if action == "hang":  # a black hole: the connection is accepted, never answered
+            owner._record(self.command, path, 0)
+            owner._hang.wait(HANG_SECONDS)
+            self.close_connection = True
+            return
+        if isinstance(action, str) and action.startswith("retry-after:"):
+            _, status, seconds = action.split(":")
+            self._discard_body()
+            self._retry_after = seconds
+            self._send_json(int(status), {
+                "error_code": "TEMPORARILY_UNAVAILABLE",
+                "message": f"injected failure {status} for {path}, retry after {seconds} s",
+            })  # fmt: skip
+            return
         if action is not None and action not in ("drop", "lose"):
             self._discard_body()
             self._send_json(int(action), {
@@ -618,6 +635,10 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         if status == 401:
             self.send_header("WWW-Authenticate", 'Basic realm="DagsHub"')
+        retry_after = getattr(self, "_retry_after", None)
+        if retry_after is not None:
+            self.send_header("Retry-After", retry_after)
+            self._retry_after = None
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
@@ -694,7 +715,8 @@ class DagsHubServer:
 
     Request log and counting:
         ``requests`` is a list of ``(method, path, status)`` (status 0 for a dropped or lost
-        answer), appended just before the answer is sent. ``count(route, method=None)`` counts
+        answer), appended just before the answer is sent; ``request_times`` holds the
+        ``time.monotonic()`` of each. ``count(route, method=None)`` counts
         entries whose path is ``route`` or ``prefix + route`` (a ``route`` ending in ``*``
         matches paths starting with the rest), so
         ``count("/api/2.0/mlflow/runs/create")`` counts run creations and
@@ -707,6 +729,10 @@ class DagsHubServer:
     * ``"drop"``: close the connection without forwarding or answering;
     * ``"lose"``: forward (the server does the work), then close without answering (a lost
       response, e.g. to provoke a retried ``runs/create``);
+    * ``"hang"``: accept the request and never answer (a black hole), until
+      ``release_hangs()`` or ``HANG_SECONDS``;
+    * ``"retry-after:<status>:<seconds>"``, e.g. ``"retry-after:429:2"``: answer that
+      status with a ``Retry-After`` header, without forwarding;
     * ``(action, n)``: the action for the next ``n`` matching requests only, then removed.
 
     ``fail_routes`` may be replaced or mutated at any time; ``clear_failures()`` empties it.
@@ -734,7 +760,9 @@ class DagsHubServer:
         self.port = port or free_port()
         self.prefix = f"/{owner}/{repo}.mlflow"
         self.fail_routes: dict[str, Any] = {}
+        self._hang = threading.Event()
         self.requests: list[tuple[str, str, int]] = []
+        self.request_times: list[float] = []  # time.monotonic() of each entry of requests
         self._state_lock = threading.Lock()
         self._httpd: _ProxyHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -876,6 +904,12 @@ class DagsHubServer:
     def _record(self, method: str, path: str, status: int) -> None:
         with self._state_lock:
             self.requests.append((method, path, status))
+            self.request_times.append(time.monotonic())
+
+    def release_hangs(self) -> None:
+        """Let every request held by a ``"hang"`` failure go (closed without an answer)."""
+        self._hang.set()
+        self._hang = threading.Event()
 
     def _take_failure(self, path: str) -> int | str | None:
         with self._state_lock:
@@ -904,10 +938,12 @@ class DagsHubServer:
     def reset_counts(self) -> None:
         with self._state_lock:
             self.requests.clear()
+            self.request_times.clear()
 
     def clear_failures(self) -> None:
         with self._state_lock:
             self.fail_routes.clear()
+        self.release_hangs()
 
     # ---- the DagsHub API ----
     def token_ok(self, authorization: str | None) -> bool:

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -200,51 +201,72 @@ def test_dagshub_wrong_token_is_a_clear_config_error(project: Path, dagshub_serv
     assert "wrong-token-000000" not in result.stderr
 
 
-def test_dagshub_wrong_token_with_username_runs_untracked(
+def test_dagshub_wrong_token_is_one_clear_error_and_no_retry_storm(
     project: Path, dagshub_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With the user name given, a wrong token fails at run creation: warned, not fatal."""
+    """With the user name given, a wrong token fails at run creation with one error.
+
+    The error names the credential to fix, never shows the token, and the sender stops:
+    the store sees one refused request, not a retry per record. The run is kept in the
+    journal for `tracksdk sync`.
+    """
     for key, value in dagshub_env(dagshub_server).items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("TRACKSDK_DAGSHUB__USERNAME", dagshub_server.username)
     monkeypatch.setenv("TRACKSDK_DAGSHUB__TOKEN", "wrong-token-111111")
-
-    @tracked
-    def train() -> int:
-        return 42
-
-    with pytest.warns(TrackSDKWarning, match="runs untracked") as record:
-        assert train() == 42
-    assert all("wrong-token-111111" not in str(w.message) for w in record)
-
-
-def test_server_failure_mid_run_is_one_warning(
-    project: Path, dagshub_server: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Writes failing mid-run give one warning; the function's result is unchanged."""
-    for key, value in dagshub_env(dagshub_server).items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("TRACKSDK_DAGSHUB__TOKEN", dagshub_server.token)
-    monkeypatch.setenv("TRACKSDK_HTTP_RETRIES", "0")
+    dagshub_server.reset_counts()
 
     @tracked
     def train() -> dict[str, float]:
-        dagshub_server.fail_routes = {"/api/2.0/mlflow/runs/log-batch": 503}
-        for step in range(5):
-            tracksdk.log_metric("loss", 1.0, step=step)
-        dagshub_server.clear_failures()
-        tracksdk.log_metric("after", 1.0)
+        for step in range(50):
+            tracksdk.log_metric("loss", 1.0 / (step + 1), step=step)
+        return {"acc": 0.5}
+
+    with pytest.warns(TrackSDKWarning) as record:
+        assert train() == {"acc": 0.5}
+    messages = [str(w.message) for w in record if issubclass(w.category, TrackSDKWarning)]
+    assert len(messages) == 1, messages
+    assert "HTTP 401" in messages[0] and "TRACKSDK_DAGSHUB__TOKEN" in messages[0]
+    assert "tracksdk sync" in messages[0]
+    assert all("wrong-token-111111" not in m for m in messages)
+    refused = [r for r in dagshub_server.requests if r[1].startswith(dagshub_server.prefix)]
+    assert len(refused) <= 2, refused
+    journals = list((project / ".tracksdk" / "journal").iterdir())
+    assert len(journals) == 1
+    assert b'"loss"' in (journals[0] / "seg-000001.log").read_bytes()
+
+
+def test_server_failures_mid_run_are_retried_and_nothing_is_lost(
+    project: Path, dagshub_server: Any, monkeypatch: pytest.MonkeyPatch, reader_env: None
+) -> None:
+    """503s on log-batch mid-run: the calls return at once, and every point arrives once."""
+    for key, value in dagshub_env(dagshub_server).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("TRACKSDK_DAGSHUB__TOKEN", dagshub_server.token)
+
+    @tracked
+    def train() -> dict[str, float]:
+        dagshub_server.fail_routes = {"/api/2.0/mlflow/runs/log-batch": (503, 3)}
+        for step in range(20):
+            tracksdk.log_metric("loss", 1.0 / (step + 1), step=step)
+            time.sleep(0.05)
         return {"acc": 0.5}
 
     try:
-        with pytest.warns(TrackSDKWarning, match="Logging to the run failed") as record:
-            assert train() == {"acc": 0.5}
+        assert train() == {"acc": 0.5}
     finally:
         dagshub_server.clear_failures()
-    failures = [w for w in record if "failed" in str(w.message)]
-    assert len(failures) == 1
-    run = tracksdk.active_run()
-    assert run is None
+    assert dagshub_server.count("/api/2.0/mlflow/runs/log-batch") >= 4  # 3 refused + sent
+    client = client_for(
+        dagshub_server.tracking_uri, dagshub_server.admin_username, dagshub_server.admin_password
+    )
+    [run] = client.search_runs(
+        [client.get_experiment_by_name(project.name).experiment_id], max_results=5
+    )
+    assert run.info.status == "FINISHED"
+    history = client.get_metric_history(run.info.run_id, "loss")
+    assert sorted(m.step for m in history) == list(range(20))
+    assert run.data.metrics["acc"] == 0.5
 
 
 # -- the same verdict on every backend ----------------------------------------------------

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from tracksdk._api import (
     evaluate,
+    flush,
     log_artifact,
     log_artifacts,
     log_checkpoint,
@@ -65,6 +66,7 @@ __all__ = [
     "active_run",
     "configure",
     "evaluate",
+    "flush",
     "log_artifact",
     "log_artifacts",
     "log_checkpoint",

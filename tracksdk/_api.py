@@ -120,6 +120,19 @@ def log_checkpoint(model: Any, step: int) -> str | None:
     return _run().log_checkpoint(model, step)
 
 
+def flush(timeout: float | None = None) -> bool:
+    """Wait until everything the current run logged so far is in the store.
+
+    Logging never waits for the store; call this before reading the run back mid-run.
+    Waits at most ``timeout`` seconds (default ``TRACKSDK_FLUSH_TIMEOUT``).
+
+    Returns:
+        True when all of it is in the store; False when offline, untracked, or the store
+        did not take it in time (it stays journaled).
+    """
+    return _run().flush(timeout)
+
+
 def evaluate(model: Any, X: Any, y: Any, prefix: str = "") -> dict[str, float]:
     """Evaluate ``model`` on ``X``, ``y`` through its plugin; log and return the metrics.
 

@@ -442,3 +442,395 @@ def capabilities(conn: Connection, timeout: float = 10.0) -> Capabilities:
     )
     _capabilities[conn.tracking_uri] = found
     return found
+
+
+# -- the journal's sender: store calls with failures classified --------------------------
+
+
+class Transient(TrackingError):
+    """The store could not be reached or asked to come back later: retry."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AuthFailed(TrackingError):
+    """The store refused the credentials (401/403): retrying cannot help."""
+
+
+class Rejected(TrackingError):
+    """The store refused the request itself (4xx): retrying the same request cannot help."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (a number or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        import time as _time
+
+        return max(0.0, parsedate_to_datetime(value).timestamp() - _time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def auth_message(conn: Connection, status: int) -> str:
+    """Say which credential the store refused and how to fix it. Never shows the secret."""
+    creds = conn.credentials
+    where = f"{conn.tracking_uri} answered HTTP {status}"
+    if conn.backend == "dagshub":
+        fix = (
+            "fix the DagsHub token (TRACKSDK_DAGSHUB__TOKEN or DAGSHUB_USER_TOKEN; "
+            f"now from {creds.source if creds else 'nowhere'}) and check that it may write "
+            "to the repository"
+        )
+    elif creds is None:
+        fix = (
+            "the server needs credentials: set TRACKSDK_SERVER__TOKEN, or "
+            "TRACKSDK_SERVER__USERNAME and TRACKSDK_SERVER__PASSWORD"
+        )
+    elif creds.kind == "bearer":
+        fix = f"fix the bearer token (from {creds.source}; TRACKSDK_SERVER__TOKEN)"
+    else:
+        fix = (
+            f"fix the user name or password of {creds.username!r} (from {creds.source}; "
+            "TRACKSDK_SERVER__USERNAME, TRACKSDK_SERVER__PASSWORD)"
+        )
+    return f"{where}: {fix}"
+
+
+def _classify(conn: Connection, exc: BaseException, action: str) -> TrackingError:
+    """Sort an exception from MLflow or the network into the sender's three cases."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, (Transient, AuthFailed, Rejected)):
+        return exc
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(chain) < 10:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    for item in chain:
+        response = getattr(item, "response", None)
+        status = getattr(response, "status_code", None)
+        if isinstance(status, int):
+            if status in (401, 403):
+                return AuthFailed(auth_message(conn, status))
+            if status in (408, 429) or status >= 500:
+                headers = getattr(response, "headers", None) or {}
+                return Transient(
+                    f"{action}: HTTP {status}", _retry_after(headers.get("Retry-After"))
+                )
+        if isinstance(item, (requests.ConnectionError, requests.Timeout, ConnectionError)):
+            return Transient(f"{action}: {describe(item)}")
+    if not conn.is_remote:
+        for item in chain:
+            # A local store that cannot be written (a file where a folder should be, no
+            # permission) will not heal by retrying; "database is locked" is no OSError.
+            if isinstance(item, OSError) and not isinstance(item, ConnectionError):
+                return Rejected(f"{action}: {describe(item)}", "LOCAL_STORE")
+    if isinstance(exc, MlflowException):
+        code = str(exc.error_code)
+        if code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+            return AuthFailed(auth_message(conn, 401 if code == "UNAUTHENTICATED" else 403))
+        if code in (
+            "INVALID_PARAMETER_VALUE",
+            "RESOURCE_DOES_NOT_EXIST",
+            "RESOURCE_ALREADY_EXISTS",
+            "INVALID_STATE",
+            "BAD_REQUEST",
+        ):
+            return Rejected(f"{action}: {describe(exc)}", code)
+    return Transient(f"{action}: {describe(exc)}")
+
+
+class Transport:
+    """The sender's calls to one store.
+
+    Over HTTP it speaks MLflow's REST API itself, with one attempt per call, a timeout,
+    and the credentials as a header: the sender owns the retry policy (backoff with
+    jitter, Retry-After, no retry on 401/403), which MLflow's client hides. A local store
+    is written through MlflowClient. Every failure is raised as :class:`Transient`,
+    :class:`AuthFailed` or :class:`Rejected`.
+    """
+
+    def __init__(self, conn: Connection, timeout: float) -> None:
+        self.conn = conn
+        self.timeout = timeout
+        self._experiments: dict[str, str] = {}
+        self._session: Any = None
+        if conn.is_remote:
+            import requests
+
+            session = requests.Session()
+            if conn.credentials is not None:
+                session.headers["Authorization"] = conn.credentials.header()
+            session.verify = conn.ca_bundle or conn.verify_tls
+            self._session = session
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        if self._session is not None:
+            self._session.close()
+
+    # -- REST ------------------------------------------------------------------------
+
+    def _call(self, api: Any, message: Any) -> Any:
+        import json
+
+        import requests
+        from mlflow.store.tracking.rest_store import RestStore
+        from mlflow.utils.proto_json_utils import message_to_json, parse_dict
+
+        endpoint, method = RestStore._METHOD_TO_INFO[api]
+        body = json.loads(message_to_json(message))
+        url = self.conn.tracking_uri.rstrip("/") + endpoint
+        try:
+            if method == "GET":
+                response = self._session.get(url, params=body, timeout=self.timeout)
+            else:
+                response = self._session.request(method, url, json=body, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise Transient(describe(exc)) from None
+        status = response.status_code
+        if status == 200:
+            reply = api.Response()
+            parse_dict(  # type: ignore[no-untyped-call]
+                js_dict=response.json() if response.text.strip() else {}, message=reply
+            )
+            return reply
+        if status in (401, 403):
+            raise AuthFailed(auth_message(self.conn, status))
+        if status in (408, 429) or status >= 500:
+            raise Transient(
+                f"{endpoint}: HTTP {status}", _retry_after(response.headers.get("Retry-After"))
+            )
+        try:
+            error = response.json()
+        except ValueError:
+            error = {}
+        code = str(error.get("error_code", ""))
+        text = _redact.redact(str(error.get("message", response.text[:200])))
+        raise Rejected(f"{endpoint}: HTTP {status} {code}: {text}", code)
+
+    # -- operations ------------------------------------------------------------------
+
+    def experiment_id(self, name: str) -> str:
+        """The experiment's id, created when missing."""
+        if name in self._experiments:
+            return self._experiments[name]
+        if not self.conn.is_remote:
+            try:
+                found = ensure_experiment(self.conn, name)
+            except TrackingError as exc:
+                raise _classify(self.conn, exc.__cause__ or exc, "Opening experiment") from None
+        else:
+            found = self._rest_experiment(name)
+        self._experiments[name] = found
+        return found
+
+    def _rest_experiment(self, name: str) -> str:
+        from mlflow.protos.service_pb2 import CreateExperiment, GetExperimentByName
+
+        for _ in range(3):
+            try:
+                reply = self._call(GetExperimentByName, GetExperimentByName(experiment_name=name))
+                if reply.experiment.lifecycle_stage == "deleted":
+                    raise Rejected(
+                        f"Experiment {name!r} is deleted (in the trash): restore it in the "
+                        "MLflow UI or choose another name",
+                        "INVALID_STATE",
+                    )
+                return str(reply.experiment.experiment_id)
+            except Rejected as exc:
+                if exc.code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+            try:
+                reply = self._call(CreateExperiment, CreateExperiment(name=name))
+                return str(reply.experiment_id)
+            except Rejected as exc:
+                if exc.code != "RESOURCE_ALREADY_EXISTS":  # created meanwhile: read it again
+                    raise
+        raise Transient(f"Experiment {name!r} could not be read or created")
+
+    def find_run(self, experiment_id: str, client_id: str) -> CreatedRun | None:
+        """The run an earlier attempt created for ``client_id``, if any."""
+        query = f"tags.`tracksdk.client_run_id` = '{client_id}'"
+        if self.conn.is_remote:
+            from mlflow.entities import Run as RunEntity
+            from mlflow.entities import ViewType
+            from mlflow.protos.service_pb2 import SearchRuns
+
+            reply = self._call(
+                SearchRuns,
+                SearchRuns(
+                    experiment_ids=[experiment_id],
+                    filter=query,
+                    run_view_type=ViewType.to_proto(ViewType.ALL),  # type: ignore[arg-type]
+                    max_results=1,
+                ),
+            )
+            runs = [RunEntity.from_proto(r) for r in reply.runs]
+        else:
+            try:
+                runs = list(
+                    client(self.conn).search_runs(
+                        [experiment_id], query, run_view_type=3, max_results=1
+                    )
+                )
+            except Exception as exc:
+                raise _classify(self.conn, exc, "Looking for the run") from None
+        if not runs:
+            return None
+        run = runs[0]
+        return CreatedRun(run.info.run_id, run.info.experiment_id, run.info.artifact_uri, run)
+
+    def create_run(
+        self,
+        experiment_id: str,
+        run_name: str | None,
+        tags: Mapping[str, str],
+        start_ms: int,
+    ) -> CreatedRun:
+        """Create a RUNNING run."""
+        if self.conn.is_remote:
+            from mlflow.entities import Run as RunEntity
+            from mlflow.protos.service_pb2 import CreateRun
+
+            reply = self._call(
+                CreateRun,
+                CreateRun(
+                    experiment_id=experiment_id,
+                    user_id=tags.get("mlflow.user", ""),
+                    start_time=start_ms,
+                    tags=[RunTag(k, v).to_proto() for k, v in tags.items()],
+                    run_name=run_name or "",
+                ),
+            )
+            run = RunEntity.from_proto(reply.run)
+        else:
+            try:
+                run = client(self.conn).create_run(
+                    experiment_id, start_time=start_ms, tags=dict(tags), run_name=run_name
+                )
+            except Exception as exc:
+                raise _classify(self.conn, exc, "Creating the run") from None
+        return CreatedRun(run.info.run_id, run.info.experiment_id, run.info.artifact_uri, run)
+
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[Sequence[Any]],
+        params: Mapping[str, str],
+        tags: Mapping[str, str],
+    ) -> None:
+        """Write one batch (the caller keeps MLflow's per-request limits)."""
+        metric_list = [Metric(k, float(v), int(ts), int(step)) for k, v, ts, step in metrics]
+        param_list = [Param(k, v) for k, v in params.items()]
+        tag_list = [RunTag(k, v) for k, v in tags.items()]
+        if self.conn.is_remote:
+            from mlflow.protos.service_pb2 import LogBatch
+
+            self._call(
+                LogBatch,
+                LogBatch(
+                    run_id=run_id,
+                    metrics=[m.to_proto() for m in metric_list],
+                    params=[p.to_proto() for p in param_list],
+                    tags=[t.to_proto() for t in tag_list],
+                ),
+            )
+            return
+        try:
+            client(self.conn).log_batch(
+                run_id, metrics=metric_list, params=param_list, tags=tag_list, synchronous=True
+            )
+        except Exception as exc:
+            raise _classify(self.conn, exc, "Logging to the run") from None
+
+    def end_run(self, run_id: str, status: str, end_ms: int) -> None:
+        """Set the run's final status and end time."""
+        if self.conn.is_remote:
+            from mlflow.protos.service_pb2 import UpdateRun
+
+            self._call(
+                UpdateRun,
+                UpdateRun(
+                    run_id=run_id,
+                    run_uuid=run_id,
+                    status=RunStatus.from_string(status),  # type: ignore[arg-type]
+                    end_time=end_ms,
+                ),
+            )
+            return
+        try:
+            client(self.conn).set_terminated(run_id, status, end_time=end_ms)
+        except Exception as exc:
+            raise _classify(self.conn, exc, "Ending the run") from None
+
+    def upload(self, run_id: str, path: str, artifact_path: str | None) -> None:
+        """Upload a file, or a folder's contents, into the run's artifacts."""
+        try:
+            if Path(path).is_dir():
+                client(self.conn).log_artifacts(run_id, path, artifact_path)
+            else:
+                client(self.conn).log_artifact(run_id, path, artifact_path)
+        except Exception as exc:
+            raise _classify(self.conn, exc, f"Uploading {Path(path).name}") from None
+
+    def log_input(self, run_id: str, dataset: Mapping[str, Any], context: str | None) -> None:
+        """Record a dataset input described by :func:`describe_dataset`."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        entity = Dataset(**{k: dataset.get(k) for k in _DATASET_FIELDS})  # type: ignore[arg-type]
+        tags = [InputTag(MLFLOW_DATASET_CONTEXT, context)] if context else []
+        item = DatasetInput(entity, tags)
+        if self.conn.is_remote:
+            from mlflow.protos.service_pb2 import LogInputs
+
+            self._call(LogInputs, LogInputs(run_id=run_id, datasets=[item.to_proto()]))
+            return
+        try:
+            client(self.conn).log_inputs(run_id, [item])
+        except Exception as exc:
+            raise _classify(self.conn, exc, "Logging a dataset input") from None
+
+
+_DATASET_FIELDS = ("name", "digest", "source_type", "source", "schema", "profile")
+
+
+def describe_dataset(data: Any, *, name: str | None, targets: str | None) -> dict[str, Any]:
+    """What MLflow records of a DataFrame or array: name, digest, source, schema, profile.
+
+    Computed on the training thread, when the data is what the user logged.
+    """
+    import warnings
+
+    with errors("Describing a dataset input"), warnings.catch_warnings():
+        # MLflow's hint about integer columns concerns model signatures, not a dataset
+        # record; it would otherwise print once per logged input.
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        if hasattr(data, "columns") and hasattr(data, "dtypes"):
+            from mlflow.data.pandas_dataset import from_pandas
+
+            dataset: Any = from_pandas(data, name=name, targets=targets)
+        else:
+            import numpy as np
+            from mlflow.data.numpy_dataset import from_numpy
+
+            dataset = from_numpy(np.asarray(data), name=name)
+        entity = dataset._to_mlflow_entity()
+    return {k: getattr(entity, k) for k in _DATASET_FIELDS}

@@ -41,13 +41,16 @@ __all__ = ["Run", "RunOptions", "Session", "active_run"]
 class Run:
     """A tracked run. Its ``log_*`` methods are those of the module-level functions.
 
-    When tracking is off (``TRACKSDK_MODE=disabled``, a non-zero rank, or a store that
-    could not be reached) the run is *untracked*: ``run_id`` is None and every method
-    does nothing, so the same code runs either way.
+    When tracking is off (``TRACKSDK_MODE=disabled``, a non-zero rank, or a journal that
+    cannot be written) the run is *untracked*: ``run_id`` is None and every method does
+    nothing, so the same code runs either way. A store that cannot be reached does not
+    make a run untracked: it is journaled and sent later (docs/offline.md).
 
     Attributes:
-        run_id: MLflow's run id, or None when untracked.
-        experiment_id: The experiment's id, or None when untracked.
+        run_id: MLflow's run id, or None when untracked, offline, or while the store has
+            not yet created it (server down at start).
+        client_run_id: tracksdk's own id of the run, known at once, even offline.
+        experiment_id: The experiment's id, or None when unknown.
         tracking_uri: Where the run lives (never with credentials), or None.
         status: RUNNING, FINISHED, FAILED, KILLED, or UNTRACKED.
         parent: The run this one is nested in, if any.
@@ -56,18 +59,16 @@ class Run:
     def __init__(
         self,
         *,
-        run_id: str | None = None,
-        experiment_id: str | None = None,
         conn: Connection | None = None,
         writer: Writer | None = None,
         checker: Checker | None = None,
         parent: Run | None = None,
         name: str | None = None,
+        experiment_name: str | None = None,
     ) -> None:
-        self.run_id = run_id
-        self.experiment_id = experiment_id
         self.parent = parent
         self.name = name
+        self.experiment_name = experiment_name
         self.status = "RUNNING" if writer is not None else "UNTRACKED"
         self._conn = conn
         self._writer = writer
@@ -79,9 +80,32 @@ class Run:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        if self.run_id is None:
+        if self._writer is None:
             return "Run(untracked)"
+        if self.run_id is None:
+            return f"Run(client_run_id={self.client_run_id!r}, status={self.status!r}, journaled)"
         return f"Run(run_id={self.run_id!r}, status={self.status!r}, url={self.url!r})"
+
+    @property
+    def run_id(self) -> str | None:
+        """MLflow's run id; None when untracked, offline, or not yet created in the store."""
+        return self._writer.run_id if self._writer is not None else None
+
+    @property
+    def experiment_id(self) -> str | None:
+        """The experiment's id, once the store has created the run."""
+        writer = self._writer
+        if writer is None or writer.sender is None:
+            return None
+        return writer.sender.experiment_id
+
+    @property
+    def client_run_id(self) -> str | None:
+        """The id tracksdk gave the run before any store saw it (tag tracksdk.client_run_id).
+
+        It names the run's journal, and identifies the run when it is synced later.
+        """
+        return self._writer.client_id if self._writer is not None else None
 
     @property
     def tracking_uri(self) -> str | None:
@@ -99,6 +123,12 @@ class Run:
     def tracked(self) -> bool:
         """Whether this run writes anywhere."""
         return self._writer is not None
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything logged so far is in the store (see ``tracksdk.flush``)."""
+        if self._writer is None:
+            return False
+        return self._writer.flush(timeout)
 
     # -- metrics ---------------------------------------------------------------------
 
@@ -286,31 +316,47 @@ class Run:
             if flavor is None or not path.exists():
                 _warn.warn(f"tracksdk: the {framework!r} plugin did not save the model.")
                 return False
-            ok = writer.artifact(str(path), dest)
+            ok = writer.artifact(str(path), dest, move=True)
             for extra in sorted(Path(tmp).iterdir()):
                 if extra.name != "model" and extra.is_dir():
-                    ok = writer.artifact(str(extra), f"{dest}-{extra.name}") and ok
+                    ok = writer.artifact(str(extra), f"{dest}-{extra.name}", move=True) and ok
         return ok
 
     def _log_model(
         self, pm: Any, model: Any, framework: str, example: Any, options: RunOptions
     ) -> None:
         """Log the returned model as ``model/``; register and gate it when asked."""
-        if self._writer is None or self.run_id is None:
+        writer = self._writer
+        if writer is None:
             return
         if not self._save_and_upload(pm, model, framework, example, options.formats, "model"):
             return
-        model_uri = f"runs:/{self.run_id}/model"
-        self.set_tags({"tracksdk.model.framework": framework, "tracksdk.model.uri": model_uri})
+        tags = {"tracksdk.model.framework": framework}
+        if self.run_id is not None:  # unknown while the run is only journaled
+            tags["tracksdk.model.uri"] = f"runs:/{self.run_id}/model"
+        self.set_tags(tags)
         spec = options.register
         if spec is None:
             return
-        from tracksdk import registry
+        # The version points at the uploaded model: the journal must reach the store
+        # first. When it cannot (offline, server down), the registration itself is
+        # journaled and done by the sender, or by `tracksdk sync`.
+        if writer.offline or not writer.flush() or self.run_id is None:
+            writer.register(spec.to_dict(), dict(self._latest))
+            _warn.warn(
+                f"tracksdk: the model of run {writer.label} is not in the store yet, so "
+                f"{spec.name!r} will be registered when the run's journal is sent "
+                "(in the background, or by `tracksdk sync`)."
+            )
+            return
+        self._register_now(spec)
+
+    def _register_now(self, spec: Any) -> None:
+        from tracksdk import _mlflow, registry
         from tracksdk.settings import find_project_root
 
-        assert self._conn is not None
-        from tracksdk import _mlflow
-
+        assert self._conn is not None and self.run_id is not None
+        model_uri = f"runs:/{self.run_id}/model"
         if not _mlflow.capabilities(self._conn).registry:
             _warn.warn(
                 f"tracksdk: {self._conn.tracking_uri} has no model registry, so "
@@ -447,6 +493,7 @@ class Session:
         self._token: contextvars.Token[tuple[Run, ...]] | None = None
         self._previous_sigterm: Any = None
         self._finished = False
+        self._pushed: str | None = None  # the run id put on MLflow's active-run stack
 
     # -- start -----------------------------------------------------------------------
 
@@ -462,11 +509,15 @@ class Session:
             return self._push(self.run)
         if _is_multiprocess() and _rank() != 0 and not settings.track_all_ranks:
             return self._push(self.run)
-        if parent is not None and parent.tracked and parent._conn is not None:
-            conn = parent._conn
+        conn: Connection | None
+        if parent is not None and parent.tracked:
+            conn = parent._conn  # None: the parent is offline, and so is its child
+        elif settings.mode == "offline":
+            parent, conn = None, None  # no backend is contacted, nor resolved
         else:
             parent = None
             explained, conn = _config.resolve_with_connection(overrides)
+            self._sync_leftovers(explained, conn)
         strict = settings.strict
         try:
             run = self._create(explained, conn, parent)
@@ -489,21 +540,22 @@ class Session:
         self._token = _current.set((*_current.get(), run))
         return run
 
-    def _create(self, explained: Explained, conn: Connection, parent: Run | None) -> Run:
-        from tracksdk import _mlflow
+    def _create(self, explained: Explained, conn: Connection | None, parent: Run | None) -> Run:
+        from tracksdk import _journal
         from tracksdk._writer import Writer
 
         settings = explained.settings
         self._conn = conn
-        if parent is None:
+        if parent is None and conn is not None:
+            from tracksdk import _mlflow
+
             self._saved = _mlflow.activate(
                 conn, http_timeout=settings.http_timeout, http_retries=settings.http_retries
             )
         if parent is not None and self.options.experiment is None:
-            experiment_id = str(parent.experiment_id)
+            experiment = parent.experiment_name or explained.root.name
         else:
-            name = settings.experiment or explained.root.name
-            experiment_id = _mlflow.ensure_experiment(conn, name)
+            experiment = settings.experiment or explained.root.name
 
         provenance = self._provenance(explained)
         tags: dict[str, str] = dict(provenance.tags)
@@ -520,19 +572,55 @@ class Session:
                     long_tags[key] = text
                 else:
                     tags[key] = text
-        if parent is not None:
-            tags["mlflow.parentRunId"] = str(parent.run_id)
-        created = _mlflow.create_run(conn, experiment_id, self.options.run_name, tags)
-        _mlflow.push_active(created)
-        writer = Writer(conn, created.run_id, strict=settings.strict)
+        client_id = _journal.new_client_id()
+        tags["tracksdk.client_run_id"] = client_id
+        if self.options.run_name:
+            tags["mlflow.runName"] = self.options.run_name
+        folder = journal_dir(explained)
+        try:
+            journal = _journal.Journal.create(
+                folder,
+                {
+                    "client_id": client_id,
+                    "target": conn.tracking_uri if conn is not None else None,
+                    "backend": conn.backend if conn is not None else None,
+                    "experiment": experiment,
+                    "run_name": self.options.run_name,
+                    "parent": parent.client_run_id if parent is not None else None,
+                },
+                max_bytes=settings.journal.max_mb << 20,
+            )
+        except OSError as exc:
+            raise TrackingError(
+                f"The journal cannot be written in {folder} ({exc}); set "
+                "TRACKSDK_JOURNAL__DIR to a writable folder"
+            ) from None
+        label = self.options.run_name or client_id[:8]
+        writer = Writer(
+            journal,
+            conn,
+            strict=settings.strict,
+            flush_timeout=settings.flush_timeout,
+            http_timeout=settings.http_timeout,
+            label=label,
+        )
+        writer.create(
+            {
+                "experiment": experiment,
+                "run_name": self.options.run_name,
+                "tags": tags,
+                "parent": parent.client_run_id if parent is not None else None,
+                "parent_run_id": parent.run_id if parent is not None else None,
+                "start": int(time.time() * 1000),
+            }
+        )
         run = Run(
-            run_id=created.run_id,
-            experiment_id=created.experiment_id,
             conn=conn,
             writer=writer,
             checker=checker,
             parent=parent,
             name=self.options.run_name,
+            experiment_name=experiment,
         )
         if self.params:
             run.log_params(self.params)
@@ -542,8 +630,62 @@ class Session:
         for message in provenance.warnings:
             _warn.warn(f"tracksdk: {message}")
         self.explained = explained
+        writer.start()
+        self._wait_created(writer, settings)
         self._enable_autolog(settings)
         return run
+
+    def _wait_created(self, writer: Writer, settings: Any) -> None:
+        """Wait (bounded) for the store to create the run, so its id is known at once.
+
+        MLflow's own APIs (``mlflow.log_*``, MLflow's autolog) need the run in the store;
+        tracksdk's do not. When the store does not answer, the run goes on journaled.
+        """
+        sender = writer.sender
+        conn = self._conn
+        if sender is None or conn is None:
+            return
+        # A local store has no network to wait for, only a disk (and a first creation).
+        wait = settings.start_timeout if conn.is_remote else max(settings.start_timeout, 120.0)
+        sender.start_watched = True
+        created = sender.wait_created(wait)
+        sender.start_watched = False
+        if created and sender.created is not None:
+            from tracksdk import _mlflow
+
+            _mlflow.push_active(sender.created)
+            self._pushed = sender.created.run_id
+            return
+        reason = sender.auth_error or sender.last_error
+        because = f": {reason}" if reason else f" within {wait:.0f} s"
+        if settings.strict:
+            sender.stop()
+            raise TrackingError(f"The store at {conn.tracking_uri} did not create the run{because}")
+        sender._warned_outage = True  # this warning says it all
+        if sender.auth_error is not None:
+            return  # the sender said which credential to fix
+        if sender.stopped:
+            _warn.warn(
+                f"tracksdk: the store at {conn.tracking_uri} refused to create run "
+                f"{writer.label}{because}. The function runs; everything it logs is kept in "
+                f"the journal ({writer.journal.path}). Fix the cause (`tracksdk doctor`), "
+                "then run `tracksdk sync`."
+            )
+            return
+        _warn.warn(
+            f"tracksdk: the store at {conn.tracking_uri} did not create run {writer.label}"
+            f"{because}. The function runs; everything it logs is kept in the journal "
+            f"({writer.journal.path}) and sent when the store answers. If this process ends "
+            "first, `tracksdk sync` (or the next tracked run here) sends it."
+        )
+
+    def _sync_leftovers(self, explained: Explained, conn: Connection) -> None:
+        """Send, in the background, runs an earlier process left in the journal."""
+        if active_run() is not None:
+            return
+        from tracksdk import _sync
+
+        _sync.in_background(journal_dir(explained), conn, explained.settings.http_timeout)
 
     # -- plugins ---------------------------------------------------------------------
 
@@ -644,9 +786,10 @@ class Session:
 
     def _report_to_parent(self) -> None:
         run = self.run
-        if run.parent is not None and run.run_id is not None:
+        run_id = run.run_id or run.client_run_id
+        if run.parent is not None and run_id is not None:
             with run.parent._lock:
-                run.parent._children.append((run.run_id, dict(run._latest)))
+                run.parent._children.append((run_id, dict(run._latest)))
 
     def _record_best(self) -> None:
         """For a search parent: log the best child's metric and run id (``best=``)."""
@@ -690,16 +833,17 @@ class Session:
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         run.log_text(text, "error/traceback.txt")
 
-    def _end(self, status: str) -> None:
-        from tracksdk import _mlflow
-
+    def _end(self, status: str, timeout: float | None = None) -> None:
         run = self.run
         self._disable_autolog()
-        if run.run_id is not None:
-            _mlflow.pop_active(run.run_id)
-        if run._writer is not None:
-            run._writer.terminate(status)
+        if self._pushed is not None:
+            from tracksdk import _mlflow
+
+            _mlflow.pop_active(self._pushed)
+            self._pushed = None
         run.status = status
+        if run._writer is not None:
+            run._writer.terminate(status, timeout)
 
     def _cleanup(self) -> None:
         with _live_lock:
@@ -817,7 +961,8 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
             previous = session._previous_sigterm
         try:
             session._finished = True
-            session._end("KILLED")
+            settings = session.explained.settings if session.explained else None
+            session._end("KILLED", settings.sigterm_timeout if settings else 10.0)
         except Exception:  # the process is going down; never block it
             pass
         finally:
@@ -827,6 +972,12 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
         previous(signum, frame)
     elif previous == signal.SIG_DFL:
         os.kill(os.getpid(), signum)
+
+
+def journal_dir(explained: Explained) -> Path:
+    """Where this project's journals live: TRACKSDK_JOURNAL__DIR, or .tracksdk/journal."""
+    configured = explained.settings.journal.dir
+    return Path(configured) if configured else explained.root / ".tracksdk" / "journal"
 
 
 def _user() -> str:

@@ -93,6 +93,33 @@ class Register:
     gate: Gate | None = None
     promote_to: str = "champion"
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form, kept in the journal when registration waits for a sync."""
+        gate = self.gate
+        return {
+            "name": self.name,
+            "alias": self.alias,
+            "promote_to": self.promote_to,
+            "gate": None
+            if gate is None
+            else {"metric": gate.metric, "mode": gate.mode, "min_delta": gate.min_delta},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Register:
+        """The inverse of :meth:`to_dict`."""
+        gate = data.get("gate")
+        return cls(
+            name=str(data["name"]),
+            alias=data.get("alias"),
+            promote_to=str(data.get("promote_to", "champion")),
+            gate=None
+            if not gate
+            else Gate(
+                str(gate["metric"]), gate.get("mode", "max"), float(gate.get("min_delta", 0))
+            ),
+        )
+
 
 @dataclass(frozen=True)
 class GateVerdict:

@@ -41,6 +41,7 @@ from tracksdk.exceptions import ConfigError
 __all__ = [
     "CaptureSettings",
     "DagsHubSettings",
+    "JournalSettings",
     "LocalSettings",
     "ServerSettings",
     "Settings",
@@ -98,6 +99,22 @@ class ServerSettings(_Section):
     ca_bundle: Path | None = Field(default=None, description="CA bundle to verify TLS with.")
 
 
+class JournalSettings(_Section):
+    """``TRACKSDK_JOURNAL__*``: the on-disk journal every run writes to first."""
+
+    dir: Path | None = Field(
+        default=None,
+        description="Where journals live (a spool folder). Default: "
+        "<project root>/.tracksdk/journal.",
+    )
+    max_mb: int = Field(
+        default=1024,
+        ge=1,
+        description="Unsent data one run may keep; over it, new metric points are dropped "
+        "and counted (params, tags, artifacts and status are always kept).",
+    )
+
+
 class CaptureSettings(_Section):
     """What provenance each run records (docs/collected-information.md)."""
 
@@ -134,8 +151,10 @@ class Settings(BaseSettings):
     experiment: str | None = Field(
         default=None, description="Experiment name. Default: the project folder's name."
     )
-    mode: Literal["online", "disabled"] = Field(
-        default="online", description="online, or disabled: tracked is a pass-through."
+    mode: Literal["online", "offline", "disabled"] = Field(
+        default="online",
+        description="online; offline: runs are only journaled, `tracksdk sync` uploads "
+        "them; disabled: tracked is a pass-through.",
     )
     strict: bool = Field(
         default=False,
@@ -156,7 +175,28 @@ class Settings(BaseSettings):
         description="Comma-separated plugin names to load; default: every installed plugin.",
     )
     http_timeout: float = Field(default=30.0, gt=0, description="Seconds per HTTP request.")
-    http_retries: int = Field(default=2, ge=0, description="Retries of a failed HTTP request.")
+    http_retries: int = Field(
+        default=2, ge=0, description="Retries of a failed HTTP request made through MLflow."
+    )
+    flush_timeout: float = Field(
+        default=30.0,
+        ge=0,
+        description="Seconds a run's end waits for its journal to reach the store; the "
+        "rest is sent later (background, `tracksdk sync`, the next run).",
+    )
+    start_timeout: float = Field(
+        default=10.0,
+        ge=0,
+        description="Seconds a run's start waits for a remote store to create the run "
+        "before the function starts anyway (the run is created in the background).",
+    )
+    sigterm_timeout: float = Field(
+        default=10.0,
+        ge=0,
+        description="Seconds a SIGTERM (preemption) waits for the journal to drain before "
+        "the run is left KILLED and the process ends.",
+    )
+    journal: JournalSettings = Field(default_factory=JournalSettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
     dagshub: DagsHubSettings = Field(default_factory=DagsHubSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)

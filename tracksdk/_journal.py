@@ -1,0 +1,396 @@
+"""The on-disk journal: every record of a run, kept until the store has acknowledged it.
+
+One folder per run, ``<journal dir>/<client run id>/`` (mode 0700, files 0600)::
+
+    meta.json        who wrote it: client run id, pid, host, target store, start time
+    lock             flock-ed by the process writing the run, or by a sync replaying it
+    heartbeat        the time the writer was last seen alive (for journals on other hosts)
+    seg-000001.log   the records, appended in order (see below)
+    ack              "<segment> <offset>": everything before it reached the store
+    created.json     the store and MLflow run id the run was created as
+    files/           artifacts waiting to be uploaded (copies: the user's file may change)
+
+Records are JSON arrays in segment files that are preallocated and memory-mapped. An
+append is a copy into the mapping: no system call, so the training thread never gives up
+the GIL and never waits on the disk. The pages belong to the kernel, so a record survives
+the process being killed (SIGKILL, a crash, the OOM killer); it does not survive a power
+cut before the kernel writes it back. Each record is framed as ``<length u32><crc32 u32>``
+then the payload. The payload is written before its header, so a reader sees either the
+whole record or nothing; a torn or zero header ends the segment. A header of
+``0xFFFFFFFF`` means "continued in the next segment". docs/offline.md explains why this
+format rather than sqlite.
+
+Record types (first element):
+
+- ``["c", {...}]`` create the run: experiment name, run name, tags, parent, start time
+- ``["m", [[key, value, timestamp_ms, step], ...]]`` metric points
+- ``["p", {key: value}]`` params; ``["t", {key: value}]`` tags
+- ``["f", "<path under files/>", "<artifact path or null>"]`` upload a file or folder
+- ``["i", {dataset}, "<context or null>"]`` a dataset input
+- ``["r", {register spec}, {metrics}]`` register the logged model (when it could not be
+  registered while the run was live)
+- ``["e", "<status>", end_time_ms]`` end the run
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import mmap
+import os
+import shutil
+import socket
+import struct
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SEGMENT_SIZE = 4 << 20
+_HEADER = struct.Struct("<II")
+_NEXT = 0xFFFFFFFF
+_DIR_MODE = 0o700
+_FILE_MODE = 0o600
+
+Position = tuple[int, int]  # (segment number, byte offset)
+START: Position = (1, 0)
+
+
+def new_client_id() -> str:
+    """A run id chosen by the client, so a retried or replayed create is recognised."""
+    return uuid.uuid4().hex
+
+
+def _segment_name(number: int) -> str:
+    return f"seg-{number:06d}.log"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, mode 0600."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _FILE_MODE)
+    try:
+        os.write(fd, text.encode("utf-8"))
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _make_private_dir(path: Path) -> None:
+    path.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+    # mkdir's mode is filtered by the umask, and exist_ok leaves an older folder as it was.
+    with contextlib.suppress(OSError):
+        os.chmod(path, _DIR_MODE)
+
+
+class JournalFull(Exception):
+    """Raised by :meth:`Journal.append` when a record is refused under the size cap."""
+
+
+class Journal:
+    """The writing side of one run's journal, owned by the process running it."""
+
+    def __init__(self, path: Path, meta: dict[str, Any], *, max_bytes: int) -> None:
+        self.path = path
+        self.meta = meta
+        self.client_id: str = meta["client_id"]
+        self.max_bytes = max_bytes
+        self._lock = threading.RLock()  # re-entrant: a SIGTERM handler may append
+        self._segment = 0
+        self._offset = 0
+        self._mm: mmap.mmap | None = None
+        self._fd = -1
+        self.acked_segment = 1  # advanced by the sender; old segments are deleted
+        self.records = 0
+        self.closed = False
+        self.files_bytes = 0
+        self._lock_fd = -1
+
+    # -- creation --------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, folder: Path, meta: dict[str, Any], *, max_bytes: int) -> Journal:
+        """Create the journal folder for a new run and lock it for this process."""
+        _make_private_dir(folder)
+        path = folder / meta["client_id"]
+        _make_private_dir(path)
+        meta = {
+            **meta,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "created": time.time(),
+            "format": 1,
+        }
+        journal = cls(path, meta, max_bytes=max_bytes)
+        journal._lock_fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, _FILE_MODE)
+        fcntl.flock(journal._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _write_private(path / "meta.json", json.dumps(meta, indent=1))
+        journal.beat()
+        journal._open_segment(1, SEGMENT_SIZE)
+        return journal
+
+    def _open_segment(self, number: int, size: int) -> None:
+        fd = os.open(self.path / _segment_name(number), os.O_RDWR | os.O_CREAT, _FILE_MODE)
+        os.ftruncate(fd, size)  # sparse: the disk is used as records are written
+        mm = mmap.mmap(fd, size, access=mmap.ACCESS_WRITE)
+        if self._mm is not None:
+            self._mm.close()
+            os.close(self._fd)
+        self._fd, self._mm, self._segment, self._offset = fd, mm, number, 0
+
+    # -- appending -------------------------------------------------------------------
+
+    def append(self, record: list[Any], *, droppable: bool = False) -> None:
+        """Append one record. Costs a JSON encoding and a memory copy.
+
+        Raises:
+            JournalFull: ``droppable`` is set and the journal holds more unsent data than
+                its cap. Other records are always kept (docs/offline.md, "Journal full").
+            OSError: the disk is full or the folder went away.
+        """
+        payload = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+        size = len(payload)
+        with self._lock:
+            mm = self._mm
+            if mm is None:
+                raise OSError("the journal is closed")
+            end = self._offset + _HEADER.size + size
+            if end + _HEADER.size > len(mm):
+                if droppable and self.pending_bytes() >= self.max_bytes:
+                    raise JournalFull
+                mm[self._offset : self._offset + _HEADER.size] = _HEADER.pack(_NEXT, 0)
+                self._open_segment(self._segment + 1, max(SEGMENT_SIZE, size + 2 * _HEADER.size))
+                mm = self._mm
+                assert mm is not None
+                end = _HEADER.size + size
+            start = self._offset
+            mm[start + _HEADER.size : end] = payload
+            mm[start : start + _HEADER.size] = _HEADER.pack(size, zlib.crc32(payload))
+            self._offset = end
+            self.records += 1
+
+    def pending_bytes(self) -> int:
+        """Roughly how much unsent data is on disk: segments not yet acknowledged + files."""
+        segments = self._segment - self.acked_segment + 1
+        return segments * SEGMENT_SIZE + self.files_bytes
+
+    @property
+    def position(self) -> Position:
+        """Where the next record will be written."""
+        return (self._segment, self._offset)
+
+    def spool(self, name: str) -> Path:
+        """A fresh path under ``files/`` to copy an artifact to before it is uploaded."""
+        folder = self.path / "files" / f"{self.records:08d}-{uuid.uuid4().hex[:8]}"
+        _make_private_dir(folder)
+        return folder / name
+
+    def beat(self) -> None:
+        """Record that the writing process is alive."""
+        with contextlib.suppress(OSError):
+            _write_private(self.path / "heartbeat", f"{time.time():.3f}\n")
+
+    def close(self) -> None:
+        """Stop appending; keep the lock (and the data) until :meth:`release`."""
+        with self._lock:
+            self.closed = True
+            if self._mm is not None:
+                self._mm.flush()
+                self._mm.close()
+                os.close(self._fd)
+                self._mm = None
+
+    def release(self) -> None:
+        """Give up the lock: a sync in this or another process may replay the rest."""
+        if self._lock_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)
+            self._lock_fd = -1
+
+
+# -- reading (the sender, a sync) ------------------------------------------------------
+
+
+@dataclass
+class Entry:
+    """One record read back, with the position right after it."""
+
+    record: list[Any]
+    end: Position
+
+
+class Reader:
+    """Reads records in order from a journal folder, live or after its writer died."""
+
+    def __init__(self, path: Path, start: Position = START) -> None:
+        self.path = path
+        self.position = start
+        self._mm: mmap.mmap | None = None
+        self._mapped = 0
+        self.torn = False  # a record that failed its checksum ended the journal
+
+    def _map(self, number: int) -> mmap.mmap | None:
+        if self._mm is not None and self._mapped == number:
+            return self._mm
+        if self._mm is not None:
+            self._mm.close()
+            self._mm = None
+        try:
+            fd = os.open(self.path / _segment_name(number), os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            if os.fstat(fd).st_size == 0:
+                return None
+            self._mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        finally:
+            os.close(fd)
+        self._mapped = number
+        return self._mm
+
+    def read(self, limit: int = 1000) -> list[Entry]:
+        """Return up to ``limit`` complete records after the current position."""
+        out: list[Entry] = []
+        segment, offset = self.position
+        while len(out) < limit:
+            mm = self._map(segment)
+            if mm is None or offset + _HEADER.size > len(mm):
+                break
+            size, crc = _HEADER.unpack_from(mm, offset)
+            if size == _NEXT:
+                segment, offset = segment + 1, 0
+                self.position = (segment, offset)
+                continue
+            if size == 0 or offset + _HEADER.size + size > len(mm):
+                break
+            payload = mm[offset + _HEADER.size : offset + _HEADER.size + size]
+            if zlib.crc32(payload) != crc:
+                self.torn = True
+                break
+            offset += _HEADER.size + size
+            self.position = (segment, offset)
+            out.append(Entry(json.loads(payload), self.position))
+        return out
+
+    def close(self) -> None:
+        """Unmap the current segment."""
+        if self._mm is not None:
+            self._mm.close()
+            self._mm = None
+
+
+def read_ack(path: Path) -> Position:
+    """The position up to which the store has acknowledged everything."""
+    try:
+        segment, offset = (path / "ack").read_text().split()
+        return (int(segment), int(offset))
+    except (OSError, ValueError):
+        return START
+
+
+def write_ack(path: Path, position: Position) -> None:
+    """Record that everything before ``position`` reached the store; drop old segments."""
+    _write_private(path / "ack", f"{position[0]} {position[1]}\n")
+    for old in path.glob("seg-*.log"):
+        try:
+            number = int(old.stem.split("-")[1])
+        except (IndexError, ValueError):
+            continue
+        if number < position[0]:
+            with contextlib.suppress(OSError):
+                old.unlink()
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """Read a small JSON file of the journal, or None."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write a small JSON file of the journal, atomically, mode 0600."""
+    _write_private(path, json.dumps(data, indent=1))
+
+
+# -- finding journals ----------------------------------------------------------------
+
+
+@dataclass
+class Found:
+    """A journal on disk, as a sync sees it."""
+
+    path: Path
+    meta: dict[str, Any]
+
+    @property
+    def client_id(self) -> str:
+        """The run's client-side id."""
+        return str(self.meta.get("client_id", self.path.name))
+
+
+def find(folder: Path) -> list[Found]:
+    """Every journal under ``folder``, oldest first (parents before their children)."""
+    found = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return []
+    for path in entries:
+        meta = read_json(path / "meta.json")
+        if meta is None or not path.is_dir():
+            continue
+        found.append(Found(path, meta))
+    found.sort(key=lambda f: (float(f.meta.get("created", 0.0)), f.path.name))
+    return found
+
+
+HEARTBEAT_STALE = 60.0
+
+
+@contextlib.contextmanager
+def claim(path: Path) -> Iterator[bool]:
+    """Lock a journal for replay; yields False when its writer (or a sync) still holds it.
+
+    On this host the lock is the truth: the kernel releases it when the writing process
+    dies, however it dies. A journal written on another host (a shared spool folder) whose
+    heartbeat is older than a minute is treated as dead as well.
+    """
+    try:
+        fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, _FILE_MODE)
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            meta = read_json(path / "meta.json") or {}
+            if meta.get("host") != socket.gethostname() and heartbeat_age(path) > HEARTBEAT_STALE:
+                yield True
+            else:
+                yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def heartbeat_age(path: Path) -> float:
+    """Seconds since the writer of the journal was last seen alive."""
+    try:
+        return time.time() - float((path / "heartbeat").read_text().strip())
+    except (OSError, ValueError):
+        return float("inf")
+
+
+def remove(path: Path) -> None:
+    """Delete a journal whose every record reached the store."""
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,533 @@
+"""The background sender: replays a journal into a store, in order, exactly once.
+
+One :class:`Sender` per journal. A live run's sender tails the journal its run appends
+to; ``tracksdk sync`` runs the same code over a journal whose writer is gone. Records are
+sent in the order they were written. Consecutive metrics, params and tags are merged into
+``log_batch`` requests within MLflow's limits. After each request the sender writes the
+journal position it reached (the ack), so a restart resends at most the one request
+whose answer was lost, and the store de-duplicates identical metric rows and params.
+
+Failures (see :class:`tracksdk._mlflow.Transport`):
+
+- transient (unreachable, timeout, 5xx, 429): retried with exponential backoff and
+  jitter, at most ``MAX_BACKOFF`` seconds apart, or after the server's Retry-After;
+- 401/403: the sender stops at once and says which credential to fix; the data stays
+  in the journal for ``tracksdk sync``;
+- any other refusal: that request is recorded in ``rejected.jsonl`` and counted in the
+  run's ``tracksdk.write_failures`` tag, and the sender moves on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tracksdk import _journal, _warn
+from tracksdk.exceptions import TrackingError
+
+if TYPE_CHECKING:
+    from tracksdk._mlflow import CreatedRun, Transport
+    from tracksdk.backends import Connection
+
+# MLflow's limits per log_batch request.
+MAX_METRICS = 1000
+MAX_PARAMS = 100
+MAX_TAGS = 100
+MAX_ENTITIES = 1000
+MAX_BYTES = 800_000  # MLflow refuses requests over 1 MB; keep room for the framing
+
+MAX_BACKOFF = 10.0
+HEARTBEAT_EVERY = 5.0
+POLL = 0.5
+START_ATTEMPTS = 3  # failed attempts before a run's start stops waiting for the store
+WAKE_AFTER = 500  # records the training thread may write before it wakes the sender
+
+# client run id -> MLflow run id, for every run created by this process (nested runs).
+_server_ids: dict[str, str] = {}
+
+
+@dataclass
+class _Op:
+    kind: str
+    end: _journal.Position | None  # ack up to here once done; None: more of a record
+    record: list[Any] = field(default_factory=list)
+    metrics: list[list[Any]] = field(default_factory=list)
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        if self.kind == "batch":
+            return (
+                f"log_batch of {len(self.metrics)} metrics, {len(self.params)} params, "
+                f"{len(self.tags)} tags"
+            )
+        return json.dumps(self.record)[:300]
+
+
+def _plan(entries: list[_journal.Entry]) -> Iterator[_Op]:
+    """Group records into requests: batches of m/p/t within limits, the rest one by one."""
+    batch: _Op | None = None
+    size = 0
+
+    def full(extra_bytes: int, metrics: int = 0, params: int = 0, tags: int = 0) -> bool:
+        assert batch is not None
+        return (
+            len(batch.metrics) + metrics > MAX_METRICS
+            or len(batch.params) + params > MAX_PARAMS
+            or len(batch.tags) + tags > MAX_TAGS
+            or len(batch.metrics) + len(batch.params) + len(batch.tags) + metrics + params + tags
+            > MAX_ENTITIES
+            or size + extra_bytes > MAX_BYTES
+        )
+
+    for entry in entries:
+        record = entry.record
+        kind = record[0]
+        if kind in ("m", "p", "t"):
+            items: list[Any] = list(record[1]) if kind == "m" else list(record[1].items())
+            for item in items:
+                item_bytes = len(str(item)) + 16
+                m, p, t = (kind == "m"), (kind == "p"), (kind == "t")
+                if batch is None:
+                    batch, size = _Op("batch", None), 0
+                elif full(item_bytes, m, p, t):
+                    yield batch
+                    batch, size = _Op("batch", None), 0
+                if m:
+                    batch.metrics.append(item)
+                elif p:
+                    batch.params[str(item[0])] = str(item[1])
+                else:
+                    batch.tags[str(item[0])] = str(item[1])
+                size += item_bytes
+            if batch is None:  # an empty record
+                batch, size = _Op("batch", None), 0
+            batch.end = entry.end
+            continue
+        if batch is not None:
+            yield batch
+            batch = None
+        yield _Op(kind, entry.end, record)
+    if batch is not None:
+        yield batch
+
+
+class Sender:
+    """Sends one journal's records to one store from a daemon thread."""
+
+    def __init__(
+        self,
+        path: Path,
+        conn: Connection | None,
+        *,
+        journal: _journal.Journal | None = None,
+        http_timeout: float = 30.0,
+        label: str = "",
+    ) -> None:
+        self.path = path
+        self.conn = conn
+        self.journal = journal  # set for a live run: tail it while it grows
+        self.http_timeout = http_timeout
+        self.label = label or path.name
+        self.client_id = path.name
+        self.created: CreatedRun | None = None
+        self.run_id: str | None = None
+        self.experiment_id: str | None = None
+        self.acked: _journal.Position = _journal.read_ack(path)
+        self.done = False  # every record reached the store and the journal is gone
+        self.stopped = False  # gave up: auth failure, or asked to stop
+        self.auth_error: TrackingError | None = None
+        self.last_error: TrackingError | None = None
+        self.first_outcome = threading.Event()  # created, or the first attempt failed
+        self.rejected = 0
+        self.sent_points = 0
+        self.status_sent: str | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._changed = threading.Condition()
+        self._warned_outage = False
+        self.start_watched = False  # the run's start is waiting and reports failures itself
+        self._attempts = 0
+        self._last_beat = 0.0
+        self._thread: threading.Thread | None = None
+        self._transport: Transport | None = None
+        created = _journal.read_json(path / "created.json")
+        if created and conn is not None and created.get("target") == conn.tracking_uri:
+            self.run_id = str(created["run_id"])
+            self.experiment_id = str(created["experiment_id"])
+
+    # -- control (other threads) -----------------------------------------------------
+
+    def start(self) -> None:
+        """Start the daemon thread."""
+        self._thread = threading.Thread(
+            target=self._main, name=f"tracksdk-sender-{self.client_id[:8]}", daemon=True
+        )
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Tell the sender there is more to send now."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop after the current request; what is unsent stays in the journal."""
+        self._stop.set()
+        self._wake.set()
+
+    @property
+    def alive(self) -> bool:
+        """Whether the thread still runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait_created(self, timeout: float) -> bool:
+        """Wait until the run exists in the store, or the first attempt failed."""
+        self.first_outcome.wait(timeout)
+        return self.run_id is not None
+
+    def flush(
+        self,
+        timeout: float,
+        until: _journal.Position | None = None,
+        *,
+        progress_delay: float | None = 2.0,
+    ) -> bool:
+        """Wait until everything up to ``until`` (default: all) is sent, at most ``timeout``.
+
+        Shows a progress bar on stderr when this takes more than ``progress_delay``
+        seconds (None: never).
+        """
+        from tracksdk._progress import Progress
+
+        deadline = time.monotonic() + timeout
+        progress: Progress | None = None
+        start = self.acked
+        try:
+            while True:
+                target = until or (self.journal.position if self.journal else None)
+                if self.done or (target is not None and self.acked >= target):
+                    return True
+                if self.stopped or not self.alive:
+                    return self.done
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                if target is not None and progress_delay is not None:
+                    total = _distance(start, target)
+                    if progress is None:
+                        progress = Progress(
+                            f"tracksdk: sending run {self.label}",
+                            total // 1000,
+                            unit="kB",
+                            delay=progress_delay,
+                        )
+                    progress.update(_distance(start, self.acked) // 1000, total // 1000)
+                self._wake.set()
+                with self._changed:
+                    self._changed.wait(min(0.1, remaining))
+        finally:
+            if progress is not None:
+                progress.close()
+
+    # -- the thread ------------------------------------------------------------------
+
+    def _main(self) -> None:
+        try:
+            self._loop()
+        except Exception as exc:  # a bug here must never reach the user's code
+            _warn.warn(
+                f"tracksdk: the sender of run {self.label} stopped: {type(exc).__name__}: "
+                f"{exc}. Its data is kept in {self.path}; `tracksdk sync` sends it."
+            )
+            self.stopped = True
+        finally:
+            self.first_outcome.set()
+            if self._transport is not None:
+                self._transport.close()
+            with self._changed:
+                self._changed.notify_all()
+
+    def _loop(self) -> None:
+        reader = _journal.Reader(self.path, self.acked)
+        try:
+            while not self._stop.is_set():
+                self._beat()
+                entries = reader.read(2000)
+                if not entries:
+                    if self._finished_reading(reader):
+                        break
+                    self._wake.wait(POLL)
+                    self._wake.clear()
+                    continue
+                for op in _plan(entries):
+                    if not self._send(op):
+                        self.stopped = True
+                        return
+                    if op.end is not None:
+                        self._ack(op.end)
+            else:
+                self.stopped = True
+        finally:
+            reader.close()
+
+    def _finished_reading(self, reader: _journal.Reader) -> bool:
+        """Nothing more to read: done if the writer is gone (or closed) and all is sent."""
+        journal = self.journal
+        if journal is not None and not journal.closed:
+            return False
+        dead_unended = journal is None and self.status_sent is None and self.run_id is not None
+        # Replaying a journal whose process died before ending the run: KILLED.
+        if dead_unended and not self._send(
+            _Op("e", None, ["e", "KILLED", self._death_time_ms(), {}])
+        ):
+            self.stopped = True
+            return True
+        if self.status_sent is not None or self.run_id is None:
+            self.done = True
+            _journal.remove(self.path)
+            with self._changed:
+                self._changed.notify_all()
+        return True
+
+    def _death_time_ms(self) -> int:
+        try:
+            return int(float((self.path / "heartbeat").read_text()) * 1000)
+        except (OSError, ValueError):
+            return int(time.time() * 1000)
+
+    def _beat(self) -> None:
+        now = time.monotonic()
+        if self.journal is not None and now - self._last_beat >= HEARTBEAT_EVERY:
+            self._last_beat = now
+            self.journal.beat()
+
+    def _ack(self, position: _journal.Position) -> None:
+        with contextlib.suppress(OSError):  # a resend after a crash is de-duplicated
+            _journal.write_ack(self.path, position)
+        self.acked = position
+        if self.journal is not None:
+            self.journal.acked_segment = position[0]
+        with self._changed:
+            self._changed.notify_all()
+
+    def _transport_for(self) -> Transport:
+        if self._transport is None:
+            from tracksdk._mlflow import Transport
+
+            assert self.conn is not None
+            self._transport = Transport(self.conn, self.http_timeout)
+        return self._transport
+
+    # -- one request, with the retry policy ------------------------------------------
+
+    def _send(self, op: _Op) -> bool:
+        """Send ``op`` until it succeeds or is refused; False when the sender must stop."""
+        from tracksdk._mlflow import AuthFailed, Rejected, Transient
+
+        delay = 0.5
+        odd_failures = 0
+        while not self._stop.is_set():
+            try:
+                self._do(op)
+                self._attempts = 0
+                self.first_outcome.set()
+                return True
+            except Transient as exc:
+                self.last_error = exc
+                self._attempts += 1
+                if self._attempts >= START_ATTEMPTS:  # one lost answer is not an outage
+                    self.first_outcome.set()
+                self._report_outage(exc)
+                if op.kind in ("f", "r") and "HTTP" not in str(exc) and not _is_network(exc):
+                    odd_failures += 1  # e.g. a disk error: do not retry it forever
+                    if odd_failures >= 5:
+                        self._reject(op, exc)
+                        return True
+                wait = exc.retry_after if exc.retry_after is not None else delay
+                wait = max(0.05, min(wait, 300.0))
+                if exc.retry_after is None:
+                    wait *= random.uniform(0.5, 1.0)  # jitter: clients do not retry in step
+                delay = min(delay * 2, MAX_BACKOFF)
+                deadline = time.monotonic() + wait
+                while (left := deadline - time.monotonic()) > 0:
+                    self._beat()
+                    if self._stop.wait(min(left, HEARTBEAT_EVERY)):
+                        return False
+            except AuthFailed as exc:
+                self.first_outcome.set()
+                self.auth_error = exc
+                self.last_error = exc
+                _warn.warn(
+                    f"tracksdk: {exc}. Nothing more is sent for run {self.label}; its data "
+                    f"is kept in the journal ({self.path}). After fixing the credential, run "
+                    "`tracksdk sync`."
+                )
+                return False
+            except Rejected as exc:
+                self.first_outcome.set()
+                if op.kind == "c":
+                    self.last_error = exc
+                    if not self.start_watched:
+                        _warn.warn(
+                            f"tracksdk: the store refused to create run {self.label}: {exc}. "
+                            f"Its data is kept in the journal ({self.path})."
+                        )
+                    return False
+                self._reject(op, exc)
+                return True
+        return False
+
+    def _report_outage(self, exc: TrackingError) -> None:
+        if self.journal is None or self._warned_outage or self.start_watched:
+            return
+        if self._attempts < 2:
+            return
+        self._warned_outage = True
+        _warn.warn(
+            f"tracksdk: cannot reach the store for run {self.label} ({exc}). Logging goes "
+            f"on into the journal ({self.path}) and is sent when the store answers."
+        )
+
+    def _reject(self, op: _Op, exc: TrackingError) -> None:
+        self.rejected += 1
+        try:
+            with open(self.path / "rejected.jsonl", "a", encoding="utf-8") as out:
+                out.write(json.dumps({"request": op.describe(), "error": str(exc)}) + "\n")
+        except OSError:
+            pass
+        if self.rejected == 1:
+            _warn.warn(
+                f"tracksdk: the store refused part of run {self.label}: {exc}. The run goes "
+                "on; refused requests are counted in its tracksdk.write_failures tag."
+            )
+
+    def _do(self, op: _Op) -> None:
+        transport = self._transport_for()
+        if op.kind == "c":
+            self._create(transport, op.record[1])
+            return
+        if self.run_id is None:
+            raise TrackingError(f"run {self.label} has no create record")
+        if op.kind == "batch":
+            transport.log_batch(self.run_id, op.metrics, op.params, op.tags)
+            self.sent_points += len(op.metrics)
+        elif op.kind == "f":
+            self._upload(transport, op.record)
+        elif op.kind == "i":
+            transport.log_input(self.run_id, op.record[1], op.record[2])
+        elif op.kind == "r":
+            self._register(op.record)
+        elif op.kind == "e":
+            extra: dict[str, str] = dict(op.record[3].get("tags", {})) if len(op.record) > 3 else {}
+            if self.rejected:
+                extra["tracksdk.write_failures"] = str(self.rejected)
+            if extra:
+                transport.log_batch(self.run_id, [], {}, extra)
+            transport.end_run(self.run_id, str(op.record[1]), int(op.record[2]))
+            self.status_sent = str(op.record[1])
+        # Unknown kinds come from a newer tracksdk: skipped, never a crash.
+
+    def _create(self, transport: Transport, info: dict[str, Any]) -> None:
+        from tracksdk._mlflow import Transient
+
+        if self.run_id is not None:
+            return
+        experiment_id = transport.experiment_id(str(info["experiment"]))
+        created = None
+        if self._attempts > 0 or self.journal is None:
+            # An earlier attempt (or process) may have created it and lost the answer.
+            created = transport.find_run(experiment_id, self.client_id)
+        if created is None:
+            tags = dict(info.get("tags", {}))
+            tags["tracksdk.client_run_id"] = self.client_id
+            parent = info.get("parent")
+            if parent:
+                parent_id = info.get("parent_run_id") or _server_ids.get(str(parent))
+                if parent_id is None:
+                    found = transport.find_run(experiment_id, str(parent))
+                    if found is None:
+                        raise Transient(f"the parent run {parent} is not in the store yet")
+                    parent_id = found.run_id
+                tags["mlflow.parentRunId"] = str(parent_id)
+            created = transport.create_run(
+                experiment_id, info.get("run_name"), tags, int(info["start"])
+            )
+        self.created = created
+        self.experiment_id = created.experiment_id
+        self.run_id = created.run_id
+        _server_ids[self.client_id] = created.run_id
+        assert self.conn is not None
+        with contextlib.suppress(OSError):  # a later sync finds the run by its client id
+            _journal.write_json(
+                self.path / "created.json",
+                {
+                    "target": self.conn.tracking_uri,
+                    "run_id": created.run_id,
+                    "experiment_id": created.experiment_id,
+                },
+            )
+
+    def _upload(self, transport: Transport, record: list[Any]) -> None:
+        from tracksdk._mlflow import Rejected
+
+        assert self.run_id is not None
+        local = self.path / "files" / str(record[1])
+        if not local.exists():
+            raise Rejected(f"spooled artifact {record[1]} is missing from the journal")
+        transport.upload(self.run_id, str(local), record[2])
+        self.after_upload(local)
+
+    def after_upload(self, local: Path) -> None:
+        """Free the spooled copy of an uploaded artifact."""
+        import shutil
+
+        folder = local.parent
+        size = _size(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        if self.journal is not None:
+            self.journal.files_bytes = max(0, self.journal.files_bytes - size)
+
+    def _register(self, record: list[Any]) -> None:
+        from tracksdk import _mlflow, registry
+        from tracksdk._mlflow import Rejected
+
+        assert self.conn is not None and self.run_id is not None
+        if not _mlflow.capabilities(self.conn).registry:
+            raise Rejected(f"{self.conn.tracking_uri} has no model registry")
+        from tracksdk.settings import find_project_root
+
+        spec = registry.Register.from_dict(record[1])
+        model_uri = f"runs:/{self.run_id}/model"
+        lock_dir = find_project_root() / ".tracksdk"
+        try:
+            registry.register_version(
+                self.conn, self.run_id, model_uri, spec, dict(record[2]), lock_dir
+            )
+        except TrackingError as exc:
+            raise _mlflow._classify(self.conn, exc.__cause__ or exc, "Registering") from None
+
+
+def _is_network(exc: BaseException) -> bool:
+    text = str(exc)
+    return any(word in text for word in ("Connection", "connect", "Timeout", "timed out"))
+
+
+def _size(folder: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.path.getsize(os.path.join(root, name))
+    return total
+
+
+def _distance(a: _journal.Position, b: _journal.Position) -> int:
+    """Bytes of journal between two positions (segments are SEGMENT_SIZE long)."""
+    return max(0, (b[0] - a[0]) * _journal.SEGMENT_SIZE + b[1] - a[1])
