@@ -88,6 +88,14 @@ def _make_private_dir(path: Path) -> None:
         os.chmod(path, _DIR_MODE)
 
 
+def make_private(path: Path) -> None:
+    """Folders 0700, files 0600, under ``path``: copies keep their source's bits."""
+    paths = [path, *path.rglob("*")] if path.is_dir() else [path]
+    for item in paths:
+        with contextlib.suppress(OSError):
+            os.chmod(item, _DIR_MODE if item.is_dir() else _FILE_MODE)
+
+
 class JournalFull(Exception):
     """Raised by :meth:`Journal.append` when a record is refused under the size cap."""
 
@@ -186,7 +194,9 @@ class Journal:
 
     def spool(self, name: str) -> Path:
         """A fresh path under ``files/`` to copy an artifact to before it is uploaded."""
-        folder = self.path / "files" / f"{self.records:08d}-{uuid.uuid4().hex[:8]}"
+        files = self.path / "files"
+        _make_private_dir(files)
+        folder = files / f"{self.records:08d}-{uuid.uuid4().hex[:8]}"
         _make_private_dir(folder)
         return folder / name
 

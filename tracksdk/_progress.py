@@ -46,8 +46,11 @@ class Progress:
         width = 24
         filled = int(width * done / self.total)
         bar = "#" * filled + " " * (width - filled)
-        unit = f" {self.unit}" if self.unit else ""
-        text = f"{self.label} [{bar}] {done}/{self.total}{unit} ({now - self.started:.0f} s)"
+        if self.unit == "B":
+            amount = f"{_human(done)}/{_human(self.total)}"
+        else:
+            amount = f"{done}/{self.total}{' ' + self.unit if self.unit else ''}"
+        text = f"{self.label} [{bar}] {amount} ({now - self.started:.0f} s)"
         try:
             if self._tty:
                 self.stream.write("\r" + text)
@@ -67,3 +70,13 @@ class Progress:
                 self.stream.flush()
             except (OSError, ValueError):
                 pass
+
+
+def _human(size: int) -> str:
+    """``1234567`` -> ``"1.2 MB"``."""
+    value = float(size)
+    for unit in ("B", "kB", "MB"):
+        if value < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"

@@ -182,6 +182,12 @@ class Sender:
         self._stop.set()
         self._wake.set()
 
+    def join(self, timeout: float) -> None:
+        """Wait for the thread to end (after the last record, it deletes the journal)."""
+        if self._thread is not None:
+            self._wake.set()
+            self._thread.join(timeout)
+
     @property
     def alive(self) -> bool:
         """Whether the thread still runs."""
@@ -224,11 +230,11 @@ class Sender:
                     if progress is None:
                         progress = Progress(
                             f"tracksdk: sending run {self.label}",
-                            total // 1000,
-                            unit="kB",
+                            total,
+                            unit="B",
                             delay=progress_delay,
                         )
-                    progress.update(_distance(start, self.acked) // 1000, total // 1000)
+                    progress.update(_distance(start, self.acked), total)
                 self._wake.set()
                 with self._changed:
                     self._changed.wait(min(0.1, remaining))

@@ -20,6 +20,7 @@ from tracksdk import _journal
 
 if TYPE_CHECKING:
     from tracksdk.backends import Connection
+    from tracksdk.settings import Explained
 
 
 @dataclass
@@ -194,12 +195,13 @@ def in_background(folder: Path, conn: Connection, http_timeout: float) -> None:
         thread.start()
 
 
-def command(*, dry_run: bool, any_target: bool, out: TextIO) -> int:
+def command(
+    explained: Explained, conn: Connection, *, dry_run: bool, any_target: bool, out: TextIO
+) -> int:
     """``tracksdk sync``: send (or list) this project's journals; the exit code."""
-    from tracksdk import _config, _mlflow
+    from tracksdk import _mlflow
     from tracksdk._run import journal_dir
 
-    explained, conn = _config.resolve_with_connection()
     folder = journal_dir(explained)
     found = _journal.find(folder)
     if not found:

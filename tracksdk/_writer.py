@@ -140,6 +140,7 @@ class Writer:
         return ok
 
     def _spooled(self, local: Path, artifact_path: str | None) -> bool:
+        _journal.make_private(local)
         relative = local.relative_to(self.journal.path / "files").as_posix()
         self.journal.files_bytes += _size(local)
         return self._append(["f", relative, artifact_path or None])
@@ -272,11 +273,13 @@ class Writer:
         sender.wake()
         wait = self.flush_timeout if timeout is None else timeout
         sent = sender.flush(wait, until=end)
-        if not sent:
+        if sent:
+            sender.join(5.0)  # it deletes the journal; a sync must not see it half gone
+        else:
             self._report_unsent(sender, wait)
-        # Keep the lock while the sender still works; a sync elsewhere then leaves the
-        # journal to it. Released by the sender's thread ending (process exit, or done).
-        if sent or not sender.alive:
+        # The lock stays while the sender works, so a sync (here or in another process)
+        # leaves the journal to it; the process exiting releases it in any case.
+        if not sender.alive:
             self.journal.release()
         if not sent and self.strict:
             raise TrackingError(

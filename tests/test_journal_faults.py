@@ -1,0 +1,363 @@
+"""Faults against real `mlflow server` processes: nothing lost, nothing duplicated, no stall.
+
+The plain server (`mlflow_server`, PostgreSQL) is killed and restarted by PID. Faults that
+cannot be made that way go through the DagsHub-shaped server's proxy (`dagshub_server`):
+lost responses, 429/503 with Retry-After, a black hole that accepts and never answers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tracksdk
+from tracksdk import tracked
+
+pytestmark = pytest.mark.server
+
+CREATE = "/api/2.0/mlflow/runs/create"
+LOG_BATCH = "/api/2.0/mlflow/runs/log-batch"
+TRACKSDK = [sys.executable, "-m", "tracksdk.cli"]
+
+
+def admin_client(server: Any) -> Any:
+    """A client that reads the DagsHub-shaped server as its admin (or the plain server)."""
+    from mlflow.tracking import MlflowClient
+
+    if hasattr(server, "admin_username"):
+        os.environ["MLFLOW_TRACKING_USERNAME"] = server.admin_username
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = server.admin_password
+        return MlflowClient(server.tracking_uri)
+    return MlflowClient(server.url)
+
+
+@pytest.fixture
+def reader(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forget the admin credentials a test sets to read runs back."""
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+
+
+def use_server(monkeypatch: pytest.MonkeyPatch, server: Any) -> None:
+    monkeypatch.setenv("TRACKSDK_BACKEND", "server")
+    monkeypatch.setenv("TRACKSDK_SERVER__URI", server.url)
+    tracksdk.reset()
+
+
+def use_dagshub(monkeypatch: pytest.MonkeyPatch, server: Any) -> None:
+    monkeypatch.setenv("TRACKSDK_BACKEND", "dagshub")
+    monkeypatch.setenv("TRACKSDK_DAGSHUB__HOST", server.host)
+    monkeypatch.setenv("TRACKSDK_DAGSHUB__OWNER", server.owner)
+    monkeypatch.setenv("TRACKSDK_DAGSHUB__REPO", server.repo)
+    monkeypatch.setenv("TRACKSDK_DAGSHUB__TOKEN", server.token)
+    monkeypatch.setenv("TRACKSDK_DAGSHUB__USERNAME", server.username)
+    tracksdk.reset()
+
+
+def dagshub_env(server: Any) -> dict[str, str]:
+    return {
+        "TRACKSDK_BACKEND": "dagshub",
+        "TRACKSDK_DAGSHUB__HOST": server.host,
+        "TRACKSDK_DAGSHUB__OWNER": server.owner,
+        "TRACKSDK_DAGSHUB__REPO": server.repo,
+        "TRACKSDK_DAGSHUB__TOKEN": server.token,
+        "TRACKSDK_DAGSHUB__USERNAME": server.username,
+    }
+
+
+def child_env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRACKSDK_", "MLFLOW_"))}
+    return {**env, **extra}
+
+
+def steps_of(client: Any, run_id: str, key: str) -> list[int]:
+    return sorted(m.step for m in client.get_metric_history(run_id, key))
+
+
+def runs_of(client: Any, experiment: str) -> list[Any]:
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    return list(client.search_runs([found.experiment_id], run_view_type=3, max_results=500))
+
+
+def test_server_killed_mid_run_loses_nothing_and_never_blocks(
+    project: Path, mlflow_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server is killed for 10 s while 2,000 points are logged at a steady rate.
+
+    No call takes over 50 ms, every point arrives exactly once, and the run is FINISHED.
+    """
+    use_server(monkeypatch, mlflow_server)
+    monkeypatch.setenv("TRACKSDK_FLUSH_TIMEOUT", "180")
+    slowest = 0.0
+    outage: list[float] = []
+
+    def kill_and_restart() -> None:
+        outage.append(time.monotonic())
+        mlflow_server.kill(signal.SIGKILL)
+        time.sleep(10)
+        mlflow_server.start()
+        outage.append(time.monotonic())
+
+    with tracked(experiment="killed-server") as run:
+        assert run.run_id is not None
+        killer = threading.Thread(target=kill_and_restart)
+        for step in range(2000):
+            if step == 200:
+                killer.start()
+            started = time.perf_counter()
+            run.log_metric("loss", 1.0 / (step + 1), step=step)
+            slowest = max(slowest, time.perf_counter() - started)
+            time.sleep(0.01)
+        killer.join()
+    assert outage[1] - outage[0] >= 10
+    assert slowest < 0.050, f"slowest log_metric took {slowest * 1000:.1f} ms"
+    client = admin_client(mlflow_server)
+    stored = client.get_run(run.run_id)
+    assert stored.info.status == "FINISHED"
+    assert steps_of(client, run.run_id, "loss") == list(range(2000))
+
+
+def test_lost_create_run_answers_make_no_ghost_runs(
+    project: Path, dagshub_server: Any, monkeypatch: pytest.MonkeyPatch, reader: None
+) -> None:
+    """20 runs whose runs/create answer is lost once each: 20 runs, not 40."""
+    use_dagshub(monkeypatch, dagshub_server)
+    dagshub_server.reset_counts()
+    client_ids = []
+    try:
+        for index in range(20):
+            dagshub_server.fail_routes = {CREATE: ("lose", 1)}
+            with tracked(experiment="lost-create", run_name=f"r{index}") as run:
+                run.log_metric("m", float(index), step=index)
+            client_ids.append(run.client_run_id)
+            assert run.run_id is not None
+    finally:
+        dagshub_server.clear_failures()
+    lost = [r for r in dagshub_server.requests if r[1].endswith(CREATE) and r[2] == 0]
+    assert len(lost) == 20
+    client = admin_client(dagshub_server)
+    runs = runs_of(client, "lost-create")
+    assert len(runs) == 20
+    assert sorted(r.data.tags["tracksdk.client_run_id"] for r in runs) == sorted(client_ids)
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert sorted(r.data.metrics["m"] for r in runs) == [float(i) for i in range(20)]
+
+
+def test_lost_log_batch_answers_make_no_duplicates(
+    project: Path, dagshub_server: Any, monkeypatch: pytest.MonkeyPatch, reader: None
+) -> None:
+    """20 log-batch answers lost (the server stored the batch): every point exactly once."""
+    use_dagshub(monkeypatch, dagshub_server)
+    dagshub_server.reset_counts()
+    try:
+        with tracked(experiment="lost-batch") as run:
+            for burst in range(25):
+                if burst < 20:  # the next log-batch is stored, and its answer lost
+                    dagshub_server.fail_routes = {LOG_BATCH: ("lose", 1)}
+                for i in range(10):
+                    step = burst * 10 + i
+                    run.log_metric("loss", 1.0 / (step + 1), step=step)
+                run.log_param(f"p{burst}", burst)
+                assert run.flush(60)
+    finally:
+        dagshub_server.clear_failures()
+    lost = [r for r in dagshub_server.requests if r[1].endswith(LOG_BATCH) and r[2] == 0]
+    assert len(lost) == 20
+    client = admin_client(dagshub_server)
+    assert steps_of(client, run.run_id, "loss") == list(range(250))
+    stored = client.get_run(run.run_id)
+    assert stored.data.params == {f"p{b}": str(b) for b in range(25)}
+    assert stored.info.status == "FINISHED"
+
+
+def test_black_hole_server_never_blocks_log_calls(
+    project: Path, dagshub_server: Any, monkeypatch: pytest.MonkeyPatch, reader: None
+) -> None:
+    """A server that accepts and never answers: calls stay under 50 ms; all arrive after."""
+    use_dagshub(monkeypatch, dagshub_server)
+    monkeypatch.setenv("TRACKSDK_HTTP_TIMEOUT", "2")
+    slowest = 0.0
+    try:
+        with tracked(experiment="black-hole") as run:
+            dagshub_server.fail_routes = {LOG_BATCH: "hang"}
+            for step in range(600):
+                started = time.perf_counter()
+                run.log_metric("loss", 1.0 / (step + 1), step=step)
+                slowest = max(slowest, time.perf_counter() - started)
+                time.sleep(0.005)
+            dagshub_server.clear_failures()
+    finally:
+        dagshub_server.clear_failures()
+    assert slowest < 0.050, f"slowest log_metric took {slowest * 1000:.1f} ms"
+    client = admin_client(dagshub_server)
+    assert steps_of(client, run.run_id, "loss") == list(range(600))
+    assert client.get_run(run.run_id).info.status == "FINISHED"
+
+
+def test_black_hole_at_start_waits_start_timeout_then_runs(
+    project: Path, dagshub_server: Any, monkeypatch: pytest.MonkeyPatch, reader: None
+) -> None:
+    """runs/create never answered: the function starts after TRACKSDK_START_TIMEOUT."""
+    use_dagshub(monkeypatch, dagshub_server)
+    monkeypatch.setenv("TRACKSDK_HTTP_TIMEOUT", "4")
+    monkeypatch.setenv("TRACKSDK_START_TIMEOUT", "1")
+    dagshub_server.fail_routes = {CREATE: ("hang", 1)}
+    started = time.monotonic()
+    try:
+        with (
+            pytest.warns(tracksdk.TrackSDKWarning, match="did not create run"),
+            tracked(experiment="black-hole-start") as run,
+        ):
+            entered = time.monotonic() - started
+            assert run.run_id is None and run.client_run_id
+            for step in range(100):
+                run.log_metric("loss", float(step), step=step)
+    finally:
+        dagshub_server.clear_failures()
+    assert entered < 10
+    assert run.run_id is not None  # created in the background once the store answered
+    client = admin_client(dagshub_server)
+    [stored] = runs_of(client, "black-hole-start")
+    assert stored.info.run_id == run.run_id
+    assert steps_of(client, run.run_id, "loss") == list(range(100))
+    assert stored.info.status == "FINISHED"
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_is_honoured(
+    project: Path,
+    dagshub_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    reader: None,
+    status: int,
+) -> None:
+    """A 429/503 with Retry-After: 2 delays the next attempt by those 2 seconds."""
+    use_dagshub(monkeypatch, dagshub_server)
+    with tracked(experiment="retry-after") as run:
+        dagshub_server.reset_counts()
+        dagshub_server.fail_routes = {LOG_BATCH: (f"retry-after:{status}:2", 1)}
+        for step in range(10):
+            run.log_metric("loss", float(step), step=step)
+        assert run.flush(30)
+    batches = [
+        (when, request)
+        for when, request in zip(dagshub_server.request_times, dagshub_server.requests, strict=True)
+        if request[1].endswith(LOG_BATCH)
+    ]
+    assert batches[0][1][2] == status
+    assert batches[1][1][2] == 200
+    assert batches[1][0] - batches[0][0] >= 1.9
+    client = admin_client(dagshub_server)
+    assert steps_of(client, run.run_id, "loss") == list(range(10))
+
+
+SIGNAL_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from tracksdk import tracked
+
+    with tracked(experiment=sys.argv[1]) as run:
+        for step in range(int(sys.argv[2])):
+            run.log_metric("loss", 1.0 / (step + 1), step=step)
+        run.log_param("p", "v")
+        print(run.client_run_id, run.run_id, flush=True)
+        time.sleep(600)
+    """
+)
+
+
+def start_child(
+    project: Path, env: dict[str, str], *args: str
+) -> tuple[subprocess.Popen[str], str]:
+    (project / "child.py").write_text(SIGNAL_SCRIPT)
+    child = subprocess.Popen(
+        [sys.executable, "child.py", *args],
+        cwd=project,
+        env=child_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    line = child.stdout.readline().strip()
+    if not line:
+        child.kill()
+        raise AssertionError(f"the child did not start: {child.communicate()[1]}")
+    return child, line
+
+
+def test_sigterm_ends_the_run_killed_within_5_s_and_loses_nothing(
+    project: Path, mlflow_server: Any
+) -> None:
+    child, line = start_child(
+        project,
+        {"TRACKSDK_BACKEND": "server", "TRACKSDK_SERVER__URI": mlflow_server.url},
+        "sigterm",
+        "3000",
+    )
+    run_id = line.split()[1]
+    client = admin_client(mlflow_server)
+    try:
+        sent = time.monotonic()
+        child.send_signal(signal.SIGTERM)
+        status = None
+        while time.monotonic() - sent < 5:
+            status = client.get_run(run_id).info.status
+            if status == "KILLED":
+                break
+            time.sleep(0.1)
+        elapsed = time.monotonic() - sent
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert status == "KILLED", f"status {status} after {elapsed:.1f} s"
+    assert child.returncode == -signal.SIGTERM
+    assert steps_of(client, run_id, "loss") == list(range(3000))
+    assert client.get_run(run_id).data.params == {"p": "v"}
+    assert not (project / ".tracksdk" / "journal").exists() or not any(
+        (project / ".tracksdk" / "journal").iterdir()
+    )
+
+
+def test_sigkill_with_unsent_points_then_sync(
+    project: Path, dagshub_server: Any, reader: None
+) -> None:
+    """Killed while log-batch hangs: `tracksdk sync` sends all 2,000 points; KILLED."""
+    env = {**dagshub_env(dagshub_server), "TRACKSDK_HTTP_TIMEOUT": "2"}
+    dagshub_server.fail_routes = {LOG_BATCH: "hang"}
+    try:
+        child, line = start_child(project, env, "sigkill", "2000")
+        run_id = line.split()[1]
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        dagshub_server.clear_failures()
+    client = admin_client(dagshub_server)
+    assert client.get_run(run_id).info.status == "RUNNING"  # what plain MLflow leaves
+    result = subprocess.run(
+        [*TRACKSDK, "sync"],
+        cwd=project,
+        env=child_env(env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"as run {run_id}" in result.stdout
+    assert client.get_run(run_id).info.status == "KILLED"
+    assert steps_of(client, run_id, "loss") == list(range(2000))
+    assert client.get_run(run_id).data.params == {"p": "v"}
+    running = [r for r in runs_of(client, "sigkill") if r.info.status == "RUNNING"]
+    assert running == []
