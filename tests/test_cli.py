@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
+from servers import free_port, group_members
 
 from tracksdk import tracked
 
@@ -138,3 +147,304 @@ def test_ui_serves_the_local_store(project: Path) -> None:
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+# --- doctor: server capabilities ------------------------------------------------------------
+
+
+def _dagshub_env(server: Any) -> dict[str, str]:
+    return {
+        "TRACKSDK_BACKEND": "dagshub",
+        "TRACKSDK_DAGSHUB__HOST": server.host,
+        "TRACKSDK_DAGSHUB__OWNER": server.owner,
+        "TRACKSDK_DAGSHUB__REPO": server.repo,
+        "TRACKSDK_DAGSHUB__USERNAME": server.username,
+        "DAGSHUB_USER_TOKEN": server.token,
+    }
+
+
+LOGGED_MODELS_OK = "✓ logged models (MLflow 3 endpoints): available"
+REGISTRY_OK = "✓ model registry: available"
+LOGGED_MODELS_MISSING = "! logged models (MLflow 3 endpoints): missing (the server answers 404)"
+REGISTRY_MISSING = "! model registry: missing (the server answers 404)"
+
+
+def test_doctor_local_store_has_logged_models_and_registry(project: Path) -> None:
+    """On the local sqlite store doctor reports both capabilities as available."""
+    result = cli(project, "doctor")
+    assert result.returncode == 0, result.stderr
+    assert f"{LOGGED_MODELS_OK} (local store)" in result.stdout
+    assert f"{REGISTRY_OK} (local store)" in result.stdout
+
+
+@pytest.mark.server
+def test_doctor_reports_capabilities_of_a_full_server(project: Path, mlflow_server: Any) -> None:
+    """A plain MLflow 3 server (PostgreSQL store) has both, as probed over HTTP."""
+    env = {"TRACKSDK_BACKEND": "server", "TRACKSDK_SERVER__URI": mlflow_server.url}
+    result = cli(project, "doctor", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert LOGGED_MODELS_OK in lines and REGISTRY_OK in lines
+
+
+@pytest.mark.server
+def test_doctor_reports_missing_capabilities_and_the_fallback(
+    project: Path, dagshub_server: Any
+) -> None:
+    """A server answering 404 to the logged-model or registry routes (as DagsHub's MLflow 2.x
+    can) is not broken: doctor exits 0 and says what tracksdk does instead."""
+    env = _dagshub_env(dagshub_server)
+    full = cli(project, "doctor", env=env)
+    assert full.returncode == 0, full.stdout + full.stderr
+    assert LOGGED_MODELS_OK in full.stdout.splitlines() and REGISTRY_OK in full.stdout.splitlines()
+    try:
+        dagshub_server.fail_routes = {"/api/2.0/mlflow/logged-models*": 404}
+        no_logged = cli(project, "doctor", env=env)
+        dagshub_server.fail_routes = {"/api/2.0/mlflow/registered-models/*": 404}
+        no_registry = cli(project, "doctor", env=env)
+    finally:
+        dagshub_server.clear_failures()
+    assert no_logged.returncode == 0, no_logged.stdout + no_logged.stderr
+    text = " ".join(no_logged.stdout.split())  # rich wraps long lines at COLUMNS
+    assert LOGGED_MODELS_MISSING in text
+    assert "saved as run artifacts (runs:/<run_id>/model)" in text
+    assert "autolog runs with log_models=False" in text
+    assert REGISTRY_OK in text and "answers, MLflow 3.17.2" in text
+    assert no_registry.returncode == 0, no_registry.stdout + no_registry.stderr
+    text = " ".join(no_registry.stdout.split())
+    assert REGISTRY_MISSING in text
+    assert "tracked(register=...) skips registration with a warning" in text
+    assert "serve or load it as runs:/<run_id>/model" in text
+    assert LOGGED_MODELS_OK in text
+    for result in (full, no_logged, no_registry):
+        assert dagshub_server.token not in result.stdout + result.stderr
+
+
+# --- serve: stopping ------------------------------------------------------------------------
+
+
+def _processes() -> dict[int, tuple[str, int, int]]:
+    """Every process as PID -> (state, parent PID, process group ID), from Linux's /proc."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            # "pid (comm) state ppid pgrp ...": comm may contain spaces, so split after ')'.
+            state, ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
+            table[int(entry)] = (state, int(ppid), int(pgrp))
+    return table
+
+
+def _descendants(pid: int) -> set[int]:
+    table = _processes()
+    found, todo = set(), [pid]
+    while todo:
+        parent = todo.pop()
+        children = {p for p, (_, ppid, _) in table.items() if ppid == parent}
+        found |= children
+        todo.extend(children)
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    """The PIDs that still run (zombies count as gone: they hold no port or file)."""
+    table = _processes()
+    return {p for p in pids if p in table and table[p][0] != "Z"}
+
+
+def _post(url: str, payload: bytes, timeout: float) -> Any:
+    request = urllib.request.Request(
+        url, data=payload, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def _start_serve(
+    project: Path, model: str, port: int, tmpdir: Path, *args: str, env: dict[str, str]
+) -> subprocess.Popen[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("TRACKSDK_", "MLFLOW_"))}
+    return subprocess.Popen(
+        [*TRACKSDK, "serve", model, "--port", str(port), *args],
+        cwd=project,
+        # TMPDIR: where serve puts the downloaded model, so the test can see it go.
+        env={**base, "COLUMNS": "200", "TMPDIR": str(tmpdir), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # so the finally below can clean up after a failed test
+    )
+
+
+def _wait_for_predictions(proc: subprocess.Popen[str], url: str, payload: bytes) -> Any:
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            return _post(url, payload, timeout=10)
+        except OSError:
+            time.sleep(1)
+    proc.kill()
+    pytest.fail(f"serve never answered {url}:\n{proc.communicate()[0]}")
+
+
+def _kill_leftovers(proc: subprocess.Popen[str], pids: set[int]) -> None:
+    for pid in {proc.pid, *pids}:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.communicate(timeout=30)
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT", "SIGHUP"])
+def test_serve_stops_every_process_and_removes_the_download(
+    project: Path, tmp_path: Path, sig: str
+) -> None:
+    """A signal to `tracksdk serve` alone stops all the serving processes (uvicorn and its
+    workers included), removes the downloaded model, and tracksdk dies by that signal."""
+    import pandas as pd
+    from tracksdk_dummy.plugin import ToyModel
+
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [0.5] * 3})
+
+    @tracked(register="stoppable")
+    def train(X: pd.DataFrame) -> ToyModel:
+        return ToyModel(3.0)
+
+    train(frame)
+    port, tmpdir = free_port(), tmp_path / "tmp"
+    tmpdir.mkdir()
+    # Two uvicorn workers: grandchildren of the mlflow process, which a plain kill misses.
+    proc = _start_serve(project, "stoppable/1", port, tmpdir, env={"MLFLOW_MODELS_WORKERS": "2"})
+    started: set[int] = set()
+    try:
+        url = f"http://127.0.0.1:{port}/invocations"
+        payload = json.dumps({"dataframe_split": frame.to_dict(orient="split")}).encode()
+        assert _wait_for_predictions(proc, url, payload) == {"predictions": [4.5, 7.5, 10.5]}
+        started = _descendants(proc.pid)
+        table = _processes()
+        (pgid,) = {table[p][2] for p in started}  # the server runs in one group of its own
+        assert pgid != proc.pid
+        assert len(group_members(pgid)) >= 4  # mlflow, uvicorn's supervisor, 2 workers
+        assert [p.name[:15] for p in tmpdir.iterdir()] == ["tracksdk-serve-"]
+
+        proc.send_signal(getattr(signal, sig))
+        output, _ = proc.communicate(timeout=60)
+        assert proc.returncode == -getattr(signal, sig), output
+        assert f"{sig}: stopping the model server" in output
+        # uvicorn shut down gracefully, within the bound (SIGHUP reaches it as SIGTERM).
+        assert "Application shutdown complete." in output and "killing it" not in output
+        assert _alive(started) == set() and group_members(pgid) == []
+        assert list(tmpdir.iterdir()) == []
+        with pytest.raises(OSError):
+            _post(url, payload, timeout=5)
+    finally:
+        _kill_leftovers(proc, started)
+
+
+def test_serve_signal_during_the_download_removes_the_folder(project: Path, tmp_path: Path) -> None:
+    """SIGTERM while the model is still downloading (here from a server that never answers)
+    ends serve at once, by SIGTERM, without starting a server or leaving the folder."""
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        silent.settimeout(120)
+        env = {"TRACKSDK_BACKEND": "server"}
+        env["TRACKSDK_SERVER__URI"] = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        proc = _start_serve(project, "hanging/1", free_port(), tmpdir, env=env)
+        try:
+            connection, _ = silent.accept()  # the download's first request
+            with connection:
+                assert [p.name[:15] for p in tmpdir.iterdir()] == ["tracksdk-serve-"]
+                proc.send_signal(signal.SIGTERM)
+                output, _ = proc.communicate(timeout=30)
+        finally:
+            _kill_leftovers(proc, set())
+    assert proc.returncode == -signal.SIGTERM, output
+    assert "SIGTERM: stopped while downloading models:/hanging/1." in output
+    assert "Serving" not in output
+    assert list(tmpdir.iterdir()) == []
+
+
+SLOW_MODEL = """
+import os
+import time
+
+import mlflow
+
+
+class Slow(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        open(os.environ["SLOW_MODEL_STARTED"], "w").close()
+        time.sleep(600)
+        return model_input
+
+
+mlflow.models.set_model(Slow())
+"""
+
+
+@pytest.mark.server
+def test_serve_kills_a_server_that_does_not_stop_in_time(project: Path, tmp_path: Path) -> None:
+    """A prediction still running after --stop-timeout seconds does not keep serve alive:
+    the server is killed, the download removed, and serve ends by SIGTERM."""
+    import mlflow.pyfunc
+
+    code = tmp_path / "slow_model.py"
+    code.write_text(SLOW_MODEL)
+    folder = tmp_path / "slow-model"
+    # pip_requirements given: no requirement inference (it would start a process).
+    mlflow.pyfunc.save_model(str(folder), python_model=str(code), pip_requirements=["mlflow"])
+    port, tmpdir, started_flag = free_port(), tmp_path / "tmp", tmp_path / "predicting"
+    tmpdir.mkdir()
+    proc = _start_serve(
+        project,
+        str(folder),
+        port,
+        tmpdir,
+        "--stop-timeout",
+        "2",
+        env={"SLOW_MODEL_STARTED": str(started_flag)},
+    )
+    started: set[int] = set()
+    try:
+        url = f"http://127.0.0.1:{port}/invocations"
+        # A request without a body is answered at once (400): the server is up.
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                _post(url, b"", timeout=10)
+            except urllib.error.HTTPError:
+                break
+            except OSError:
+                time.sleep(1)
+            else:
+                break
+        payload = json.dumps({"dataframe_split": {"columns": ["a"], "data": [[1.0]]}}).encode()
+        threading.Thread(target=_post_ignoring_errors, args=(url, payload), daemon=True).start()
+        while not started_flag.exists():
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()[0]
+            time.sleep(0.2)
+        started = _descendants(proc.pid)
+
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+        took = time.monotonic() - signalled
+        assert proc.returncode == -signal.SIGTERM, output
+        assert "The model server did not stop within 2 s: killing it." in output
+        assert 2 <= took < 20, took
+        assert _alive(started) == set()
+        assert list(tmpdir.iterdir()) == []
+    finally:
+        _kill_leftovers(proc, started)
+
+
+def _post_ignoring_errors(url: str, payload: bytes) -> None:
+    with contextlib.suppress(OSError):  # the server is killed mid-request: that is the point
+        _post(url, payload, timeout=120)

@@ -1,4 +1,4 @@
-"""The ``tracksdk`` command: ``doctor``, ``ui`` and ``runs``.
+"""The ``tracksdk`` command: ``doctor``, ``ui``, ``runs``, ``models`` and ``serve``.
 
 Built on Typer; every command resolves settings exactly as a tracked run would, so what
 ``tracksdk doctor`` says is what ``@tracked`` will do.
@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -21,6 +24,8 @@ from rich.table import Table
 from tracksdk.exceptions import TrackSDKError
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from tracksdk.backends import Connection
     from tracksdk.settings import Explained
 
@@ -107,6 +112,45 @@ def doctor() -> None:
     out.print(f"{mark} {message}", highlight=False)
     if not ok:
         raise typer.Exit(1)
+    # A missing capability is not an error: tracksdk works around it (see the messages).
+    for line in _capability_lines(conn, explained.settings.http_timeout):
+        out.print(line, highlight=False)
+
+
+def _capability_lines(conn: Connection, timeout: float) -> list[str]:
+    """One line each for the logged-model endpoints and the registry, with tracksdk's fallback.
+
+    Remote stores are probed with the same check tracked runs use (a 404 means missing), so
+    the lines say what a run will do on this server.
+    """
+    from tracksdk import _mlflow
+
+    found = _mlflow.capabilities(conn, timeout=timeout)
+    if not conn.is_remote:
+        # Not probed: MLflow opens these stores itself, and its own stores have both.
+        how = "local store" if conn.tracking_uri.startswith("sqlite:///") else "not probed"
+        return [
+            f"[green]✓[/green] logged models (MLflow 3 endpoints): available ({how})",
+            f"[green]✓[/green] model registry: available ({how})",
+        ]
+    missing = "[yellow]![/yellow] {}: missing (the server answers 404). {}"
+    return [
+        "[green]✓[/green] logged models (MLflow 3 endpoints): available"
+        if found.logged_models
+        else missing.format(
+            "logged models (MLflow 3 endpoints)",
+            "Models returned by tracked functions are saved as run artifacts "
+            "(runs:/<run_id>/model) as always; autolog runs with log_models=False, with a "
+            "warning.",
+        ),
+        "[green]✓[/green] model registry: available"
+        if found.registry
+        else missing.format(
+            "model registry",
+            "tracked(register=...) skips registration with a warning; the model stays in "
+            "its run: serve or load it as runs:/<run_id>/model.",
+        ),
+    ]
 
 
 def _probe(conn: Connection, timeout: float) -> tuple[bool, str]:
@@ -248,6 +292,31 @@ def models(
     out.print(table)
 
 
+@app.command()
+def sync(
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would be sent; send nothing."),
+    all_stores: bool = typer.Option(
+        False,
+        "--all",
+        help="Also send runs journaled for another store to the configured one.",
+    ),
+) -> None:
+    """Send runs left in the journal (offline runs, killed processes) to the store.
+
+    Runs are created when missing (found again by their client id when an earlier
+    attempt created them), unsent records are sent in order, and each run ends with its
+    status, or KILLED when its process died. Runs whose process still runs are skipped.
+    Exits 1 when a run could not be sent; it stays in the journal.
+    """
+    import sys
+
+    from tracksdk import _sync
+
+    explained, conn = _resolve()
+    code = _sync.command(explained, conn, dry_run=dry_run, any_target=all_stores, out=sys.stdout)
+    raise typer.Exit(code)
+
+
 def model_uri(reference: str) -> str:
     """``name@alias`` and ``name/version`` as ``models:/`` URIs; URIs as they are."""
     if ":/" in reference or reference.startswith("/"):
@@ -262,11 +331,20 @@ def serve(
     ],
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 5001,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    stop_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="On SIGTERM, SIGINT or SIGHUP, seconds to let the server stop before killing it.",
+        ),
+    ] = 5.0,
 ) -> None:
     """Serve a model from the configured backend with `mlflow models serve`.
 
     The model is downloaded with tracksdk's credentials first, so the serving process
-    needs none; it runs in this Python environment (--env-manager local).
+    needs none; it runs in this Python environment (--env-manager local). On SIGTERM,
+    SIGINT (Ctrl-C) or SIGHUP, every process of the server is stopped and the downloaded
+    model removed; tracksdk then ends by the same signal.
     """
     import tempfile
 
@@ -274,18 +352,257 @@ def serve(
 
     explained, conn = _resolve()
     uri = model_uri(model)
-    with tempfile.TemporaryDirectory(prefix="tracksdk-serve-") as tmp:
-        with _connected(explained, conn):
-            local = _mlflow.download_model(conn, uri, tmp)
-        command = [
-            sys.executable, "-m", "mlflow", "models", "serve", "-m", local,
-            "--env-manager", "local", "-h", host, "-p", str(port),
-        ]  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
-        # `mlflow models serve` execs uvicorn through bash: it must be on PATH.
-        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-        out.print(f"Serving {uri} at http://{host}:{port}/invocations", highlight=False)
-        raise typer.Exit(subprocess.call(command, env=env))
+    if sys.platform == "win32":  # no process groups to stop; Ctrl-C reaches both processes
+        with tempfile.TemporaryDirectory(prefix="tracksdk-serve-") as tmp:
+            with _connected(explained, conn):
+                local = _mlflow.download_model(conn, uri, tmp)
+            command, env = _serve_command(local, host, port)
+            out.print(f"Serving {uri} at http://{host}:{port}/invocations", highlight=False)
+            raise typer.Exit(subprocess.call(command, env=env))
+    supervisor = _GroupSupervisor(stop_timeout)
+    status = 0
+    with supervisor:
+        try:
+            # TMPDIR chooses where the download goes, as for any temporary folder.
+            with tempfile.TemporaryDirectory(prefix="tracksdk-serve-") as tmp:
+                with supervisor.interruptible(), _connected(explained, conn):
+                    local = _mlflow.download_model(conn, uri, tmp)
+                out.print(f"Serving {uri} at http://{host}:{port}/invocations", highlight=False)
+                status = supervisor.run(*_serve_command(local, host, port))
+        except _Stopped as stopped:  # a signal during the download: the folder is gone by now
+            name = signal.Signals(stopped.signum).name
+            err.print(f"{name}: stopped while downloading {uri}.", highlight=False)
+    if supervisor.signum is not None:
+        _exit_by_signal(supervisor.signum)
+    # A server killed by a signal we did not send: report it as a shell would.
+    raise typer.Exit(128 - status if status < 0 else status)
+
+
+def _serve_command(local: str, host: str, port: int) -> tuple[list[str], dict[str, str]]:
+    """The ``mlflow models serve`` command for a downloaded model, and its environment."""
+    command = [
+        sys.executable, "-m", "mlflow", "models", "serve", "-m", local,
+        "--env-manager", "local", "-h", host, "-p", str(port),
+    ]  # fmt: skip
+    # The model is local: the server needs no tracking URI, and no credentials.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
+    # `mlflow models serve` execs uvicorn through bash: it must be on PATH.
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    return command, env
+
+
+class _Stopped(BaseException):
+    """A stop signal that arrived before the server started; unwinds the set-up.
+
+    A BaseException, like KeyboardInterrupt, so that MLflow's ``except Exception`` around
+    the download does not turn it into an error message.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _GroupSupervisor:
+    """Runs a command in its own process group and takes the whole group down on a signal.
+
+    The server is ``mlflow models serve``, whose uvicorn process (and its workers, with
+    MLFLOW_MODELS_WORKERS) outlive it when only it is signalled, so signals go to the group.
+    A session of its own also keeps the terminal's Ctrl-C from reaching it directly: the
+    stop is tracksdk's to run, bounded by ``stop_timeout`` and followed by the clean-up.
+
+    Use as a context manager: while active, SIGTERM, SIGINT and SIGHUP are caught. Inside
+    :meth:`interruptible` they raise :class:`_Stopped`; while :meth:`run` runs the command
+    they are forwarded to its process group (a second one sends SIGKILL); otherwise they
+    are recorded, and :meth:`run` does not start the command. ``signum`` is the first one.
+    """
+
+    def __init__(self, stop_timeout: float) -> None:
+        self.stop_timeout = stop_timeout
+        self.signum: int | None = None
+        self._signalled_at = 0.0
+        self._interruptible = False
+        self._pgid: int | None = None
+        self._saved: dict[int, Any] = {}
+        self._saved_wakeup_fd = -1
+        self._wakeup: tuple[int, int] | None = None
+
+    def __enter__(self) -> _GroupSupervisor:
+        # Python writes each caught signal's number to this pipe, so the main loop can wait
+        # for "a stop signal or a child exited" in select() instead of polling.
+        read_end, write_end = self._wakeup = os.pipe()
+        os.set_blocking(read_end, False)
+        os.set_blocking(write_end, False)
+        self._saved_wakeup_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            self._saved[signum] = signal.signal(signum, self._on_signal)
+        # A Python handler, not SIG_IGN: ignoring SIGCHLD would make the kernel reap the
+        # children itself, and their exit status would be lost.
+        self._saved[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, _on_child_exit)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._saved.items():
+            signal.signal(signum, handler)
+        signal.set_wakeup_fd(self._saved_wakeup_fd)
+        if self._wakeup is not None:
+            for fd in self._wakeup:
+                os.close(fd)
+            self._wakeup = None
+
+    @contextlib.contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """A block that a stop signal interrupts by raising :class:`_Stopped`."""
+        if self.signum is not None:
+            raise _Stopped(self.signum)
+        self._interruptible = True
+        try:
+            yield
+        finally:
+            self._interruptible = False
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # Only record and forward here: printing is left to the main loop, which may itself
+        # be printing when the signal arrives.
+        first = self.signum is None
+        if first:
+            self.signum, self._signalled_at = signum, time.monotonic()
+        if self._pgid is not None:
+            # A second signal (Ctrl-C twice) means: do not wait for a graceful stop.
+            _killpg(self._pgid, _forwarded(signum) if first else signal.SIGKILL)
+        elif self._interruptible and first:
+            raise _Stopped(signum)
+
+    def _pause(self, timeout: float | None) -> None:
+        """Sleep until a signal is caught (a stop signal, SIGCHLD) or ``timeout`` passes."""
+        assert self._wakeup is not None, "use _GroupSupervisor as a context manager"
+        read_end = self._wakeup[0]
+        select.select([read_end], [], [], timeout)
+        with contextlib.suppress(BlockingIOError):
+            while os.read(read_end, 512):
+                pass
+
+    def run(self, command: list[str], env: dict[str, str]) -> int:
+        """Run ``command`` until its whole process group has exited; return its status.
+
+        The status is the command's exit code, negative for a signal as in
+        :attr:`subprocess.Popen.returncode`, or ``-signum`` without starting it when a stop
+        signal came first.
+        """
+        if self.signum is not None:
+            return -self.signum
+        _adopt_orphans()
+        child = subprocess.Popen(command, env=env, start_new_session=True)
+        pgid = self._pgid = child.pid  # a new session's leader: its PID is the group's ID
+        if self.signum is not None:  # it came while the child started, before it was known
+            _killpg(pgid, _forwarded(self.signum))
+        stopping_since: float | None = None  # when the group was asked to stop
+        killed_at: float | None = None
+        while True:
+            now = time.monotonic()
+            if stopping_since is None and self.signum is not None:
+                stopping_since = self._signalled_at
+                name = signal.Signals(self.signum).name
+                err.print(
+                    f"{name}: stopping the model server (waiting up to {self.stop_timeout:g} s).",
+                    highlight=False,
+                )
+            if child.poll() is not None:
+                if not _group_alive(pgid):
+                    break
+                if stopping_since is None:
+                    # The server ended by itself but left processes behind: stop them too.
+                    stopping_since = now
+                    _killpg(pgid, signal.SIGTERM)
+            if stopping_since is None:
+                self._pause(None)  # serving: until a stop signal, or the server exits
+                continue
+            if killed_at is None and now - stopping_since >= self.stop_timeout:
+                err.print(
+                    f"The model server did not stop within {self.stop_timeout:g} s: killing it.",
+                    highlight=False,
+                )
+                _killpg(pgid, signal.SIGKILL)
+                killed_at = now
+            elif killed_at is not None and now - killed_at > 10:
+                # Only a process stuck in the kernel survives SIGKILL; do not hang on it.
+                err.print(
+                    f"[red]error:[/red] processes of group {pgid} survived SIGKILL.",
+                    highlight=False,
+                )
+                break
+            # Stopping: poll, since group members that are not our children (no subreaper
+            # outside Linux) send no SIGCHLD when they exit.
+            self._pause(0.05)
+        self._pgid = None
+        return child.returncode if child.returncode is not None else -signal.SIGKILL
+
+
+def _forwarded(signum: int) -> int:
+    """The signal that stops the server gracefully for ``signum`` received by tracksdk.
+
+    SIGHUP (the terminal went away) becomes SIGTERM: uvicorn has no graceful stop on SIGHUP,
+    and with several workers its supervisor takes SIGHUP as "restart the workers".
+    """
+    return signal.SIGTERM if signum == signal.SIGHUP else signum
+
+
+def _on_child_exit(signum: int, frame: FrameType | None) -> None:
+    """Nothing to do: SIGCHLD only has to wake the main loop, through the wake-up pipe."""
+
+
+def _killpg(pgid: int, signum: int) -> None:
+    """Send ``signum`` to process group ``pgid``; a group that is gone is fine."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether process group ``pgid`` has members left; reaps those that are our children.
+
+    Call it only once the group leader's :class:`subprocess.Popen` has reaped the leader.
+    """
+    # Members orphaned while the group stops are adopted by this process (_adopt_orphans):
+    # reap them, as a zombie still counts as a member of its group.
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-pgid, os.WNOHANG)[0]:
+            pass
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # members exist that we may not signal
+    return True
+
+
+def _adopt_orphans() -> None:
+    """Become the parent of orphaned descendants (Linux), so they can be waited for.
+
+    uvicorn outlives the ``mlflow`` process that started it by a moment on every stop.
+    Without this it is handed to PID 1, which in a container often never reaps it, and
+    its zombie would keep the group alive until the SIGKILL deadline.
+    """
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_child_subreaper = 36
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(pr_set_child_subreaper, 1, 0, 0, 0)
+
+
+def _exit_by_signal(signum: int) -> NoReturn:
+    """End this process by ``signum`` with its default action, as if it had not been caught.
+
+    The parent (a shell, systemd, a supervisor) then sees the death by that signal it asked
+    for; a shell shows it as exit status 128 + the signal number (143 for SIGTERM).
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    raise typer.Exit(128 + signum)  # reached only if the signal is blocked
 
 
 def main() -> None:
