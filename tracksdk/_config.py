@@ -65,8 +65,18 @@ def _merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-_mode_key: tuple[int, str | None] | None = None
+_mode_generation = -1
+_mode_value: object = None
 _mode_disabled = False
+
+# os.environ.get encodes the key and decodes the value: ~0.5 us, a quarter of the
+# disabled budget. os.environ keeps the raw bytes in its _data dict on POSIX; reading it
+# directly is ~20x faster. Anything unexpected falls back to os.environ.get.
+_RAW_ENV: Any = getattr(os.environ, "_data", None)
+_RAW_KEY: Any = b"TRACKSDK_MODE" if os.name == "posix" else "TRACKSDK_MODE"
+if not isinstance(_RAW_ENV, dict):
+    _RAW_ENV = os.environ
+    _RAW_KEY = "TRACKSDK_MODE"
 
 
 def is_disabled() -> bool:
@@ -76,14 +86,15 @@ def is_disabled() -> bool:
     disabled call costs about a microsecond. A mode set in ``.env`` or ``pyproject.toml``
     is read once per process (and again after ``configure()`` or ``reset()``).
     """
-    global _mode_key, _mode_disabled
-    key = (_generation, os.environ.get("TRACKSDK_MODE"))
-    if key != _mode_key:
-        try:
-            disabled = resolve().settings.mode == "disabled"
-        except Exception:
-            disabled = False  # the run's own start reports the bad setting
-        _mode_key, _mode_disabled = key, disabled
+    global _mode_generation, _mode_value, _mode_disabled
+    value = _RAW_ENV.get(_RAW_KEY)
+    if _mode_generation == _generation and value == _mode_value:
+        return _mode_disabled
+    try:
+        disabled = resolve().settings.mode == "disabled"
+    except Exception:
+        disabled = False  # the run's own start reports the bad setting
+    _mode_generation, _mode_value, _mode_disabled = _generation, value, disabled
     return _mode_disabled
 
 
