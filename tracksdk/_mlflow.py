@@ -234,15 +234,6 @@ class CreatedRun:
     entity: Any = field(repr=False)
 
 
-def create_run(
-    conn: Connection, experiment_id: str, run_name: str | None, tags: Mapping[str, str]
-) -> CreatedRun:
-    """Create a RUNNING run with ``tags``."""
-    with errors(f"Creating a run on {conn.tracking_uri}"):
-        run = client(conn).create_run(experiment_id, tags=dict(tags), run_name=run_name)
-    return CreatedRun(run.info.run_id, run.info.experiment_id, run.info.artifact_uri, run)
-
-
 def push_active(created: CreatedRun) -> None:
     """Make the run MLflow's active run, so autolog and ``mlflow.log_*`` write to it."""
     fluent = _internals()[0]
@@ -258,103 +249,6 @@ def pop_active(run_id: str) -> None:
     stack = fluent._active_run_stack.get()
     stack[:] = [r for r in stack if r.info.run_id != run_id]
     fluent._last_active_run_id.set(run_id)
-
-
-def log_batch(
-    conn: Connection,
-    run_id: str,
-    metrics: Sequence[tuple[str, float, int, int]] = (),
-    params: Mapping[str, str] | None = None,
-    tags: Mapping[str, str] | None = None,
-) -> None:
-    """Write metrics ``(key, value, timestamp_ms, step)``, params and tags in one batch."""
-    with errors("Logging to the run"):
-        client(conn).log_batch(
-            run_id,
-            metrics=[Metric(k, v, ts, step) for k, v, ts, step in metrics],
-            params=[Param(k, v) for k, v in (params or {}).items()],
-            tags=[RunTag(k, v) for k, v in (tags or {}).items()],
-            synchronous=True,
-        )
-
-
-def log_artifact(conn: Connection, run_id: str, path: str, artifact_path: str | None) -> None:
-    """Upload a file or a folder's contents."""
-    with errors(f"Uploading {path}"):
-        if Path(path).is_dir():
-            client(conn).log_artifacts(run_id, path, artifact_path)
-        else:
-            client(conn).log_artifact(run_id, path, artifact_path)
-
-
-def log_text(conn: Connection, run_id: str, text: str, artifact_file: str) -> None:
-    """Write ``text`` as an artifact file."""
-    with errors(f"Writing artifact {artifact_file}"):
-        client(conn).log_text(run_id, text, artifact_file)
-
-
-def log_texts(conn: Connection, run_id: str, files: Mapping[str, str]) -> None:
-    """Write several text artifacts with one upload call."""
-    import tempfile
-
-    if not files:
-        return
-    with errors("Writing artifacts"), tempfile.TemporaryDirectory(prefix="tracksdk-") as tmp:
-        for artifact_file, text in files.items():
-            path = Path(tmp, artifact_file)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-        client(conn).log_artifacts(run_id, tmp)
-
-
-def log_dict(conn: Connection, run_id: str, data: Mapping[str, Any], artifact_file: str) -> None:
-    """Write ``data`` as a JSON or YAML artifact (by the file's extension)."""
-    with errors(f"Writing artifact {artifact_file}"):
-        client(conn).log_dict(run_id, dict(data), artifact_file)
-
-
-def log_figure(conn: Connection, run_id: str, figure: Any, artifact_file: str) -> None:
-    """Write a matplotlib or plotly figure as an image artifact."""
-    with errors(f"Writing figure {artifact_file}"):
-        client(conn).log_figure(run_id, figure, artifact_file)
-
-
-def log_input(
-    conn: Connection,
-    run_id: str,
-    data: Any,
-    *,
-    context: str | None,
-    name: str | None,
-    targets: str | None,
-) -> None:
-    """Record a pandas DataFrame or numpy array as a dataset input of the run."""
-    import warnings
-
-    from mlflow.entities import DatasetInput, InputTag
-    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
-
-    with errors("Logging a dataset input"), warnings.catch_warnings():
-        # MLflow's hint about integer columns concerns model signatures, not a dataset
-        # record; it would otherwise print once per logged input.
-        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
-        if hasattr(data, "columns") and hasattr(data, "dtypes"):
-            from mlflow.data.pandas_dataset import from_pandas
-
-            dataset: Any = from_pandas(data, name=name, targets=targets)
-        else:
-            import numpy as np
-            from mlflow.data.numpy_dataset import from_numpy
-
-            dataset = from_numpy(np.asarray(data), name=name)
-        tags = [InputTag(MLFLOW_DATASET_CONTEXT, context)] if context else []
-        client(conn).log_inputs(run_id, [DatasetInput(dataset._to_mlflow_entity(), tags)])
-
-
-def set_terminated(conn: Connection, run_id: str, status: str) -> None:
-    """End the run with ``status`` (FINISHED, FAILED or KILLED)."""
-    with errors("Ending the run"):
-        client(conn).set_terminated(run_id, RunStatus.to_string(RunStatus.from_string(status)))
 
 
 def search_runs(conn: Connection, experiment_name: str, max_results: int) -> list[Any]:
