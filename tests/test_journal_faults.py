@@ -361,3 +361,105 @@ def test_sigkill_with_unsent_points_then_sync(
     assert client.get_run(run_id).data.params == {"p": "v"}
     running = [r for r in runs_of(client, "sigkill") if r.info.status == "RUNNING"]
     assert running == []
+
+
+def test_503_at_start_then_back_mid_run(
+    project: Path, dagshub_server: Any, monkeypatch: pytest.MonkeyPatch, reader: None
+) -> None:
+    """Every MLflow route answers 503 at start: the function runs; when the server is
+    back the run is created (once) and everything is sent, FINISHED."""
+    use_dagshub(monkeypatch, dagshub_server)
+    dagshub_server.fail_routes = {"/api/2.0/mlflow/*": 503}
+    try:
+        with (
+            pytest.warns(tracksdk.TrackSDKWarning, match="did not create run"),
+            tracked(experiment="down-at-start") as run,
+        ):
+            assert run.run_id is None
+            for step in range(50):
+                run.log_metric("loss", float(step), step=step)
+            dagshub_server.clear_failures()
+    finally:
+        dagshub_server.clear_failures()
+    assert run.run_id is not None
+    client = admin_client(dagshub_server)
+    [stored] = runs_of(client, "down-at-start")
+    assert stored.info.status == "FINISHED"
+    assert steps_of(client, run.run_id, "loss") == list(range(50))
+
+
+def test_dns_failure_at_start_then_sync_to_another_store(
+    project: Path, mlflow_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host that does not resolve: journaled. `tracksdk sync` leaves it (recorded for
+    another store) unless --all, which sends it to the configured server."""
+    (project / "dns.py").write_text(
+        "from tracksdk import tracked\n"
+        "with tracked(experiment='dns') as run:\n"
+        "    run.log_metric('m', 1.0)\n"
+        "print(run.client_run_id)\n"
+    )
+    down = child_env(
+        {
+            "TRACKSDK_BACKEND": "server",
+            "TRACKSDK_SERVER__URI": "http://tracksdk-no-such-host.invalid:5000",
+            "TRACKSDK_FLUSH_TIMEOUT": "1",
+        }
+    )
+    child = subprocess.run(
+        [sys.executable, "dns.py"],
+        cwd=project,
+        env=down,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == 0, child.stderr
+    assert "did not create run" in child.stderr
+    client_run_id = child.stdout.strip()
+    env = child_env({"TRACKSDK_BACKEND": "server", "TRACKSDK_SERVER__URI": mlflow_server.url})
+
+    def sync(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*TRACKSDK, "sync", *args],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    skipped = sync()
+    assert skipped.returncode == 0, skipped.stderr
+    assert "tracksdk-no-such-host.invalid" in skipped.stdout and "--all" in skipped.stdout
+    sent = sync("--all")
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    client = admin_client(mlflow_server)
+    [stored] = runs_of(client, "dns")
+    assert stored.data.tags["tracksdk.client_run_id"] == client_run_id
+    assert stored.data.metrics["m"] == 1.0
+    assert stored.info.status == "FINISHED"
+
+
+def test_slow_flush_shows_a_progress_bar(
+    project: Path,
+    dagshub_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    reader: None,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A run end that waits more than 2 s for the store says so on stderr."""
+    use_dagshub(monkeypatch, dagshub_server)
+    monkeypatch.setenv("TRACKSDK_HTTP_TIMEOUT", "2")
+    try:
+        with tracked(experiment="slow-flush") as run:
+            dagshub_server.fail_routes = {LOG_BATCH: "hang"}
+            for step in range(100):
+                run.log_metric("loss", float(step), step=step)
+            threading.Timer(4.0, dagshub_server.clear_failures).start()
+    finally:
+        dagshub_server.clear_failures()
+    err = capfd.readouterr().err
+    assert "tracksdk: sending run" in err
+    client = admin_client(dagshub_server)
+    assert steps_of(client, run.run_id, "loss") == list(range(100))
