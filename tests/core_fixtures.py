@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,3 +98,22 @@ def artifact_paths(client, run_id: str, path: str | None = None) -> list[str]:  
 
 def artifact_text(client, run_id: str, path: str, tmp: Path) -> str:  # type: ignore[no-untyped-def]
     return Path(client.download_artifacts(run_id, path, str(tmp))).read_text()
+
+
+TRACKSDK = [sys.executable, "-m", "tracksdk.cli"]
+
+
+def run_cli(
+    project: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run ``tracksdk ARGS`` in ``project`` with a clean TRACKSDK_/MLFLOW_ environment."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("TRACKSDK_", "MLFLOW_"))}
+    base["COLUMNS"] = "200"
+    return subprocess.run(
+        [*TRACKSDK, *args],
+        cwd=project,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

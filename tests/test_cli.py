@@ -17,26 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from core_fixtures import run_cli as cli
 from servers import free_port, group_members
 
 from tracksdk import tracked
 
 TRACKSDK = [sys.executable, "-m", "tracksdk.cli"]
-
-
-def cli(
-    project: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("TRACKSDK_", "MLFLOW_"))}
-    base["COLUMNS"] = "200"
-    return subprocess.run(
-        [*TRACKSDK, *args],
-        cwd=project,
-        env={**base, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_doctor_local_ok(project: Path) -> None:

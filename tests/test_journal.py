@@ -16,32 +16,15 @@ import time
 from pathlib import Path
 
 import pytest
-from core_fixtures import all_runs, artifact_paths, local_client
+from core_fixtures import all_runs, artifact_paths, local_client, run_cli
 
 import tracksdk
 from tracksdk import TrackSDKWarning, tracked
-
-TRACKSDK = [sys.executable, "-m", "tracksdk.cli"]
 
 
 def journals(project: Path) -> list[Path]:
     folder = project / ".tracksdk" / "journal"
     return sorted(p for p in folder.iterdir() if p.is_dir()) if folder.exists() else []
-
-
-def run_cli(
-    project: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("TRACKSDK_", "MLFLOW_"))}
-    base["COLUMNS"] = "200"
-    return subprocess.run(
-        [*TRACKSDK, *args],
-        cwd=project,
-        env={**base, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def test_healthy_run_leaves_no_journal_and_everything_is_stored(project: Path) -> None:
