@@ -163,6 +163,10 @@ class Sender:
         if created and conn is not None and created.get("target") == conn.tracking_uri:
             self.run_id = str(created["run_id"])
             self.experiment_id = str(created["experiment_id"])
+        elif journal is None and self.acked != _journal.START:
+            # Part of it went to another store (`tracksdk sync --all`): this store gets a
+            # run of its own, so everything is sent from the start.
+            self.acked = _journal.START
 
     # -- control (other threads) -----------------------------------------------------
 

@@ -43,6 +43,10 @@ class Checker:
     def __init__(self, strict: bool) -> None:
         self.strict = strict
         self._warned: set[tuple[str, str]] = set()
+        # Keys already found valid, as they are: a training loop logs the same few keys
+        # thousands of times. Emptied when a new secret changes what redaction does.
+        self._valid: set[str] = set()
+        self._valid_for: object = None
 
     def problem(self, kind: str, key: str, message: str) -> None:
         """Raise in strict mode, else warn once per (kind, key)."""
@@ -55,6 +59,14 @@ class Checker:
 
     def key(self, kind: str, key: Any) -> str | None:
         """Return a valid key for ``key``, or None when nothing can be logged."""
+        if type(key) is str:
+            from tracksdk import _redact
+
+            if _redact._pattern is not self._valid_for:
+                self._valid.clear()
+                self._valid_for = _redact._pattern
+            if key in self._valid:
+                return key
         if not isinstance(key, str):
             self.problem(kind, repr(key), f"{kind} key {key!r} is not a string; logged as str().")
         from tracksdk._redact import redact
@@ -65,6 +77,8 @@ class Checker:
             return None
         clean_path = posixpath.normpath(text) == text and not text.startswith(("/", ".."))
         if len(text) <= MAX_KEY and _KEY_OK.match(text) and clean_path and text != ".":
+            if text == key and len(self._valid) < 10_000:
+                self._valid.add(text)
             return text
         key = text
         fixed = _KEY_BAD_CHAR.sub("_", key)
@@ -90,6 +104,8 @@ class Checker:
 
     def metric_value(self, key: str, value: Any) -> float | None:
         """Return the float to log, or None to drop the point."""
+        if type(value) is float and math.isfinite(value):  # the common case, fast
+            return value
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             item = getattr(value, "item", None)  # numpy and torch 0-d values
             if callable(item) and not isinstance(value, bool):
@@ -103,7 +119,10 @@ class Checker:
                 "number: the point was dropped. Log float(value), or a param/tag for text.",
             )
             return None
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int too large for a float
+            number = math.copysign(math.inf, 1 if str(value)[:1] != "-" else -1)
         if not math.isfinite(number):
             self.problem(
                 "metric",
@@ -116,6 +135,8 @@ class Checker:
 
     def step(self, key: str, step: Any) -> int | None:
         """Return the integer step, or None to drop the point."""
+        if type(step) is int and step >= 0:  # the common case, fast
+            return step
         if step is None:
             return 0
         if isinstance(step, numbers.Integral) and not isinstance(step, bool) and int(step) >= 0:
