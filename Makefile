@@ -30,6 +30,7 @@ lint: venv
 
 bench: venv
 	$(BIN)/python bench/core.py
+	$(BIN)/python bench/journal.py
 
 clean:
 	rm -rf $(VENV)
