@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -244,7 +245,9 @@ def test_server_failures_mid_run_are_retried_and_nothing_is_lost(
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("TRACKSDK_DAGSHUB__TOKEN", dagshub_server.token)
 
-    @tracked
+    experiment = f"mid-run-503-{uuid.uuid4().hex[:8]}"
+
+    @tracked(experiment=experiment)
     def train() -> dict[str, float]:
         dagshub_server.fail_routes = {"/api/2.0/mlflow/runs/log-batch": (503, 3)}
         for step in range(20):
@@ -261,7 +264,7 @@ def test_server_failures_mid_run_are_retried_and_nothing_is_lost(
         dagshub_server.tracking_uri, dagshub_server.admin_username, dagshub_server.admin_password
     )
     [run] = client.search_runs(
-        [client.get_experiment_by_name(project.name).experiment_id], max_results=5
+        [client.get_experiment_by_name(experiment).experiment_id], max_results=5
     )
     assert run.info.status == "FINISHED"
     history = client.get_metric_history(run.info.run_id, "loss")
