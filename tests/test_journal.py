@@ -49,14 +49,20 @@ def test_healthy_run_leaves_no_journal_and_everything_is_stored(project: Path) -
     assert {"notes/hello.txt", "config.json"} <= set(artifact_paths(client, run.run_id))
 
 
-def test_journal_files_are_private(project: Path) -> None:
-    """Folders are 0700 and files 0600, while the run is live."""
-    with tracked(experiment="journal") as run:
+def test_journal_files_are_private(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Folders are 0700 and files 0600 (offline, so that nothing is sent and deleted)."""
+    monkeypatch.setenv("TRACKSDK_MODE", "offline")
+    tracksdk.reset()
+    source = project / "data.csv"
+    source.write_text("a,b\n1,2\n")
+    source.chmod(0o644)
+    with pytest.warns(TrackSDKWarning, match="tracksdk sync"), tracked(experiment="j") as run:
         run.log_metric("m", 1.0)
         run.log_text("secret-ish", "notes.txt")
-        [folder] = journals(project)
-        paths = [folder.parent, folder, *folder.rglob("*")]
-        modes = {str(p): (p.is_dir(), stat.S_IMODE(p.stat().st_mode)) for p in paths}
+        run.log_artifact(source)  # a copy keeps its source's mode bits unless fixed
+    [folder] = journals(project)
+    paths = [folder.parent, folder, *folder.rglob("*")]
+    modes = {str(p): (p.is_dir(), stat.S_IMODE(p.stat().st_mode)) for p in paths}
     assert len(modes) > 5  # meta.json, lock, heartbeat, a segment, files/...
     wrong = {p: oct(m) for p, (d, m) in modes.items() if m != (0o700 if d else 0o600)}
     assert wrong == {}
