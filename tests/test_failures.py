@@ -89,3 +89,40 @@ def test_unwritable_local_root_keeps_the_run_journaled(
     assert run.client_run_id is not None
     # Kept for `tracksdk sync` once the root is fixed.
     assert (project / ".tracksdk" / "journal" / run.client_run_id / "seg-000001.log").exists()
+
+
+@pytest.mark.parametrize("cause", ["tls", "5xx"])
+def test_tls_error_or_5xx_at_start_runs_journaled(
+    project: Path, monkeypatch: pytest.MonkeyPatch, cause: str
+) -> None:
+    """A TLS handshake that fails, or a server answering 500: journaled, like refused."""
+    import http.server
+    import threading
+
+    class Always500(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            self.send_response(500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Always500)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    scheme = "https" if cause == "tls" else "http"  # https to a plain-http server
+    monkeypatch.setenv("TRACKSDK_BACKEND", "server")
+    monkeypatch.setenv("TRACKSDK_SERVER__URI", f"{scheme}://127.0.0.1:{server.server_port}")
+    monkeypatch.setenv("TRACKSDK_FLUSH_TIMEOUT", "1")
+    try:
+        with pytest.warns(TrackSDKWarning) as record, tracked() as run:
+            run.log_metric("m", 1.0)
+    finally:
+        server.shutdown()
+    first = str(record[0].message)
+    assert "did not create run" in first, first
+    assert ("SSL" in first) if cause == "tls" else ("HTTP 500" in first)
+    [journal] = _journals(project)
+    assert journal.name == run.client_run_id
