@@ -299,15 +299,24 @@ class Reader:
 def read_ack(path: Path) -> Position:
     """The position up to which the store has acknowledged everything."""
     try:
-        segment, offset = (path / "ack").read_text().split()
+        segment, offset = (path / "ack").read_text().split()[:2]
         return (int(segment), int(offset))
     except (OSError, ValueError):
         return START
 
 
-def write_ack(path: Path, position: Position) -> None:
+def read_ended(path: Path) -> bool:
+    """Whether the store acknowledged the run's end (the journal awaits deletion only)."""
+    try:
+        return (path / "ack").read_text().split()[2:3] == ["ended"]
+    except OSError:
+        return False
+
+
+def write_ack(path: Path, position: Position, *, ended: bool = False) -> None:
     """Record that everything before ``position`` reached the store; drop old segments."""
-    _write_private(path / "ack", f"{position[0]} {position[1]}\n")
+    marker = " ended" if ended else ""
+    _write_private(path / "ack", f"{position[0]} {position[1]}{marker}\n")
     for old in path.glob("seg-*.log"):
         try:
             number = int(old.stem.split("-")[1])

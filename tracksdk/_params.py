@@ -28,7 +28,9 @@ _repr.maxother = _MAX_REPR
 def format_value(value: Any) -> str:
     """Return a short, readable string for a param value."""
     if value is None or isinstance(value, bool | int | float | str):
-        return str(value)
+        from tracksdk._validate import safe_str
+
+        return safe_str(value)
     if isinstance(value, enum.Enum):
         return str(value.value)
     if isinstance(value, PurePath):

@@ -26,7 +26,7 @@ from tracksdk import _redact, _warn
 from tracksdk._context import active_run
 from tracksdk._context import current as _current
 from tracksdk._options import RunOptions
-from tracksdk._validate import MAX_PARAM_VALUE, MAX_TAG_VALUE, Checker
+from tracksdk._validate import MAX_PARAM_VALUE, MAX_TAG_VALUE, Checker, safe_str
 from tracksdk.exceptions import TrackingError
 
 if TYPE_CHECKING:
@@ -171,7 +171,7 @@ class Run:
         from tracksdk._params import format_value
 
         batch: dict[str, str] = {}
-        conflicts: dict[str, str] = {}
+        conflicts: dict[str, tuple[str, str]] = {}  # key -> (first value, new value)
         for raw_key, raw_value in params.items():
             key = self._checker.key("param", raw_key)
             if key is None:
@@ -179,26 +179,31 @@ class Run:
             value = (
                 _redact.MASK
                 if _redact.looks_secret(key)
-                else _redact.redact(format_value(raw_value))
+                else self._checker.text("param", key, _redact.redact(format_value(raw_value)))
             )
-            value = self._fit(writer, "param", "params", key, value, MAX_PARAM_VALUE)
+            # Compared whole: the first value stays, and so does its artifact when long.
             with self._lock:
                 previous = self._params.get(key)
                 if previous is None:
                     self._params[key] = value
-                    batch[key] = value
                 elif previous != value:
-                    conflicts[key] = value
-        for key, value in conflicts.items():
+                    conflicts[key] = (previous, value)
+                    continue
+                else:
+                    continue
+            batch[key] = self._fit(writer, "param", "params", key, value, MAX_PARAM_VALUE)
+        tags: dict[str, str] = {}
+        for key, (first, value) in conflicts.items():
+            tag = self._checker.key("tag", f"tracksdk.param_conflict.{key}")
             self._checker.problem(
                 "param-conflict",
                 key,
-                f"param {key!r} was already logged as {self._params[key]!r}; params cannot "
-                f"change within a run. The first value stays; the new one, {value!r}, is "
-                f"kept in tag tracksdk.param_conflict.{key}. Use a metric for values that "
-                "change, or another key.",
+                f"param {key!r} was already logged as {_cut(first)!r}; params cannot change "
+                f"within a run. The first value stays; the new one, {_cut(value)!r}, is kept "
+                f"in tag {tag}. Use a metric for values that change, or another key.",
             )
-        tags = {f"tracksdk.param_conflict.{k}": v for k, v in conflicts.items()}
+            if tag is not None:
+                tags[tag] = self._fit(writer, "tag", "tags", tag, value, MAX_TAG_VALUE)
         if batch or tags:
             writer.batch(params=batch, tags=tags)
 
@@ -206,7 +211,9 @@ class Run:
         """Keep a too-long value whole in an artifact and log a pointer to it."""
         if len(value) <= limit:
             return value
-        artifact = f"{folder}/{key.replace('/', '_')}.txt"
+        from tracksdk._validate import artifact_name
+
+        artifact = f"{folder}/{artifact_name(key)}.txt"
         self._checker.problem(
             f"long-{kind}",
             key,
@@ -232,7 +239,7 @@ class Run:
             key = self._checker.key("tag", raw_key)
             if key is None:
                 continue
-            value = _redact.redact(str(raw_value))
+            value = self._checker.text("tag", key, _redact.redact(safe_str(raw_value)))
             batch[key] = self._fit(writer, "tag", "tags", key, value, MAX_TAG_VALUE)
         if batch:
             writer.batch(tags=batch)
@@ -429,6 +436,10 @@ class Run:
         return {k: v for k, v in metrics.items() if self._latest.get(k) != float(v)}
 
 
+def _cut(text: str) -> str:
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
@@ -567,7 +578,7 @@ class Session:
         for raw_key, value in (self.options.tags or {}).items():
             key = checker.key("tag", raw_key)
             if key is not None:
-                text = _redact.redact(str(value))
+                text = checker.text("tag", key, _redact.redact(safe_str(value)))
                 if len(text) > MAX_TAG_VALUE:
                     long_tags[key] = text
                 else:

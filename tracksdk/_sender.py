@@ -47,6 +47,7 @@ MAX_BYTES = 800_000  # MLflow refuses requests over 1 MB; keep room for the fram
 MAX_BACKOFF = 10.0
 HEARTBEAT_EVERY = 5.0
 POLL = 0.5
+POISON_TRIES = 5  # internal errors on the same request before it is set aside
 START_ATTEMPTS = 3  # failed attempts before a run's start stops waiting for the store
 WAKE_AFTER = 500  # records the training thread may write before it wakes the sender
 
@@ -142,6 +143,9 @@ class Sender:
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self.acked: _journal.Position = _journal.read_ack(path)
+        self.status_sent: str | None = None
+        if journal is None and _journal.read_ended(path):
+            self.status_sent = "sent before"  # only the journal's deletion was missed
         self.done = False  # every record reached the store and the journal is gone
         self.stopped = False  # gave up: auth failure, or asked to stop
         self.auth_error: TrackingError | None = None
@@ -149,7 +153,6 @@ class Sender:
         self.first_outcome = threading.Event()  # created, or the first attempt failed
         self.rejected = 0
         self.sent_points = 0
-        self.status_sent: str | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._changed = threading.Condition()
@@ -281,7 +284,7 @@ class Sender:
                         self.stopped = True
                         return
                     if op.end is not None:
-                        self._ack(op.end)
+                        self._ack(op.end, ended=self.status_sent is not None)
             else:
                 self.stopped = True
         finally:
@@ -318,9 +321,9 @@ class Sender:
             self._last_beat = now
             self.journal.beat()
 
-    def _ack(self, position: _journal.Position) -> None:
+    def _ack(self, position: _journal.Position, *, ended: bool = False) -> None:
         with contextlib.suppress(OSError):  # a resend after a crash is de-duplicated
-            _journal.write_ack(self.path, position)
+            _journal.write_ack(self.path, position, ended=ended)
         self.acked = position
         if self.journal is not None:
             self.journal.acked_segment = position[0]
@@ -355,9 +358,16 @@ class Sender:
                 if self._attempts >= START_ATTEMPTS:  # one lost answer is not an outage
                     self.first_outcome.set()
                 self._report_outage(exc)
-                if op.kind in ("f", "r") and "HTTP" not in str(exc) and not _is_network(exc):
-                    odd_failures += 1  # e.g. a disk error: do not retry it forever
-                    if odd_failures >= 5:
+                # A store that answers, and answers this one request with an internal error
+                # each time (a value its database refuses), or an upload failing on a disk
+                # error, is not an outage: after a few tries the request is set aside
+                # instead of blocking everything behind it.
+                poison = "HTTP 500" in str(exc) or (
+                    op.kind in ("f", "r") and "HTTP" not in str(exc) and not _is_network(exc)
+                )
+                if poison:
+                    odd_failures += 1
+                    if odd_failures >= POISON_TRIES:
                         self._reject(op, exc)
                         return True
                 wait = exc.retry_after if exc.retry_after is not None else delay
@@ -380,6 +390,12 @@ class Sender:
                     "`tracksdk sync`."
                 )
                 return False
+            except (ValueError, TypeError, OverflowError, KeyError, IndexError) as exc:
+                # A record the request cannot be built from (a value out of MLflow's
+                # range): set aside, like a request the store refused.
+                self.first_outcome.set()
+                self._reject(op, Rejected(f"{type(exc).__name__}: {exc}"))
+                return op.kind != "c"
             except Rejected as exc:
                 self.first_outcome.set()
                 if op.kind == "c":

@@ -31,6 +31,7 @@ from tracksdk import _warn
 from tracksdk.exceptions import ValidationError
 
 MAX_KEY = 250
+MAX_STEP = 2**63 - 1  # MLflow stores steps as signed 64-bit integers
 MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
 _KEY_OK = re.compile(r"^[/\w.\- :]+$")
@@ -68,15 +69,16 @@ class Checker:
             if key in self._valid:
                 return key
         if not isinstance(key, str):
-            self.problem(kind, repr(key), f"{kind} key {key!r} is not a string; logged as str().")
+            shown = _short(key)
+            self.problem(kind, shown, f"{kind} key {shown} is not a string; logged as str().")
         from tracksdk._redact import redact
 
-        text = redact(str(key))
+        text = redact(safe_str(key))
         if not text:
             self.problem(kind, text, f"{kind} key is empty: nothing logged. Give it a name.")
             return None
         clean_path = posixpath.normpath(text) == text and not text.startswith(("/", ".."))
-        if len(text) <= MAX_KEY and _KEY_OK.match(text) and clean_path and text != ".":
+        if len(text) <= MAX_KEY and _KEY_OK.fullmatch(text) and clean_path and text != ".":
             if text == key and len(self._valid) < 10_000:
                 self._valid.add(text)
             return text
@@ -85,13 +87,18 @@ class Checker:
         reasons = []
         if fixed != key:
             reasons.append("has characters other than letters, digits, _ - . / : and space")
-        segments = [part for part in fixed.split("/") if part not in ("", ".", "..")]
+        # MLflow refuses a key whose normalised path starts with ".." or "/", or is not
+        # its own normal form: empty and all-dot segments go, and leading dots become _.
+        segments = [part for part in fixed.split("/") if part.strip(".")]
+        if segments and segments[0].startswith(".."):
+            head = segments[0]
+            segments[0] = "_" * (len(head) - len(head.lstrip("."))) + head.lstrip(".")
         if "/".join(segments) != fixed:
             fixed = "/".join(segments)
             reasons.append("is not a clean relative path")
-            if not fixed:
-                self.problem(kind, key, f"{kind} key {key!r} has no usable name: nothing logged.")
-                return None
+        if not fixed:
+            self.problem(kind, key, f"{kind} key {key!r} has no usable name: nothing logged.")
+            return None
         if len(fixed) > MAX_KEY:
             digest = hashlib.sha1(key.encode()).hexdigest()[:8]
             fixed = f"{fixed[: MAX_KEY - 9]}-{digest}"
@@ -106,6 +113,8 @@ class Checker:
         """Return the float to log, or None to drop the point."""
         if type(value) is float and math.isfinite(value):  # the common case, fast
             return value
+        if type(value) is int and -(2**1023) < value < 2**1023:
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             item = getattr(value, "item", None)  # numpy and torch 0-d values
             if callable(item) and not isinstance(value, bool):
@@ -122,7 +131,7 @@ class Checker:
         try:
             number = float(value)
         except OverflowError:  # an int too large for a float
-            number = math.copysign(math.inf, 1 if str(value)[:1] != "-" else -1)
+            number = math.inf if value > 0 else -math.inf  # type: ignore[operator]
         if not math.isfinite(number):
             self.problem(
                 "metric",
@@ -135,21 +144,77 @@ class Checker:
 
     def step(self, key: str, step: Any) -> int | None:
         """Return the integer step, or None to drop the point."""
-        if type(step) is int and step >= 0:  # the common case, fast
+        if type(step) is int and 0 <= step <= MAX_STEP:  # the common case, fast
             return step
         if step is None:
             return 0
-        if isinstance(step, numbers.Integral) and not isinstance(step, bool) and int(step) >= 0:
+        integral = isinstance(step, numbers.Integral) and not isinstance(step, bool)
+        if integral and 0 <= int(step) <= MAX_STEP:
             return int(step)
         self.problem(
             "step",
             key,
-            f"metric {key!r} got step {step!r}: steps are integers >= 0. The point was "
-            "dropped; pass int(step).",
+            f"metric {key!r} got step {_short(step)}: steps are integers from 0 to 2**63-1. "
+            "The point was dropped; pass int(step).",
         )
         return None
 
+    def text(self, kind: str, key: str, value: str) -> str:
+        """A param or tag value any store accepts: no NUL, no lone surrogates.
+
+        PostgreSQL refuses NUL in text (the server answers 500) and a lone surrogate
+        cannot be encoded; each is replaced, with one warning per key.
+        """
+        if "\x00" not in value and value.isascii():
+            return value
+        clean = value.replace("\x00", "")
+        try:
+            clean.encode("utf-8")
+        except UnicodeEncodeError:
+            clean = clean.encode("utf-8", "replace").decode("utf-8")
+        if clean != value:
+            self.problem(
+                f"{kind}-text",
+                key,
+                f"{kind} {key!r} has NUL characters or unpaired surrogates, which stores "
+                "refuse: they were removed (surrogates became '?').",
+            )
+        return clean
+
+
+def safe_str(value: Any) -> str:
+    """``str(value)``, also for ints too long to print (Python refuses over 4,300 digits)."""
+    try:
+        return str(value)
+    except ValueError:
+        if isinstance(value, int):
+            return f"<int of {value.bit_length()} bits>"
+        return f"<{type(value).__name__}>"
+
+
+def artifact_name(key: str) -> str:
+    """A safe file path for a key's long value: ``params/<this>.txt``.
+
+    Keeps letters, digits, ``_ - .`` and ``/`` (sub-folders); anything else, a leading dot
+    or space, or a segment over 200 bytes gets a hash so two keys never share a file.
+    """
+    parts = []
+    changed = False
+    for part in key.split("/"):
+        clean = re.sub(r"[^\w.\-]", "_", part, flags=re.ASCII).lstrip(".") or "_"
+        if len(clean.encode()) > 200:
+            clean = clean[:180]
+        changed = changed or clean != part
+        parts.append(clean)
+    name = "/".join(parts)
+    if changed:
+        name += "-" + hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return name
+
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:
+        text = safe_str(value)
     return text if len(text) <= 40 else text[:37] + "..."
