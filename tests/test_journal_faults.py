@@ -121,6 +121,7 @@ def test_server_killed_mid_run_loses_nothing_and_never_blocks(
             time.sleep(0.01)
         killer.join()
     assert outage[1] - outage[0] >= 10
+    print(f"\nserver down {outage[1] - outage[0]:.1f} s; slowest call {slowest * 1000:.2f} ms")
     assert slowest < 0.050, f"slowest log_metric took {slowest * 1000:.1f} ms"
     client = admin_client(mlflow_server)
     stored = client.get_run(run.run_id)
@@ -145,6 +146,7 @@ def test_lost_create_run_answers_make_no_ghost_runs(
     finally:
         dagshub_server.clear_failures()
     lost = [r for r in dagshub_server.requests if r[1].endswith(CREATE) and r[2] == 0]
+    print(f"\n{len(lost)} create answers lost")
     assert len(lost) == 20
     client = admin_client(dagshub_server)
     runs = runs_of(client, "lost-create")
@@ -173,6 +175,7 @@ def test_lost_log_batch_answers_make_no_duplicates(
     finally:
         dagshub_server.clear_failures()
     lost = [r for r in dagshub_server.requests if r[1].endswith(LOG_BATCH) and r[2] == 0]
+    print(f"\n{len(lost)} log-batch answers lost")
     assert len(lost) == 20
     client = admin_client(dagshub_server)
     assert steps_of(client, run.run_id, "loss") == list(range(250))
@@ -199,6 +202,7 @@ def test_black_hole_server_never_blocks_log_calls(
             dagshub_server.clear_failures()
     finally:
         dagshub_server.clear_failures()
+    print(f"\nblack hole: slowest call {slowest * 1000:.2f} ms")
     assert slowest < 0.050, f"slowest log_metric took {slowest * 1000:.1f} ms"
     client = admin_client(dagshub_server)
     assert steps_of(client, run.run_id, "loss") == list(range(600))
@@ -225,6 +229,7 @@ def test_black_hole_at_start_waits_start_timeout_then_runs(
                 run.log_metric("loss", float(step), step=step)
     finally:
         dagshub_server.clear_failures()
+    print(f"\nblack hole at start: the block started after {entered:.2f} s")
     assert entered < 10
     assert run.run_id is not None  # created in the background once the store answered
     client = admin_client(dagshub_server)
@@ -322,6 +327,7 @@ def test_sigterm_ends_the_run_killed_within_5_s_and_loses_nothing(
     finally:
         if child.poll() is None:
             child.kill()
+    print(f"\nSIGTERM: KILLED after {elapsed:.2f} s")
     assert status == "KILLED", f"status {status} after {elapsed:.1f} s"
     assert child.returncode == -signal.SIGTERM
     assert steps_of(client, run_id, "loss") == list(range(3000))
