@@ -7,7 +7,7 @@ PLUGINS := $(wildcard plugins/*/pyproject.toml)
 # Third-party extensions the tests install as real packages.
 TEST_PACKAGES := $(wildcard tests/resources/*/pyproject.toml)
 
-.PHONY: venv run test lint bench clean
+.PHONY: venv run test lint bench bench-plugins clean
 
 $(BIN)/.installed: pyproject.toml requirements-dev.txt $(PLUGINS) $(TEST_PACKAGES)
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ lint: venv
 bench: venv
 	$(BIN)/python bench/core.py
 	$(BIN)/python bench/journal.py
+
+bench-plugins: venv
+	$(BIN)/python bench/plugins.py --threads 1
 
 clean:
 	rm -rf $(VENV)

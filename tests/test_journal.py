@@ -270,3 +270,35 @@ def test_next_run_syncs_leftovers_of_the_same_store(project: Path) -> None:
     assert by_name["killed"].info.status == "KILLED"
     assert len(client.get_metric_history(by_name["killed"].info.run_id, "loss")) == 2000
     assert by_name["next"].info.status == "FINISHED"
+
+
+def test_offline_autolog_uses_tracksdks_engine_and_makes_no_stray_run(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow's autolog engine needs a run in a store: offline, tracksdk's engine is used.
+
+    Otherwise MLflow's engine would create a run of its own in MLflow's default store (the
+    project's mlflow.db) at the first fit.
+    """
+    pytest.importorskip("sklearn")
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    monkeypatch.setenv("TRACKSDK_MODE", "offline")
+    tracksdk.reset()
+    X, y = load_iris(return_X_y=True)
+    autolog = {"sklearn": {"engine": "mlflow"}}
+    with (
+        pytest.warns(TrackSDKWarning) as record,
+        tracked(experiment="offline-autolog", autolog=autolog),
+    ):
+        LogisticRegression(C=0.5, max_iter=200).fit(X, y)
+    assert any("uses tracksdk's engine" in str(w.message) for w in record), [
+        str(w.message) for w in record
+    ]
+    assert all_runs(project) == []  # no stray run
+    result = run_cli(project, "sync")
+    assert result.returncode == 0, result.stderr + result.stdout
+    [run] = all_runs(project)
+    assert run.data.params["C"] == "0.5"
+    assert run.data.tags["estimator_class"].endswith("LogisticRegression")

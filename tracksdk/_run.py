@@ -643,7 +643,7 @@ class Session:
         self.explained = explained
         writer.start()
         self._wait_created(writer, settings)
-        self._enable_autolog(settings)
+        self._enable_autolog(settings, run)
         return run
 
     def _wait_created(self, writer: Writer, settings: Any) -> None:
@@ -700,7 +700,7 @@ class Session:
 
     # -- plugins ---------------------------------------------------------------------
 
-    def _enable_autolog(self, settings: Any) -> None:
+    def _enable_autolog(self, settings: Any, run: Run) -> None:
         """Turn on the selected frameworks' autolog for this run only."""
         from tracksdk import _plugins
 
@@ -719,14 +719,17 @@ class Session:
                     f"{known}). Install its plugin, or fix the name in autolog=."
                 )
                 continue
-            if options.get("log_models") and not self._server_logs_models():
+            in_store = run.run_id is not None
+            if in_store and options.get("log_models") and not self._server_logs_models():
                 options = {**options, "log_models": False}
                 _warn.warn(
                     f"tracksdk: the server has no logged-model endpoints (MLflow 2.x); "
                     f"autolog for {name!r} runs with log_models=False, since MLflow would "
                     "otherwise drop the metrics too. Return the model to log it instead."
                 )
-            off = _plugins.call_first(pm, "tracksdk_autolog", framework=name, options=options)
+            off = _plugins.call_first(
+                pm, "tracksdk_autolog", framework=name, options=options, in_store=in_store
+            )
             if callable(off):
                 self._autolog_off.append(off)
 

@@ -76,15 +76,24 @@ def tracksdk_model_framework(model: Any) -> str | None:
 
 
 @hookspec(firstresult=True)
-def tracksdk_autolog(framework: str, options: Mapping[str, Any]) -> Callable[[], None] | None:
+def tracksdk_autolog(
+    framework: str, options: Mapping[str, Any], in_store: bool
+) -> Callable[[], None] | None:
     """Turn on autolog for ``framework`` with ``options``; return how to turn it off.
 
-    Called when a tracked run starts with ``framework`` in its autolog selection. Return
-    None when ``framework`` is not yours. The returned callable is called when the run
-    ends and must restore whatever autolog state was there before (a user's own global
+    Called when a tracked run starts with ``framework`` in its autolog selection, in the
+    thread (or asyncio task) that runs the body, before its first line. Return None when
+    ``framework`` is not yours. The returned callable is called when the run ends and must
+    restore whatever autolog state was there before (a user's own global
     ``mlflow.<flavor>.autolog(...)`` must survive the run). Keep defaults cheap: costly
     extras (model logging, dataset logging, plots) are opt-in through ``options``, and
     never register a model per tuning trial.
+
+    ``in_store`` is False when the run exists only in tracksdk's journal (offline mode, or
+    the store did not answer at start). MLflow's own autolog writes to MLflow's active run
+    and would then create runs of its own: log through ``tracksdk.log_*`` instead, which
+    is journaled. Declaring the argument is optional (pluggy passes only the arguments an
+    implementation names).
     """
 
 

@@ -125,7 +125,7 @@ def test_ownership() -> None:
 
 def test_other_frameworks_are_ignored_by_every_hook(tmp_path: Path) -> None:
     """Hooks return None for another framework's name."""
-    assert tracksdk_lightgbm.tracksdk_autolog("sklearn", {}) is None
+    assert tracksdk_lightgbm.tracksdk_autolog("sklearn", {}, in_store=True) is None
     assert tracksdk_lightgbm.tracksdk_save_model(object(), "sklearn", tmp_path, None, ()) is None
     assert tracksdk_lightgbm.tracksdk_evaluate(object(), "sklearn", None, None) is None
 
@@ -308,7 +308,9 @@ def test_evaluate_boosters() -> None:
     assert result.metrics["r2"] == pytest.approx(skm.r2_score(yr, reg.predict(Xr)))
 
 
-# --- autolog ---
+# --- autolog, MLflow's engine (tracksdk's own engine: test_lightgbm_engine.py) ---
+
+MLFLOW = {"engine": "mlflow"}
 
 
 def _fit_in_run(experiment_id: str) -> str:
@@ -324,12 +326,12 @@ def _params(run_id: str) -> dict[str, str]:
 
 @pytest.mark.usefixtures("no_autolog")
 def test_autolog_logs_then_restore_stops_it(experiment_id: str) -> None:
-    """Under the hook a fit logs params and importances; after restore it logs nothing."""
+    """Under MLflow's engine a fit logs params and importances; after restore nothing."""
     import mlflow.lightgbm
     from mlflow.utils.autologging_utils import AUTOLOGGING_INTEGRATIONS
 
     before = dict(AUTOLOGGING_INTEGRATIONS["lightgbm"])
-    restore = tracksdk_lightgbm.tracksdk_autolog("lightgbm", {})
+    restore = tracksdk_lightgbm.tracksdk_autolog("lightgbm", MLFLOW, in_store=True)
     assert restore is not None
     for key, value in tracksdk_lightgbm.AUTOLOG_DEFAULTS.items():
         assert AUTOLOGGING_INTEGRATIONS["lightgbm"][key] == value
@@ -348,12 +350,15 @@ def test_autolog_logs_then_restore_stops_it(experiment_id: str) -> None:
 
 @pytest.mark.usefixtures("no_autolog")
 def test_autolog_user_config_survives(experiment_id: str) -> None:
-    """A user's own mlflow.lightgbm.autolog(log_models=False) is back after restore."""
+    """A user's own mlflow.lightgbm.autolog(log_models=False) is back after restore.
+
+    With MLflow's lightgbm autolog already on, the run uses MLflow's engine.
+    """
     from mlflow.utils.autologging_utils import AUTOLOGGING_INTEGRATIONS
 
     mlflow.lightgbm.autolog(log_models=False)
     users = dict(AUTOLOGGING_INTEGRATIONS["lightgbm"])
-    restore = tracksdk_lightgbm.tracksdk_autolog("lightgbm", {"log_datasets": True})
+    restore = tracksdk_lightgbm.tracksdk_autolog("lightgbm", {"log_datasets": True}, in_store=True)
     assert restore is not None
     assert AUTOLOGGING_INTEGRATIONS["lightgbm"]["log_datasets"] is True
     restore()
@@ -367,7 +372,9 @@ def test_autolog_drops_registered_model_name() -> None:
     from mlflow.utils.autologging_utils import AUTOLOGGING_INTEGRATIONS
 
     with pytest.warns(TrackSDKWarning, match="registered_model_name"):
-        restore = tracksdk_lightgbm.tracksdk_autolog("lightgbm", {"registered_model_name": "m"})
+        restore = tracksdk_lightgbm.tracksdk_autolog(
+            "lightgbm", {**MLFLOW, "registered_model_name": "m"}, in_store=True
+        )
     assert restore is not None
     assert AUTOLOGGING_INTEGRATIONS["lightgbm"]["registered_model_name"] is None
     restore()
@@ -375,10 +382,10 @@ def test_autolog_drops_registered_model_name() -> None:
 
 @pytest.mark.usefixtures("no_autolog")
 def test_pipeline_ending_in_lgbm_is_autologged_once_by_sklearn(experiment_id: str) -> None:
-    """Both autologs on: a Pipeline with an LGBM step is logged by sklearn, not twice."""
+    """Both MLflow autologs on: a Pipeline with an LGBM step is logged by sklearn, once."""
     X, y = binary()
-    restore_sklearn = tracksdk_sklearn.tracksdk_autolog("sklearn", {})
-    restore_lightgbm = tracksdk_lightgbm.tracksdk_autolog("lightgbm", {})
+    restore_sklearn = tracksdk_sklearn.tracksdk_autolog("sklearn", MLFLOW, in_store=True)
+    restore_lightgbm = tracksdk_lightgbm.tracksdk_autolog("lightgbm", MLFLOW, in_store=True)
     assert restore_sklearn is not None and restore_lightgbm is not None
     try:
         with mlflow.start_run(experiment_id=experiment_id) as run:
@@ -392,10 +399,36 @@ def test_pipeline_ending_in_lgbm_is_autologged_once_by_sklearn(experiment_id: st
 
 
 @pytest.mark.usefixtures("no_autolog")
-def test_evaluate_under_autolog_logs_no_duplicate_metrics(experiment_id: str) -> None:
-    """mlflow.lightgbm.autolog forces post-training metrics on; evaluate is not seen by it."""
+def test_mlflow_engine_logs_no_post_training_metrics_by_default(experiment_id: str) -> None:
+    """MLflow's lightgbm autolog forces post-training metrics on; the plugin turns them off.
+
+    Neither evaluate's metrics nor the user's own metric call on the predictions are
+    logged again as ``accuracy_score_X`` (and no metric_info.json).
+    """
     X, y = binary()
-    restore = tracksdk_lightgbm.tracksdk_autolog("lightgbm", {})
+    restore = tracksdk_lightgbm.tracksdk_autolog("lightgbm", MLFLOW, in_store=True)
+    assert restore is not None
+    try:
+        with mlflow.start_run(experiment_id=experiment_id) as run:
+            model = lightgbm.LGBMClassifier(**LGB).fit(X, y)
+            assert tracksdk_lightgbm.tracksdk_evaluate(model, "lightgbm", X, y) is not None
+            skm.accuracy_score(y, model.predict(X))
+    finally:
+        restore()
+    client = mlflow.MlflowClient()
+    assert client.get_run(run.info.run_id).data.metrics == {}
+    paths = [a.path for a in client.list_artifacts(run.info.run_id)]
+    assert "metric_info.json" not in paths
+    assert "feature_importance_gain.json" in paths  # MLflow's engine did run
+
+
+@pytest.mark.usefixtures("no_autolog")
+def test_evaluate_under_autolog_logs_no_duplicate_metrics(experiment_id: str) -> None:
+    """Post-training metrics asked for: the user's own call is logged, evaluate's are not."""
+    X, y = binary()
+    restore = tracksdk_lightgbm.tracksdk_autolog(
+        "lightgbm", {"log_post_training_metrics": True}, in_store=True
+    )
     assert restore is not None
     try:
         with mlflow.start_run(experiment_id=experiment_id) as run:

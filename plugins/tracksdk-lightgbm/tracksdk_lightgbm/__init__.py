@@ -8,25 +8,36 @@ class) comes from ``lightgbm.*``: ``LGBMClassifier``, ``LGBMRegressor``, ``LGBMR
 ``Booster``. A scikit-learn ``Pipeline`` ending in an LGBM estimator stays scikit-learn's
 (see tracksdk_sklearn).
 
-The metric code, the autolog save/restore and the requirement pinning are shared with
-tracksdk-sklearn, which this distribution depends on (LightGBM's scikit-learn API needs
-scikit-learn anyway); only ``tracksdk_sklearn``'s helper modules are imported, never its
-hooks.
+Autolog has two engines (docs/autolog.md): tracksdk's own, the default
+(:mod:`tracksdk_lightgbm.engine`: params, per-iteration evaluation results and the fit
+time through tracksdk's API, importance plots opt-in), and MLflow's
+``mlflow.lightgbm.autolog`` with cheap defaults (``{"engine": "mlflow"}``, chosen
+automatically for MLflow-only options or when MLflow's lightgbm autolog is already on).
+
+The metric code, the autolog machinery, the model saving and the requirement pinning are
+shared with tracksdk-sklearn, which this distribution depends on (LightGBM's scikit-learn
+API needs scikit-learn anyway); only ``tracksdk_sklearn``'s helper modules are imported,
+never its hooks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracksdk_sklearn.autolog import COMMON_DEFAULTS
 
 from tracksdk.hookspecs import Evaluation, hookimpl
 
+if TYPE_CHECKING:
+    from tracksdk_sklearn.autolog import AutologSpec
+
 __all__ = [
     "AUTOLOG_DEFAULTS",
+    "ENGINE_OPTIONS",
     "FRAMEWORK",
+    "autolog_spec",
     "tracksdk_autolog",
     "tracksdk_evaluate",
     "tracksdk_frameworks",
@@ -36,8 +47,29 @@ __all__ = [
 
 FRAMEWORK = "lightgbm"
 
-#: Merged under the user's options for ``mlflow.lightgbm.autolog``.
+#: MLflow's engine: merged under the user's options for ``mlflow.lightgbm.autolog``.
 AUTOLOG_DEFAULTS: dict[str, Any] = dict(COMMON_DEFAULTS)
+
+#: tracksdk's engine: its options and their defaults (docs/autolog.md). The importance
+#: plots cost ~0.5 s per training; datasets digest the data on every fit.
+ENGINE_OPTIONS: dict[str, Any] = {
+    "log_datasets": False,
+    "importance_plots": False,
+}
+
+# The option names of mlflow.lightgbm.autolog in MLflow 3.17.
+_MLFLOW_OPTIONS = (
+    "log_input_examples",
+    "log_model_signatures",
+    "log_models",
+    "log_datasets",
+    "disable",
+    "exclusive",
+    "disable_for_unsupported_versions",
+    "silent",
+    "registered_model_name",
+    "extra_tags",
+)
 
 # LightGBM objectives whose Booster.predict returns class probabilities.
 _BINARY = frozenset({"binary"})
@@ -62,13 +94,97 @@ def tracksdk_model_framework(model: Any) -> str | None:
 
 
 @hookimpl
-def tracksdk_autolog(framework: str, options: Mapping[str, Any]) -> Callable[[], None] | None:
-    """``mlflow.lightgbm.autolog`` with cheap defaults; returns the restore callable."""
+def tracksdk_autolog(
+    framework: str, options: Mapping[str, Any], in_store: bool
+) -> Callable[[], None] | None:
+    """Autolog for one run, tracksdk's engine or MLflow's; returns the restore callable.
+
+    A run only in tracksdk's journal (``in_store`` False) gets tracksdk's engine.
+    """
     if framework != FRAMEWORK:
         return None
-    from tracksdk_sklearn.autolog import enable_autolog
+    from tracksdk_sklearn.autolog import start_autolog
 
-    return enable_autolog(FRAMEWORK, "lightgbm", AUTOLOG_DEFAULTS, options)
+    return start_autolog(autolog_spec(), options, in_store=in_store)
+
+
+def autolog_spec() -> AutologSpec:
+    """How lightgbm autolog is turned on, under either engine (docs/autolog.md)."""
+    from tracksdk_sklearn.autolog import AutologSpec
+
+    from tracksdk_lightgbm.engine import install
+
+    return AutologSpec(
+        framework=FRAMEWORK,
+        package="lightgbm",
+        mlflow_options=_MLFLOW_OPTIONS,
+        mlflow_defaults=AUTOLOG_DEFAULTS,
+        engine_options=ENGINE_OPTIONS,
+        install=install,
+        mlflow_extras={"log_post_training_metrics": False},
+        mlflow_always={
+            "importance_plots": "feature_importance_{split,gain}.png and .json after every "
+            "training",
+        },
+        enable_mlflow_extras=_mlflow_extras,
+    )
+
+
+def _mlflow_extras(extras: Mapping[str, Any]) -> Callable[[], None]:
+    """Apply the ``log_post_training_metrics`` option to MLflow's lightgbm engine."""
+    if extras.get("log_post_training_metrics"):
+        return lambda: None
+    return _skip_post_training_metrics()
+
+
+def _skip_post_training_metrics() -> Callable[[], None]:
+    """Stop MLflow's lightgbm autolog logging post-training metrics, until the returned call.
+
+    ``mlflow.lightgbm.autolog`` turns MLflow's post-training metrics on for the
+    scikit-learn API models and has no option to turn them off: after every fit, each
+    ``sklearn.metrics`` call and ``score`` on the model's predictions is logged again as a
+    metric named after the variable (``accuracy_score_X``), with a ``metric_info.json``.
+    MLflow does that for the models its patched ``fit`` registers with
+    ``_AUTOLOGGING_METRICS_MANAGER.register_model``; while this is in place, LightGBM
+    models are not registered, so nothing is logged for their predictions. scikit-learn
+    models (sklearn autolog with ``log_post_training_metrics=True``) still are.
+    ``{"log_post_training_metrics": True}`` keeps MLflow's behaviour. This relies on an
+    MLflow internal: if it is gone in another MLflow version, the plugin warns and MLflow
+    logs the post-training metrics.
+    """
+    from tracksdk_sklearn.support import import_mlflow, warn
+
+    manager = getattr(import_mlflow("mlflow.sklearn"), "_AUTOLOGGING_METRICS_MANAGER", None)
+    register = getattr(manager, "register_model", None)
+    if manager is None or register is None:
+        warn(
+            "mlflow.sklearn._AUTOLOGGING_METRICS_MANAGER.register_model is gone: lightgbm "
+            "autolog with engine='mlflow' will log post-training metrics."
+        )
+        return lambda: None
+
+    def register_model(model: Any, *args: Any, **kwargs: Any) -> Any:
+        if tracksdk_model_framework(model) == FRAMEWORK:
+            return None
+        return register(model, *args, **kwargs)
+
+    # An instance attribute over the bound method. A nested run's switch goes over this
+    # one and puts it back when it ends; the outermost removes the attribute.
+    previous = manager.__dict__.get("register_model")
+    manager.register_model = register_model
+    restored = False
+
+    def restore() -> None:
+        nonlocal restored
+        if not restored:
+            restored = True
+            if manager.__dict__.get("register_model") is register_model:
+                if previous is None:
+                    del manager.register_model
+                else:
+                    manager.register_model = previous
+
+    return restore
 
 
 @hookimpl
@@ -79,33 +195,18 @@ def tracksdk_save_model(
     if framework != FRAMEWORK:
         return None
     import lightgbm
-    import mlflow.lightgbm
-    from tracksdk_sklearn.support import (
-        head,
-        infer_signature,
-        pinned_requirements,
-        quiet_logger,
-        warn,
-    )
+    from tracksdk_sklearn.support import save_mlflow_model, warn
 
-    example = head(input_example)
-    booster = isinstance(model, lightgbm.Booster)
     # A Booster is saved in LightGBM's own text format (no pickle). The scikit-learn API
     # models (LGBMClassifier, ...) are pickled with cloudpickle, for the same reasons as in
     # tracksdk-sklearn: MLflow's skops default costs ~2 s per save and the trusted-type list
     # it needs lives in the MLmodel file next to the data, so it protects nothing here.
     distributions = ["lightgbm", "numpy", "scipy"]
-    if not booster:
+    if not isinstance(model, lightgbm.Booster):
         distributions += ["scikit-learn", "cloudpickle"]
-    with quiet_logger("mlflow.lightgbm", _PICKLE_WARNING):
-        mlflow.lightgbm.save_model(
-            model,
-            str(path),
-            serialization_format="cloudpickle",
-            signature=infer_signature(model, example),
-            input_example=example,
-            pip_requirements=pinned_requirements(distributions, example=example),
-        )
+    save_mlflow_model(
+        "lightgbm", model, path, input_example, distributions, quiet=(_PICKLE_WARNING,)
+    )
     for extra in formats:
         warn(f"tracksdk-lightgbm cannot save format {extra!r}; only the MLflow model is saved.")
     return FRAMEWORK

@@ -192,7 +192,7 @@ def test_ownership_imports_nothing() -> None:
 
 def test_other_frameworks_are_ignored_by_every_hook(tmp_path: Path) -> None:
     """Hooks return None for another framework's name."""
-    assert tracksdk_sklearn.tracksdk_autolog("lightgbm", {}) is None
+    assert tracksdk_sklearn.tracksdk_autolog("lightgbm", {}, in_store=True) is None
     assert tracksdk_sklearn.tracksdk_save_model(object(), "lightgbm", tmp_path, None, ()) is None
     assert tracksdk_sklearn.tracksdk_evaluate(object(), "lightgbm", None, None) is None
     assert not any(tmp_path.iterdir())
@@ -517,7 +517,9 @@ def test_evaluate_uses_no_pyplot() -> None:
     assert plt.get_fignums() == before
 
 
-# --- autolog ---
+# --- autolog, MLflow's engine (tracksdk's own engine: test_sklearn_engine.py) ---
+
+MLFLOW = {"engine": "mlflow"}
 
 
 def _fit_in_run(experiment_id: str) -> str:
@@ -529,12 +531,12 @@ def _fit_in_run(experiment_id: str) -> str:
 
 @pytest.mark.usefixtures("no_autolog")
 def test_autolog_logs_then_restore_stops_it(experiment_id: str) -> None:
-    """Under the hook a fit logs params and metrics; after restore it logs nothing."""
+    """Under MLflow's engine a fit logs params and metrics; after restore it logs nothing."""
     import mlflow.sklearn  # noqa: F401 - the integration entry exists once imported
     from mlflow.utils.autologging_utils import AUTOLOGGING_INTEGRATIONS
 
     before = dict(AUTOLOGGING_INTEGRATIONS["sklearn"])
-    restore = tracksdk_sklearn.tracksdk_autolog("sklearn", {})
+    restore = tracksdk_sklearn.tracksdk_autolog("sklearn", MLFLOW, in_store=True)
     assert callable(restore)
     config = AUTOLOGGING_INTEGRATIONS["sklearn"]
     for key, value in tracksdk_sklearn.AUTOLOG_DEFAULTS.items():
@@ -560,7 +562,9 @@ def test_autolog_training_plots_opt_in(experiment_id: str) -> None:
     import mlflow.sklearn.utils
 
     original = mlflow.sklearn.utils._get_classifier_artifacts
-    restore = tracksdk_sklearn.tracksdk_autolog("sklearn", {"training_plots": True})
+    restore = tracksdk_sklearn.tracksdk_autolog(
+        "sklearn", {**MLFLOW, "training_plots": True}, in_store=True
+    )
     assert restore is not None
     try:
         run_id = _fit_in_run(experiment_id)
@@ -572,14 +576,18 @@ def test_autolog_training_plots_opt_in(experiment_id: str) -> None:
 
 @pytest.mark.usefixtures("no_autolog")
 def test_autolog_user_config_survives(experiment_id: str) -> None:
-    """A user's own mlflow.sklearn.autolog(log_models=False) is back after restore."""
+    """A user's own mlflow.sklearn.autolog(log_models=False) is back after restore.
+
+    With MLflow's sklearn autolog already on, the run uses MLflow's engine (no engine
+    option needed) with its own options over the user's.
+    """
     import mlflow.sklearn.utils
     from mlflow.utils.autologging_utils import AUTOLOGGING_INTEGRATIONS
 
     original = mlflow.sklearn.utils._get_classifier_artifacts
     mlflow.sklearn.autolog(log_models=False)
     users = dict(AUTOLOGGING_INTEGRATIONS["sklearn"])
-    restore = tracksdk_sklearn.tracksdk_autolog("sklearn", {"max_tuning_runs": 2})
+    restore = tracksdk_sklearn.tracksdk_autolog("sklearn", {"max_tuning_runs": 2}, in_store=True)
     assert restore is not None
     assert AUTOLOGGING_INTEGRATIONS["sklearn"]["max_tuning_runs"] == 2
     assert AUTOLOGGING_INTEGRATIONS["sklearn"]["silent"] is True
@@ -600,8 +608,12 @@ def test_autolog_nested_restores_in_order(experiment_id: str) -> None:
     from mlflow.utils.autologging_utils import AUTOLOGGING_INTEGRATIONS
 
     before = dict(AUTOLOGGING_INTEGRATIONS["sklearn"])
-    outer = tracksdk_sklearn.tracksdk_autolog("sklearn", {"max_tuning_runs": 3})
-    inner = tracksdk_sklearn.tracksdk_autolog("sklearn", {"max_tuning_runs": 4})
+    outer = tracksdk_sklearn.tracksdk_autolog(
+        "sklearn", {**MLFLOW, "max_tuning_runs": 3}, in_store=True
+    )
+    inner = tracksdk_sklearn.tracksdk_autolog(
+        "sklearn", {**MLFLOW, "max_tuning_runs": 4}, in_store=True
+    )
     assert outer is not None and inner is not None
     inner()
     assert AUTOLOGGING_INTEGRATIONS["sklearn"]["max_tuning_runs"] == 3
@@ -618,7 +630,9 @@ def test_autolog_drops_registered_model_name_and_unknown_options() -> None:
 
     with pytest.warns(TrackSDKWarning) as caught:
         restore = tracksdk_sklearn.tracksdk_autolog(
-            "sklearn", {"registered_model_name": "churn", "log_everything": True}
+            "sklearn",
+            {**MLFLOW, "registered_model_name": "churn", "log_everything": True},
+            in_store=True,
         )
     assert restore is not None
     messages = [str(w.message) for w in caught]
@@ -630,9 +644,14 @@ def test_autolog_drops_registered_model_name_and_unknown_options() -> None:
 
 @pytest.mark.usefixtures("no_autolog")
 def test_evaluate_is_not_logged_again_by_post_training_metrics(experiment_id: str) -> None:
-    """With the user's log_post_training_metrics=True, evaluate's metrics are not duplicated."""
+    """With the user's log_post_training_metrics=True, evaluate's metrics are not duplicated.
+
+    The option is MLflow's engine's only: it selects that engine by itself.
+    """
     X, y = breast_cancer()
-    restore = tracksdk_sklearn.tracksdk_autolog("sklearn", {"log_post_training_metrics": True})
+    restore = tracksdk_sklearn.tracksdk_autolog(
+        "sklearn", {"log_post_training_metrics": True}, in_store=True
+    )
     assert restore is not None
     try:
         with mlflow.start_run(experiment_id=experiment_id) as run:

@@ -11,25 +11,36 @@ claimed even though they subclass ``BaseEstimator``: ``LGBMClassifier`` is Light
 
 A ``Pipeline`` is always scikit-learn's, also when its last step is an ``LGBMClassifier``:
 it is saved with the ``sklearn`` flavor (its requirements pin ``lightgbm`` too) and
-evaluated with the scikit-learn metrics. Autolog is MLflow's: with sklearn autolog on,
-``Pipeline.fit`` is logged by the sklearn integration (pipeline params, training metrics)
-and the LGBM step's fit inside it is not logged again, also with lightgbm autolog on (MLflow
-does not nest autolog sessions); with only lightgbm autolog on, the LGBM step's fit is
-logged by the lightgbm integration.
+evaluated with the scikit-learn metrics. With sklearn autolog on, ``Pipeline.fit`` is logged
+as one fit (the pipeline's params) and the LGBM step's fit inside it is not logged again,
+also with lightgbm autolog on (only the outermost fit is logged, under either engine); with
+only lightgbm autolog on, the LGBM step's fit is logged by the lightgbm plugin.
+
+Autolog has two engines (docs/autolog.md): tracksdk's own, the default
+(:mod:`tracksdk_sklearn.sklearn_engine`: params, tags and the fit time through tracksdk's
+API, costly extras opt-in), and MLflow's ``mlflow.sklearn.autolog`` with cheap defaults
+(``{"engine": "mlflow"}``, chosen automatically for MLflow-only options or when MLflow's
+sklearn autolog is already on).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracksdk.hookspecs import Evaluation, hookimpl
 from tracksdk_sklearn.autolog import COMMON_DEFAULTS
 
+if TYPE_CHECKING:
+    from tracksdk_sklearn.autolog import AutologSpec
+
 __all__ = [
     "AUTOLOG_DEFAULTS",
+    "ENGINE_OPTIONS",
     "FRAMEWORK",
+    "autolog_spec",
+    "is_sklearn_class",
     "tracksdk_autolog",
     "tracksdk_evaluate",
     "tracksdk_frameworks",
@@ -39,16 +50,46 @@ __all__ = [
 
 FRAMEWORK = "sklearn"
 
-#: Merged under the user's options for ``mlflow.sklearn.autolog``. Besides the common cheap
-#: defaults: no post-training metrics (they wrap every ``score``/metric call after fit) and
-#: at most 5 child runs for a hyper-parameter search. The tracksdk-only option
-#: ``training_plots`` (default False, not passed to MLflow) is explained in
-#: ``_skip_training_plots``.
+#: MLflow's engine: merged under the user's options for ``mlflow.sklearn.autolog``.
+#: Besides the common cheap defaults: no post-training metrics (they wrap every
+#: ``score``/metric call after fit) and at most 5 child runs for a hyper-parameter search.
+#: The tracksdk-only option ``training_plots`` (default False, not passed to MLflow) is
+#: explained in ``_skip_training_plots``.
 AUTOLOG_DEFAULTS: dict[str, Any] = {
     **COMMON_DEFAULTS,
     "log_post_training_metrics": False,
     "max_tuning_runs": 5,
 }
+
+#: tracksdk's engine: its options and their defaults (docs/autolog.md). Everything costly
+#: is off: training-set metrics re-predict the training set, plots draw figures, the HTML
+#: renders the estimator, datasets digest the data.
+ENGINE_OPTIONS: dict[str, Any] = {
+    "log_datasets": False,
+    "max_tuning_runs": 5,
+    "training_metrics": False,
+    "training_plots": False,
+    "estimator_html": False,
+    "pos_label": None,
+}
+
+# The option names of mlflow.sklearn.autolog in MLflow 3.17.
+_MLFLOW_OPTIONS = (
+    "log_input_examples",
+    "log_model_signatures",
+    "log_models",
+    "log_datasets",
+    "disable",
+    "exclusive",
+    "disable_for_unsupported_versions",
+    "silent",
+    "max_tuning_runs",
+    "log_post_training_metrics",
+    "serialization_format",
+    "registered_model_name",
+    "pos_label",
+    "extra_tags",
+)
 
 # Top-level packages with their own MLflow flavor and tracksdk plugin territory: their
 # estimators subclass sklearn's BaseEstimator but are not scikit-learn models.
@@ -70,36 +111,61 @@ def tracksdk_frameworks() -> list[str]:
 @hookimpl(trylast=True)
 def tracksdk_model_framework(model: Any) -> str | None:
     """``"sklearn"`` for scikit-learn estimators and Pipelines, else None. Imports nothing."""
-    for cls in type(model).__mro__:
-        top = cls.__module__.partition(".")[0]
+    return FRAMEWORK if is_sklearn_class(type(model)) else None
+
+
+def is_sklearn_class(cls: type) -> bool:
+    """Whether instances of ``cls`` are scikit-learn's (see the module doc). Imports nothing."""
+    for klass in cls.__mro__:
+        top = klass.__module__.partition(".")[0]
         if top == "sklearn":
-            return FRAMEWORK
+            return True
         if top in _FOREIGN:
-            return None
-    return None
+            return False
+    return False
 
 
 @hookimpl
-def tracksdk_autolog(framework: str, options: Mapping[str, Any]) -> Callable[[], None] | None:
-    """``mlflow.sklearn.autolog`` with cheap defaults; returns the restore callable."""
+def tracksdk_autolog(
+    framework: str, options: Mapping[str, Any], in_store: bool
+) -> Callable[[], None] | None:
+    """Autolog for one run, tracksdk's engine or MLflow's; returns the restore callable.
+
+    A run only in tracksdk's journal (``in_store`` False) gets tracksdk's engine.
+    """
     if framework != FRAMEWORK:
         return None
-    from tracksdk_sklearn.autolog import enable_autolog
+    from tracksdk_sklearn.autolog import start_autolog
 
-    options = dict(options)
-    training_plots = bool(options.pop("training_plots", False))
-    restore_autolog = enable_autolog(FRAMEWORK, "sklearn", AUTOLOG_DEFAULTS, options)
-    if training_plots:
-        return restore_autolog
-    restore_plots = _skip_training_plots()
+    return start_autolog(autolog_spec(), options, in_store=in_store)
 
-    def restore() -> None:
-        try:
-            restore_autolog()
-        finally:
-            restore_plots()
 
-    return restore
+def autolog_spec() -> AutologSpec:
+    """How sklearn autolog is turned on, under either engine (docs/autolog.md)."""
+    from tracksdk_sklearn.autolog import AutologSpec
+    from tracksdk_sklearn.sklearn_engine import install
+
+    return AutologSpec(
+        framework=FRAMEWORK,
+        package="sklearn",
+        mlflow_options=_MLFLOW_OPTIONS,
+        mlflow_defaults=AUTOLOG_DEFAULTS,
+        engine_options=ENGINE_OPTIONS,
+        install=install,
+        mlflow_extras={"training_plots": False},
+        mlflow_always={
+            "training_metrics": "training_* metrics on the training set",
+            "estimator_html": "the estimator.html artifact",
+        },
+        enable_mlflow_extras=_mlflow_extras,
+    )
+
+
+def _mlflow_extras(extras: Mapping[str, Any]) -> Callable[[], None]:
+    """Apply tracksdk's ``training_plots`` option to MLflow's engine."""
+    if extras.get("training_plots"):
+        return lambda: None
+    return _skip_training_plots()
 
 
 def _skip_training_plots() -> Callable[[], None]:
@@ -146,18 +212,8 @@ def tracksdk_save_model(
     """Save with ``mlflow.sklearn.save_model``: cloudpickle, signature, pinned requirements."""
     if framework != FRAMEWORK:
         return None
-    import mlflow.sklearn
+    from tracksdk_sklearn.support import save_mlflow_model, used_modules, warn
 
-    from tracksdk_sklearn.support import (
-        head,
-        infer_signature,
-        pinned_requirements,
-        quiet_logger,
-        used_modules,
-        warn,
-    )
-
-    example = head(input_example)
     # Serialization: cloudpickle, for every estimator. MLflow 3.17 defaults to skops, which
     # refuses to load anything outside its short list of trusted types (RandomForest's
     # sklearn.tree._tree.Tree, GradientBoosting's loss objects, LightGBM steps, custom
@@ -169,20 +225,15 @@ def tracksdk_save_model(
     # handles every estimator, including lambdas and classes defined in __main__; like any
     # pickle it must only be loaded from a trusted store. The requirements pin cloudpickle
     # and scikit-learn to the versions that wrote the file.
-    requirements = pinned_requirements(
+    example = save_mlflow_model(
+        "sklearn",
+        model,
+        path,
+        input_example,
         ["scikit-learn", "cloudpickle", "numpy", "scipy"],
         modules=used_modules(model),
-        example=example,
+        quiet=(_PICKLE_WARNING,),
     )
-    with quiet_logger("mlflow.sklearn", _PICKLE_WARNING):
-        mlflow.sklearn.save_model(
-            model,
-            str(path),
-            serialization_format="cloudpickle",
-            signature=infer_signature(model, example),
-            input_example=example,
-            pip_requirements=requirements,
-        )
     for extra in formats:
         if extra == "onnx":
             _save_onnx(model, Path(path).parent / "onnx", example)

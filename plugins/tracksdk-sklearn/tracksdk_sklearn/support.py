@@ -1,30 +1,51 @@
 """Helpers shared by the scikit-learn and LightGBM plugins.
 
-Warnings that point at the user's line, pinned requirements, input examples, signatures.
-Nothing here imports a framework or MLflow at module level.
+Warnings that point at the user's line, pinned requirements, input examples, signatures,
+and :func:`save_mlflow_model`, the one model-saving path of both plugins. Nothing here
+imports a framework or MLflow at module level.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import sys
 import warnings
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 __all__ = [
     "EXAMPLE_ROWS",
     "head",
+    "import_mlflow",
     "infer_signature",
     "pin",
     "pinned_requirements",
     "quiet_logger",
+    "save_mlflow_model",
     "used_modules",
     "warn",
 ]
 
 #: Rows of the input example kept in the saved model (``input_example.json``).
 EXAMPLE_ROWS = 5
+
+# MLflow warns about its own code while some of its modules are imported:
+# mlflow.types.responses (imported by mlflow.pyfunc, which every save_model loads) infers a
+# schema from its own pydantic models at import time and warns "Any type hint is inferred
+# as AnyType" (a UserWarning; the message starts with a colour code, hence the ``.*``).
+# Under `python -W error::UserWarning`, or pytest with filterwarnings=error, that warning
+# is raised inside the import, the import fails, and so does every model save, also on
+# later attempts (a failed import is retried). It says nothing about the user's model:
+# it is ignored while these modules are imported.
+_IMPORT_TIME_WARNINGS = (r".*Any type hint is inferred as AnyType",)
+
+# MLflow's hint about integer columns, raised by its schema inference. MLflow catches any
+# exception there and saves the model with an ``AnyType`` input schema instead: under
+# `-W error::UserWarning` the hint would silently cost the model its real signature. It is
+# kept a warning (shown once, as without -W error) while a signature is inferred.
+_SCHEMA_HINTS = (r"Hint: Inferred schema contains integer column",)
 
 # Frames of these packages are skipped so a warning points at the user's line.
 _INTERNAL = frozenset({"tracksdk", "tracksdk_sklearn", "tracksdk_lightgbm", "pluggy"})
@@ -159,6 +180,24 @@ def head(example: Any, rows: int = EXAMPLE_ROWS) -> Any:
         return example
 
 
+def import_mlflow(module: str) -> Any:
+    """Import an MLflow module without failing on MLflow's own import-time warnings.
+
+    ``mlflow.pyfunc`` is imported first: every flavor's ``save_model`` loads it lazily, and
+    it is the import that warns. Once imported, later calls are plain lookups.
+    """
+    loaded = sys.modules.get(module)
+    if loaded is not None and "mlflow.pyfunc" in sys.modules:
+        return loaded
+    # catch_warnings swaps the process-wide filter list for the duration of the import;
+    # this happens once per process, on the first save.
+    with warnings.catch_warnings():
+        for pattern in _IMPORT_TIME_WARNINGS:
+            warnings.filterwarnings("ignore", message=pattern, category=UserWarning)
+        importlib.import_module("mlflow.pyfunc")
+        return importlib.import_module(module)
+
+
 def infer_signature(model: Any, example: Any, predict: Any = None) -> Any:
     """``mlflow.models.infer_signature(example, predict(example))``; None without example.
 
@@ -167,17 +206,67 @@ def infer_signature(model: Any, example: Any, predict: Any = None) -> Any:
     """
     if example is None:
         return None
-    from mlflow.models import infer_signature as mlflow_infer_signature
+    mlflow_infer_signature = import_mlflow("mlflow.models").infer_signature
 
     try:
         output = (predict or model.predict)(example)
-        return mlflow_infer_signature(example, output)
+        with warnings.catch_warnings():
+            for pattern in _SCHEMA_HINTS:
+                warnings.filterwarnings("default", message=pattern, category=UserWarning)
+            return mlflow_infer_signature(example, output)
     except Exception as error:
         warn(
             f"No signature saved for {type(model).__name__}: predicting on the input example "
             f"failed ({type(error).__name__}: {error})."
         )
         return None
+
+
+def save_mlflow_model(
+    flavor: str,
+    model: Any,
+    path: str | Path,
+    input_example: Any,
+    distributions: Iterable[str],
+    *,
+    modules: Iterable[str] = (),
+    quiet: Iterable[str] = (),
+) -> Any:
+    """Save ``model`` with ``mlflow.<flavor>.save_model``, the fast way; return the example.
+
+    Both plugins save through here: cloudpickle serialization (why: tracksdk-sklearn's
+    README), a signature inferred from the first :data:`EXAMPLE_ROWS` rows of
+    ``input_example`` (none without one), those rows as the input example, and
+    requirements pinned from the installed versions, so MLflow's requirement inference (a
+    subprocess, seconds) never runs. A ``Booster`` ignores ``serialization_format``: MLflow
+    writes it in LightGBM's own text format.
+
+    Args:
+        flavor: ``"sklearn"`` or ``"lightgbm"``.
+        model: The fitted model.
+        path: The new folder to save into.
+        input_example: A sample of the training input, or None.
+        distributions: Distributions to pin besides ``mlflow`` (and ``pandas`` for a
+            pandas example).
+        modules: Modules the model uses; their distributions are pinned too.
+        quiet: Prefixes of ``mlflow.<flavor>`` log messages to drop during the save.
+
+    Returns:
+        The input example actually saved (the first rows), for extra formats.
+    """
+    module = import_mlflow(f"mlflow.{flavor}")
+    example = head(input_example)
+    requirements = pinned_requirements(distributions, modules=modules, example=example)
+    with quiet_logger(f"mlflow.{flavor}", *quiet):
+        module.save_model(
+            model,
+            str(path),
+            serialization_format="cloudpickle",
+            signature=infer_signature(model, example),
+            input_example=example,
+            pip_requirements=requirements,
+        )
+    return example
 
 
 class quiet_logger:

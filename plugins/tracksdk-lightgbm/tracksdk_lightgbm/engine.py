@@ -1,0 +1,260 @@
+"""What tracksdk's autolog engine logs for a LightGBM training (the default engine).
+
+While a tracked run has lightgbm autolog on, ``lightgbm.train`` and ``fit`` of the
+scikit-learn API models (``LGBMClassifier``, ``LGBMRegressor``, ``LGBMRanker`` and
+subclasses) are patched. The outermost call in the run's own thread or task logs, through
+``tracksdk.log_params`` and ``log_metrics`` (the machinery is tracksdk-sklearn's
+:mod:`tracksdk_sklearn.engine`):
+
+- before training: the params. ``lightgbm.train``: its ``params`` dict and
+  ``num_boost_round``. The scikit-learn API: ``get_params()``, ``num_boost_round`` (the
+  number of trees, under the name ``mlflow.lightgbm.autolog`` and ``lightgbm.train`` use)
+  and, after training, the ``objective`` LightGBM chose when none was given. Tags
+  ``estimator_name`` and ``estimator_class`` for the scikit-learn API.
+- during training, through a LightGBM callback: every evaluation result of every
+  iteration, named as MLflow names them, ``<dataset>-<metric>`` (``valid_0-binary_logloss``,
+  ``training-auc``), at step = iteration (0-based), so charts carry over between engines.
+- after training: ``fit_time_s``; with early stopping, as MLflow: ``best_iteration``,
+  ``stopped_iteration``, and the best iteration's results again at step
+  ``stopped_iteration``, so each metric's latest value is the kept model's.
+
+Opt-in: ``importance_plots`` (``feature_importance_{split,gain}.png`` and ``.json``),
+``log_datasets`` (the training data as a run input).
+
+LightGBM's distributed Dask models are not patched, nor subclasses defined in
+``__main__`` or inside a function (pickles copy those by value, and would carry the
+patch; one that calls ``super().fit`` is logged through its parent's ``fit``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tracksdk_sklearn.engine import (
+    Scope,
+    bind_arguments,
+    estimator_tags,
+    guarded,
+    patch_attribute,
+    patched_call,
+    pickles_by_reference,
+)
+
+__all__ = ["EvalRecorder", "install", "log_sklearn_fit", "log_train"]
+
+FRAMEWORK = "lightgbm"
+
+# LightGBM runs "after iteration" callbacks in increasing `order`: callbacks the user
+# passes get negative orders, LightGBM's own log_evaluation 10, record_evaluation 20,
+# early_stopping 30. Between the two, the recorder sees every iteration the user's
+# callbacks saw, including the one where early stopping ends training.
+_RECORDER_ORDER = 5
+
+
+def install(add_undo: Callable[[Callable[[], None]], None]) -> None:
+    """Patch ``lightgbm.train`` and the scikit-learn API models' ``fit``."""
+    import lightgbm
+    import lightgbm.engine
+    import lightgbm.sklearn
+
+    for module in (lightgbm, lightgbm.engine):
+        undo = patch_attribute(module, "train", _patch_train)
+        if undo is not None:
+            add_undo(undo)
+    seen: set[type] = set()
+    stack: list[type] = [lightgbm.sklearn.LGBMModel]
+    while stack:
+        cls = stack.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        stack.extend(cls.__subclasses__())
+        # Not the Dask models (distributed training), nor classes pickles copy by value
+        # (a subclass in __main__: a saved model would carry the patch).
+        if cls.__module__.startswith("lightgbm.dask") or not pickles_by_reference(cls):
+            continue
+        undo = patch_attribute(cls, "fit", _patch_fit)
+        if undo is not None:
+            add_undo(undo)
+
+
+def _patch_train(original: Callable[..., Any]) -> Callable[..., Any]:
+    return patched_call(FRAMEWORK, original, log_train)
+
+
+def _patch_fit(original: Callable[..., Any]) -> Callable[..., Any]:
+    return patched_call(FRAMEWORK, original, log_sklearn_fit)
+
+
+class EvalRecorder:
+    """A LightGBM callback that logs each iteration's evaluation results as metrics.
+
+    Attributes:
+        results: One ``{"<dataset>-<metric>": value}`` dict per iteration recorded.
+    """
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        self.order = _RECORDER_ORDER
+        self.results: list[dict[str, float]] = []
+
+    def __call__(self, env: Any) -> None:
+        """Record and log ``env.evaluation_result_list`` at step ``env.iteration``."""
+        import tracksdk
+
+        def record() -> None:
+            # (dataset, metric, value, higher-is-better[, stdv]) per result.
+            values = {
+                f"{item[0]}-{item[1]}": float(item[2]) for item in env.evaluation_result_list or ()
+            }
+            if values:
+                self.results.append(values)
+                tracksdk.log_metrics(values, step=int(env.iteration))
+
+        guarded(self.scope, "log evaluation results", record)
+
+
+def _with_recorder(
+    scope: Scope, original: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any], EvalRecorder | None]:
+    """The call's arguments with an :class:`EvalRecorder` added to ``callbacks``."""
+    bound = bind_arguments(original, args, kwargs)
+    if bound is None or "callbacks" not in bound.signature.parameters:
+        return args, kwargs, None
+    recorder = EvalRecorder(scope)
+    # A new list: the user's own list is not changed.
+    bound.arguments["callbacks"] = [*(bound.arguments.get("callbacks") or ()), recorder]
+    return bound.args, bound.kwargs, recorder
+
+
+def log_train(
+    scope: Scope, original: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """Log one outermost ``lightgbm.train`` call around ``original(*args, **kwargs)``."""
+    import tracksdk
+
+    def params() -> dict[str, Any]:
+        bound = bind_arguments(original, args, kwargs)
+        if bound is None:
+            return {}
+        bound.apply_defaults()
+        found = dict(bound.arguments.get("params") or {})
+        found["num_boost_round"] = bound.arguments.get("num_boost_round")
+        return found
+
+    found = guarded(scope, "read the training params", params)
+    if found:
+        guarded(scope, "log the training params", lambda: tracksdk.log_params(found))
+    if scope.options.get("log_datasets"):
+        guarded(scope, "log the training data", lambda: _log_train_set(original, args, kwargs))
+    call = guarded(
+        scope, "add the evaluation callback", lambda: _with_recorder(scope, original, args, kwargs)
+    )
+    call_args, call_kwargs, recorder = call if call is not None else (args, kwargs, None)
+    start = time.perf_counter()
+    booster = original(*call_args, **call_kwargs)
+    elapsed = time.perf_counter() - start
+    guarded(
+        scope,
+        "log the training",
+        lambda: _after_training(scope, booster, booster.best_iteration, recorder, elapsed),
+    )
+    return booster
+
+
+def log_sklearn_fit(
+    scope: Scope, original: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """Log one outermost ``fit`` of a scikit-learn API model around the original call."""
+    import tracksdk
+
+    model = args[0]
+
+    def params() -> dict[str, Any]:
+        found = dict(model.get_params())
+        found["num_boost_round"] = found.get("n_estimators")
+        if found.get("objective") is None:
+            del found["objective"]  # logged after training, as chosen by LightGBM
+        return found
+
+    found = guarded(scope, "read the model's params", params)
+    if found:
+        guarded(scope, "log the model's params", lambda: tracksdk.log_params(found))
+    tags = estimator_tags(model)
+    guarded(scope, "set the estimator tags", lambda: tracksdk.set_tags(tags))
+    if scope.options.get("log_datasets"):
+        guarded(scope, "log the training data", lambda: _log_X(original, args, kwargs))
+    call = guarded(
+        scope, "add the evaluation callback", lambda: _with_recorder(scope, original, args, kwargs)
+    )
+    call_args, call_kwargs, recorder = call if call is not None else (args, kwargs, None)
+    start = time.perf_counter()
+    result = original(*call_args, **call_kwargs)
+    elapsed = time.perf_counter() - start
+
+    def after() -> None:
+        if found is not None and "objective" not in found:
+            tracksdk.log_params({"objective": model.objective_})
+        _after_training(scope, model.booster_, model.best_iteration_, recorder, elapsed)
+
+    guarded(scope, "log the training", after)
+    return result
+
+
+def _after_training(
+    scope: Scope, booster: Any, best_iteration: int, recorder: EvalRecorder | None, elapsed: float
+) -> None:
+    import tracksdk
+
+    metrics: dict[str, float] = {"fit_time_s": elapsed}
+    results = recorder.results if recorder is not None else []
+    # LightGBM sets best_iteration (1-based) with early stopping only; MLflow logs these
+    # then, and the best iteration's results one step after the last.
+    best = int(best_iteration or 0)
+    if best > 0 and results:
+        metrics["stopped_iteration"] = len(results)
+        metrics["best_iteration"] = best
+    tracksdk.log_metrics(metrics)
+    if best > 0 and 0 < best <= len(results):
+        tracksdk.log_metrics(results[best - 1], step=len(results))
+    if scope.options.get("importance_plots"):
+        guarded(scope, "log feature importance", lambda: _log_importance(booster))
+
+
+def _log_importance(booster: Any) -> None:
+    """``feature_importance_{split,gain}.json`` and ``.png``, MLflow's artifact names."""
+    from tracksdk_sklearn.evaluation import feature_importance_figure
+
+    import tracksdk
+
+    names = booster.feature_name()
+    for kind in ("split", "gain"):
+        values = booster.feature_importance(importance_type=kind)
+        tracksdk.log_dict(
+            {str(n): float(v) for n, v in zip(names, values, strict=True)},
+            f"feature_importance_{kind}.json",
+        )
+        figure = feature_importance_figure(names, values, f"Feature importance ({kind})")
+        tracksdk.log_figure(figure, f"feature_importance_{kind}.png")
+
+
+def _log_train_set(original: Callable[..., Any], args: tuple[Any, ...], kwargs: Any) -> None:
+    import tracksdk
+
+    bound = bind_arguments(original, args, kwargs)
+    train_set = bound.arguments.get("train_set") if bound is not None else None
+    data = getattr(train_set, "data", None)
+    # A Dataset read from a file, or one already constructed and freed, has no rows here.
+    if data is not None and not isinstance(data, str | bytes) and hasattr(data, "shape"):
+        tracksdk.log_input(data, "train")
+
+
+def _log_X(original: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    import tracksdk
+
+    bound = bind_arguments(original, args, kwargs)
+    X = bound.arguments.get("X") if bound is not None else None
+    if X is not None:
+        tracksdk.log_input(X, "train")
