@@ -90,6 +90,18 @@ def _make_private_dir(path: Path) -> None:
         os.chmod(path, _DIR_MODE)
 
 
+def size_of(path: Path) -> int:
+    """Bytes in a file, or in every file under a folder (for the journal's cap)."""
+    if path.is_file():
+        return path.stat().st_size
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.path.getsize(os.path.join(root, name))
+    return total
+
+
 def make_private(path: Path) -> None:
     """Folders 0700, files 0600, under ``path``: copies keep their source's bits."""
     paths = [path, *path.rglob("*")] if path.is_dir() else [path]

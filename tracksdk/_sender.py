@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 import threading
 import time
@@ -152,7 +151,6 @@ class Sender:
         self.last_error: TrackingError | None = None
         self.first_outcome = threading.Event()  # created, or the first attempt failed
         self.rejected = 0
-        self.sent_points = 0
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._changed = threading.Condition()
@@ -443,7 +441,6 @@ class Sender:
             raise TrackingError(f"run {self.label} has no create record")
         if op.kind == "batch":
             transport.log_batch(self.run_id, op.metrics, op.params, op.tags)
-            self.sent_points += len(op.metrics)
         elif op.kind == "f":
             self._upload(transport, op.record)
         elif op.kind == "i":
@@ -515,7 +512,7 @@ class Sender:
         import shutil
 
         folder = local.parent
-        size = _size(folder)
+        size = _journal.size_of(folder)
         shutil.rmtree(folder, ignore_errors=True)
         if self.journal is not None:
             self.journal.files_bytes = max(0, self.journal.files_bytes - size)
@@ -543,15 +540,6 @@ class Sender:
 def _is_network(exc: BaseException) -> bool:
     text = str(exc)
     return any(word in text for word in ("Connection", "connect", "Timeout", "timed out"))
-
-
-def _size(folder: Path) -> int:
-    total = 0
-    for root, _, files in os.walk(folder):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.path.getsize(os.path.join(root, name))
-    return total
 
 
 def _distance(a: _journal.Position, b: _journal.Position) -> int:

@@ -17,8 +17,6 @@ sent when it ends.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -142,7 +140,7 @@ class Writer:
     def _spooled(self, local: Path, artifact_path: str | None) -> bool:
         _journal.make_private(local)
         relative = local.relative_to(self.journal.path / "files").as_posix()
-        self.journal.files_bytes += _size(local)
+        self.journal.files_bytes += _journal.size_of(local)
         return self._append(["f", relative, artifact_path or None])
 
     def _spool_failed(self, exc: Exception, what: str) -> bool:
@@ -311,14 +309,3 @@ def _split(artifact_file: str) -> tuple[str | None, str]:
     """``"a/b/c.txt"`` -> ``("a/b", "c.txt")``."""
     folder, _, name = artifact_file.replace("\\", "/").rpartition("/")
     return (folder or None), name
-
-
-def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    total = 0
-    for root, _, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.path.getsize(os.path.join(root, name))
-    return total
