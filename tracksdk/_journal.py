@@ -35,6 +35,7 @@ Record types (first element):
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import mmap
@@ -42,9 +43,11 @@ import os
 import shutil
 import socket
 import struct
+import tempfile
 import threading
 import time
 import uuid
+import weakref
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -52,6 +55,11 @@ from pathlib import Path
 from typing import Any
 
 SEGMENT_SIZE = 4 << 20
+# On a nearly full disk a segment is halved until it fits, down to this size.
+MIN_SEGMENT_SIZE = 64 << 10
+# The errors that mean "no room": the journal then falls back to memory.
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+HEARTBEAT_EVERY = 5.0
 # One encoder: json.dumps with options builds a new one per call (about 4 us).
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _HEADER = struct.Struct("<II")
@@ -132,12 +140,24 @@ class Journal:
         self.closed = False
         self.files_bytes = 0
         self._lock_fd = -1
+        # Set when the disk cannot take the journal: records then live in memory until
+        # the store has them (durability reduced, delivery kept; docs/offline.md).
+        self._memory: _MemoryTail | None = None
+        self.degraded: str | None = None  # why the journal fell back to memory
+        self._fallback_spool: Path | None = None
+        self._punched = 0  # bytes at the start of the segment whose disk space was freed
+        self._acked_offset = 0  # acknowledged bytes of the current segment (ack on disk)
 
     # -- creation --------------------------------------------------------------------
 
     @classmethod
     def create(cls, folder: Path, meta: dict[str, Any], *, max_bytes: int) -> Journal:
-        """Create the journal folder for a new run and lock it for this process."""
+        """Create the journal folder for a new run and lock it for this process.
+
+        Raises:
+            OSError: The folder cannot be created or written (read-only, full disk).
+                Nothing is left behind: a half-created folder is removed.
+        """
         _make_private_dir(folder)
         path = folder / meta["client_id"]
         _make_private_dir(path)
@@ -149,21 +169,73 @@ class Journal:
             "format": 1,
         }
         journal = cls(path, meta, max_bytes=max_bytes)
-        journal._lock_fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, _FILE_MODE)
-        fcntl.flock(journal._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        _write_private(path / "meta.json", json.dumps(meta, indent=1))
-        journal.beat()
-        journal._open_segment(1, SEGMENT_SIZE)
+        try:
+            journal._lock_fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, _FILE_MODE)
+            fcntl.flock(journal._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _write_private(path / "meta.json", json.dumps(meta, indent=1))
+            journal.beat()
+            journal._open_segment(1, 0)
+        except OSError:
+            journal.release()
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+        _track(journal)
         return journal
 
-    def _open_segment(self, number: int, size: int) -> None:
-        fd = os.open(self.path / _segment_name(number), os.O_RDWR | os.O_CREAT, _FILE_MODE)
-        os.ftruncate(fd, size)  # sparse: the disk is used as records are written
-        mm = mmap.mmap(fd, size, access=mmap.ACCESS_WRITE)
+    @classmethod
+    def in_memory(
+        cls, folder: Path, meta: dict[str, Any], *, max_bytes: int, reason: str
+    ) -> Journal:
+        """A journal that keeps its records in memory: the disk cannot take them.
+
+        The run is still delivered while the process lives; what the store has not taken
+        when the process dies is lost, so the caller warns once.
+        """
+        meta = {**meta, "pid": os.getpid(), "host": socket.gethostname(), "created": time.time()}
+        journal = cls(folder / meta["client_id"], meta, max_bytes=max_bytes)
+        journal._memory = _MemoryTail(1)
+        journal._segment = 1
+        journal.degraded = reason
+        _track(journal)
+        return journal
+
+    @property
+    def durable(self) -> bool:
+        """Whether every record so far is on disk (survives the process being killed)."""
+        return self._memory is None
+
+    def _open_segment(self, number: int, minimum: int) -> None:
+        """Create, reserve and map segment ``number`` (at least ``minimum`` bytes).
+
+        The space is reserved (posix_fallocate) before mapping: writing to a mapped page
+        the filesystem cannot back kills the process with SIGBUS, while a failed
+        reservation is an OSError here. On a nearly full disk the segment shrinks.
+        """
+        path = self.path / _segment_name(number)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, _FILE_MODE)
+        size = max(SEGMENT_SIZE, minimum)
+        try:
+            while True:
+                try:
+                    os.posix_fallocate(fd, 0, size)
+                    break
+                except OSError as exc:
+                    smaller = size // 2
+                    if exc.errno not in _NO_SPACE or smaller < max(MIN_SEGMENT_SIZE, minimum):
+                        raise
+                    os.ftruncate(fd, 0)
+                    size = smaller
+            mm = mmap.mmap(fd, size, access=mmap.ACCESS_WRITE)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise
         if self._mm is not None:
             self._mm.close()
             os.close(self._fd)
         self._fd, self._mm, self._segment, self._offset = fd, mm, number, 0
+        self._punched = self._acked_offset = 0
 
     # -- appending -------------------------------------------------------------------
 
@@ -173,20 +245,30 @@ class Journal:
         Raises:
             JournalFull: ``droppable`` is set and the journal holds more unsent data than
                 its cap. Other records are always kept (docs/offline.md, "Journal full").
-            OSError: the disk is full or the folder went away.
+            OSError: the journal is closed.
         """
         payload = _encode(record).encode()
         size = len(payload)
         with self._lock:
             mm = self._mm
             if mm is None:
+                if self._memory is not None and not self.closed:
+                    self._append_memory(payload, droppable)
+                    return
                 raise OSError("the journal is closed")
             end = self._offset + _HEADER.size + size
             if end + _HEADER.size > len(mm):
                 if droppable and self.pending_bytes() >= self.max_bytes:
                     raise JournalFull
                 mm[self._offset : self._offset + _HEADER.size] = _HEADER.pack(_NEXT, 0)
-                self._open_segment(self._segment + 1, max(SEGMENT_SIZE, size + 2 * _HEADER.size))
+                try:
+                    self._open_segment(self._segment + 1, size + 2 * _HEADER.size)
+                except OSError as exc:
+                    # The "next segment" marker is written: a reader of this journal
+                    # goes on in memory, where the records now are.
+                    self._to_memory(exc)
+                    self._append_memory(payload, droppable)
+                    return
                 mm = self._mm
                 assert mm is not None
                 end = _HEADER.size + size
@@ -196,21 +278,98 @@ class Journal:
             self._offset = end
             self.records += 1
 
+    def _to_memory(self, exc: OSError) -> None:
+        """The disk cannot take the next segment: keep the rest of the journal in memory."""
+        self.degraded = f"{exc.strerror or exc} in {self.path}"
+        self._memory = _MemoryTail(self._segment + 1)
+        if self._mm is not None:
+            self._mm.close()
+            os.close(self._fd)
+            self._mm = None
+        self._segment += 1
+        self._offset = 0
+
+    def _append_memory(self, payload: bytes, droppable: bool) -> None:
+        memory = self._memory
+        assert memory is not None
+        if droppable and self.pending_bytes() >= self.max_bytes:
+            raise JournalFull
+        memory.append(payload)
+        self.records += 1
+
     def pending_bytes(self) -> int:
-        """Roughly how much unsent data is on disk: segments not yet acknowledged + files."""
+        """Roughly how much unsent data is kept: segments not yet acknowledged + files."""
+        if self._memory is not None:
+            disk = max(0, self._memory.segment - self.acked_segment) * SEGMENT_SIZE
+            return disk + self._memory.bytes + self.files_bytes
         segments = self._segment - self.acked_segment + 1
         return segments * SEGMENT_SIZE + self.files_bytes
 
     @property
     def position(self) -> Position:
         """Where the next record will be written."""
+        if self._memory is not None:
+            return self._memory.position
         return (self._segment, self._offset)
 
-    def spool(self, name: str) -> Path:
-        """A fresh path under ``files/`` to copy an artifact to before it is uploaded."""
-        files = self.path / "files"
-        _make_private_dir(files)
-        folder = files / f"{self.records:08d}-{uuid.uuid4().hex[:8]}"
+    def reader(self, start: Position) -> TailReader:
+        """A reader for this process's sender: the segments on disk, then memory."""
+        return TailReader(self, start)
+
+    def acknowledge(self, position: Position, *, durable: bool) -> None:
+        """The store has everything before ``position``: free what holds it.
+
+        Memory records are dropped at once. On disk, whole segments are deleted by
+        :func:`write_ack`; ``durable`` says that ack reached the disk.
+        """
+        with self._lock:
+            self.acked_segment = position[0]
+            if self._memory is not None and position[0] == self._memory.segment:
+                self._memory.trim(position[1])
+            if durable and position[0] == self._segment and self._mm is not None:
+                self._acked_offset = position[1]
+
+    def free_acknowledged(self) -> None:
+        """Give the disk back the acknowledged start of the current segment.
+
+        Called by the sender when it has nothing left to send, so a journal that keeps
+        up with the store holds almost no disk even inside a long segment. The space
+        is freed with a hole (FALLOC_FL_PUNCH_HOLE); where that is not supported the
+        space is freed when the segment is.
+        """
+        with self._lock:
+            acked = self._acked_offset
+            if self._mm is None or self._fd < 0 or acked - self._punched < _PUNCH_MIN:
+                return
+            end = acked - acked % mmap.PAGESIZE
+            if end > self._punched and _punch_hole(self._fd, self._punched, end - self._punched):
+                self._punched = end
+
+    @property
+    def files_root(self) -> Path:
+        """Where spooled artifacts live (``files/``, or a temp folder on a full disk)."""
+        return self.path / "files"
+
+    def spool(self, name: str, *, fallback: bool = False) -> Path:
+        """A fresh path to copy an artifact to before it is uploaded.
+
+        Under ``files/`` in the journal, or, when that cannot be written (full disk,
+        a journal kept in memory) or ``fallback`` is set, under a private temporary
+        folder: the upload then still happens while the process lives.
+        """
+        unique = f"{self.records:08d}-{uuid.uuid4().hex[:8]}"
+        if not fallback and self._memory is None:
+            try:
+                files = self.path / "files"
+                _make_private_dir(files)
+                folder = files / unique
+                _make_private_dir(folder)
+                return folder / name
+            except OSError:
+                pass
+        if self._fallback_spool is None:
+            self._fallback_spool = Path(tempfile.mkdtemp(prefix="tracksdk-spool-"))
+        folder = self._fallback_spool / unique
         _make_private_dir(folder)
         return folder / name
 
@@ -224,17 +383,188 @@ class Journal:
         with self._lock:
             self.closed = True
             if self._mm is not None:
-                self._mm.flush()
+                with contextlib.suppress(OSError, ValueError):
+                    self._mm.flush()
                 self._mm.close()
                 os.close(self._fd)
                 self._mm = None
+                self._fd = -1
 
     def release(self) -> None:
         """Give up the lock: a sync in this or another process may replay the rest."""
+        _untrack(self)
         if self._lock_fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(self._lock_fd)
             self._lock_fd = -1
+
+    def abandon_in_child(self) -> None:
+        """In a forked child: let go of the parent's journal without touching it.
+
+        The child got copies of the mapping, the write position, the held lock (maybe
+        held by a thread that does not exist here) and the flock's descriptor. Writing
+        through them would overwrite the parent's records, so all are dropped; the
+        parent's files are not changed.
+        """
+        self._lock = threading.RLock()
+        self.closed = True
+        if self._mm is not None:
+            with contextlib.suppress(Exception):
+                self._mm.close()
+            self._mm = None
+        for fd in (self._fd, self._lock_fd):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._fd = self._lock_fd = -1
+        self._memory = None
+
+
+class _MemoryTail:
+    """Records kept in memory once the disk could not take them: one virtual segment."""
+
+    def __init__(self, segment: int) -> None:
+        self.segment = segment
+        self.base = 0  # index of records[0] in the segment
+        self.records: list[bytes] = []
+        self.bytes = 0
+
+    @property
+    def position(self) -> Position:
+        return (self.segment, self.base + len(self.records))
+
+    def append(self, payload: bytes) -> None:
+        self.records.append(payload)
+        self.bytes += len(payload)
+
+    def trim(self, index: int) -> None:
+        drop = min(max(0, index - self.base), len(self.records))
+        if drop:
+            self.bytes -= sum(len(p) for p in self.records[:drop])
+            del self.records[:drop]
+            self.base += drop
+
+
+class TailReader:
+    """The live sender's reader: segments on disk, then the records kept in memory."""
+
+    def __init__(self, journal: Journal, start: Position) -> None:
+        self._journal = journal
+        self._disk = Reader(journal.path, start)
+        self._memory_position: Position | None = None
+
+    @property
+    def position(self) -> Position:
+        """Where the next read starts."""
+        return self._memory_position or self._disk.position
+
+    @property
+    def torn(self) -> bool:
+        """Whether a damaged record was met on disk."""
+        return self._disk.torn
+
+    def read(self, limit: int = 1000) -> list[Entry]:
+        """Return up to ``limit`` records after the current position."""
+        journal = self._journal
+        memory = journal._memory
+        if self._memory_position is None:
+            if memory is None or self._disk.position[0] < memory.segment:
+                entries = self._disk.read(limit)
+                if entries or memory is None or self._disk.position[0] < memory.segment:
+                    return entries
+            self._memory_position = (memory.segment, 0)
+            self._disk.close()
+        segment, index = self._memory_position
+        out: list[Entry] = []
+        with journal._lock:
+            memory = journal._memory
+            if memory is None:
+                return out
+            first = max(index, memory.base)
+            for offset, payload in enumerate(memory.records[first - memory.base :][:limit]):
+                out.append(Entry(json.loads(payload), (segment, first + offset + 1)))
+        if out:
+            self._memory_position = out[-1].end
+        return out
+
+    def close(self) -> None:
+        """Unmap the current segment."""
+        self._disk.close()
+
+
+# -- live journals of this process: heartbeat and fork --------------------------------
+
+_live: weakref.WeakSet[Journal] = weakref.WeakSet()
+_live_lock = threading.Lock()
+_heart: threading.Thread | None = None
+
+
+def _track(journal: Journal) -> None:
+    """Keep ``journal``'s heartbeat fresh while this process writes it."""
+    global _heart
+    with _live_lock:
+        _live.add(journal)
+        if _heart is None or not _heart.is_alive():
+            _heart = threading.Thread(target=_beat_forever, name="tracksdk-heartbeat", daemon=True)
+            _heart.start()
+
+
+def _untrack(journal: Journal) -> None:
+    with _live_lock:
+        _live.discard(journal)
+
+
+def _beat_forever() -> None:
+    """Refresh every live journal's heartbeat, whatever its sender is doing.
+
+    An offline run has no sender, and a sender may have stopped (a 401) or be stuck in
+    a request: the heartbeat tells a sync on another host that the writer lives.
+    """
+    while True:
+        time.sleep(HEARTBEAT_EVERY)
+        with _live_lock:
+            journals = [j for j in _live if j.durable]
+        for journal in journals:
+            journal.beat()
+
+
+def after_fork_in_child() -> list[Journal]:
+    """Drop the parent's journals in a forked child; return them (the runs they hold)."""
+    global _heart, _live_lock
+    _live_lock = threading.Lock()
+    _heart = None
+    inherited = list(_live)
+    _live.clear()
+    for journal in inherited:
+        journal.abandon_in_child()
+    return inherited
+
+
+_PUNCH_MIN = 256 << 10
+_FALLOC_FL_KEEP_SIZE = 0x01
+_FALLOC_FL_PUNCH_HOLE = 0x02
+_fallocate: Any = None
+
+
+def _punch_hole(fd: int, offset: int, length: int) -> bool:
+    """Free the disk blocks of a byte range (Linux fallocate); False when unsupported."""
+    global _fallocate
+    if _fallocate is None:
+        try:
+            import ctypes
+            import ctypes.util
+
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            function = libc.fallocate
+            function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+            function.restype = ctypes.c_int
+            _fallocate = function
+        except (OSError, AttributeError):
+            _fallocate = False
+    if not _fallocate:
+        return False
+    mode = _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE
+    return bool(_fallocate(fd, mode, offset, length) == 0)
 
 
 # -- reading (the sender, a sync) ------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -728,3 +729,20 @@ def describe_dataset(data: Any, *, name: str | None, targets: str | None) -> dic
             dataset = from_numpy(np.asarray(data), name=name)
         entity = dataset._to_mlflow_entity()
     return {k: getattr(entity, k) for k in _DATASET_FIELDS}
+
+
+def after_fork_in_child() -> None:
+    """In a forked child: no database connection or HTTP session of the parent's.
+
+    SQLAlchemy's pooled connections must not be shared across a fork (its docs:
+    ``Engine.dispose(close=False)`` in the child); the parent keeps using them. MLflow
+    caches one engine per database URI on the store class.
+    """
+    global _clients_lock
+    _clients_lock = threading.Lock()
+    _clients.clear()
+    store_module = sys.modules.get("mlflow.store.tracking.sqlalchemy_store")
+    engines = getattr(getattr(store_module, "SqlAlchemyStore", None), "_engine_map", None)
+    for engine in list((engines or {}).values()):
+        with contextlib.suppress(Exception):
+            engine.dispose(close=False)

@@ -110,3 +110,9 @@ _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^@/
 def strip_userinfo(text: str) -> str:
     """Replace ``user:password@`` in every URL inside ``text`` by ``***@``."""
     return _USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
+
+
+def after_fork_in_child() -> None:
+    """In a forked child: a fresh lock (a parent thread may have held this one)."""
+    global _lock
+    _lock = threading.Lock()

@@ -9,6 +9,7 @@ MLflow's global state back as it found it.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import numbers
 import os
@@ -510,8 +511,9 @@ class Session:
 
     def start(self) -> Run:
         """Create the run; return an untracked Run when tracking is off or failed."""
-        from tracksdk import _config
+        from tracksdk import _config, _fork
 
+        _fork.install()
         parent = active_run() if self.options.nested is not False else None
         overrides = self.options.overrides()
         explained = _config.resolve(overrides)
@@ -588,24 +590,27 @@ class Session:
         if self.options.run_name:
             tags["mlflow.runName"] = self.options.run_name
         folder = journal_dir(explained)
+        meta = {
+            "client_id": client_id,
+            "target": conn.tracking_uri if conn is not None else None,
+            "backend": conn.backend if conn is not None else None,
+            "experiment": experiment,
+            "run_name": self.options.run_name,
+            "parent": parent.client_run_id if parent is not None else None,
+        }
+        max_bytes = settings.journal.max_mb << 20
         try:
-            journal = _journal.Journal.create(
-                folder,
-                {
-                    "client_id": client_id,
-                    "target": conn.tracking_uri if conn is not None else None,
-                    "backend": conn.backend if conn is not None else None,
-                    "experiment": experiment,
-                    "run_name": self.options.run_name,
-                    "parent": parent.client_run_id if parent is not None else None,
-                },
-                max_bytes=settings.journal.max_mb << 20,
-            )
+            journal = _journal.Journal.create(folder, meta, max_bytes=max_bytes)
         except OSError as exc:
-            raise TrackingError(
-                f"The journal cannot be written in {folder} ({exc}); set "
-                "TRACKSDK_JOURNAL__DIR to a writable folder"
-            ) from None
+            if conn is None:  # offline: memory would die with the process
+                raise TrackingError(
+                    f"The journal cannot be written in {folder} ({exc}); set "
+                    "TRACKSDK_JOURNAL__DIR to a writable folder"
+                ) from None
+            # The store can still take the run: keep its records in memory meanwhile.
+            journal = _journal.Journal.in_memory(
+                folder, meta, max_bytes=max_bytes, reason=f"{exc.strerror or exc} in {folder}"
+            )
         label = self.options.run_name or client_id[:8]
         writer = Writer(
             journal,
@@ -641,6 +646,8 @@ class Session:
         for message in provenance.warnings:
             _warn.warn(f"tracksdk: {message}")
         self.explained = explained
+        if journal.degraded is not None:
+            writer.warn_degraded()
         writer.start()
         self._wait_created(writer, settings)
         self._enable_autolog(settings, run)
@@ -956,6 +963,8 @@ class Session:
         if previous is signal.SIG_IGN or previous is _on_sigterm:
             return
         self._previous_sigterm = previous
+        global _sigterm_pid
+        _sigterm_pid = os.getpid()
         signal.signal(signal.SIGTERM, _on_sigterm)
 
     def _restore_sigterm(self) -> None:
@@ -965,8 +974,15 @@ class Session:
             self._previous_sigterm = None
 
 
+_sigterm_pid = 0  # the process that installed _on_sigterm
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     """End every live run KILLED, restore the previous handler, and re-deliver."""
+    if os.getpid() != _sigterm_pid:  # a forked child the at-fork hook did not reach
+        _restore_inherited_sigterm()
+        os.kill(os.getpid(), signum)
+        return
     with _live_lock:
         sessions = list(reversed(_live))
     previous: Any = signal.SIG_DFL
@@ -986,6 +1002,35 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
         previous(signum, frame)
     elif previous == signal.SIG_DFL:
         os.kill(os.getpid(), signum)
+
+
+def _restore_inherited_sigterm() -> None:
+    """Put back the SIGTERM handler the process had before the outermost run."""
+    if signal.getsignal(signal.SIGTERM) is not _on_sigterm:
+        return
+    previous: Any = signal.SIG_DFL
+    for session in _live:
+        if session._previous_sigterm is not None:
+            previous = session._previous_sigterm
+            break
+    with contextlib.suppress(ValueError):  # not the main thread: nothing to undo there
+        signal.signal(signal.SIGTERM, previous)
+
+
+def after_fork_in_child() -> None:
+    """In a forked child: none of the parent's runs live here.
+
+    The child keeps its view of the current run (``tracksdk.log_*`` writes to the
+    parent's run through a journal of its own), but it must not end those runs: no
+    SIGTERM handler of the parent's, no live sessions, fresh locks.
+    """
+    global _live_lock
+    _restore_inherited_sigterm()
+    for session in _live:
+        session._previous_sigterm = None
+        session.run._lock = threading.Lock()
+    _live.clear()
+    _live_lock = threading.RLock()
 
 
 def journal_dir(explained: Explained) -> Path:

@@ -160,6 +160,12 @@ class Sender:
         self._last_beat = 0.0
         self._thread: threading.Thread | None = None
         self._transport: Transport | None = None
+        self._progress_at = time.monotonic()  # when an ack last moved (see flush's stall)
+        # A forked child's journal adds to its parent's run (docs/offline.md, "Fork"):
+        # it never creates or ends a run of its own.
+        meta = journal.meta if journal is not None else _journal.read_json(path / "meta.json")
+        attach = (meta or {}).get("attach_to")
+        self.attach_to: str | None = str(attach) if attach else None
         created = _journal.read_json(path / "created.json")
         if created and conn is not None and created.get("target") == conn.tracking_uri:
             self.run_id = str(created["run_id"])
@@ -209,11 +215,14 @@ class Sender:
         until: _journal.Position | None = None,
         *,
         progress_delay: float | None = 2.0,
+        stall: float | None = None,
     ) -> bool:
         """Wait until everything up to ``until`` (default: all) is sent, at most ``timeout``.
 
         Shows a progress bar on stderr when this takes more than ``progress_delay``
-        seconds (None: never).
+        seconds (None: never). With ``stall``, stop waiting early when the store cannot
+        be reached (the sender is in an outage) and nothing was acknowledged for
+        ``stall`` seconds: waiting longer cannot help the caller.
         """
         from tracksdk._progress import Progress
 
@@ -227,8 +236,11 @@ class Sender:
                     return True
                 if self.stopped or not self.alive:
                     return self.done
-                remaining = deadline - time.monotonic()
+                now = time.monotonic()
+                remaining = deadline - now
                 if remaining <= 0:
+                    return False
+                if stall is not None and self.in_outage and now - self._progress_at >= stall:
                     return False
                 if target is not None and progress_delay is not None:
                     total = _distance(start, target)
@@ -246,6 +258,11 @@ class Sender:
         finally:
             if progress is not None:
                 progress.close()
+
+    @property
+    def in_outage(self) -> bool:
+        """Whether the store has failed the current request at least twice in a row."""
+        return self._attempts >= 2
 
     # -- the thread ------------------------------------------------------------------
 
@@ -266,12 +283,19 @@ class Sender:
                 self._changed.notify_all()
 
     def _loop(self) -> None:
-        reader = _journal.Reader(self.path, self.acked)
+        journal = self.journal
+        reader: _journal.Reader | _journal.TailReader = (
+            journal.reader(self.acked)
+            if journal is not None
+            else _journal.Reader(self.path, self.acked)
+        )
         try:
             while not self._stop.is_set():
                 self._beat()
                 entries = reader.read(2000)
                 if not entries:
+                    if journal is not None:
+                        journal.free_acknowledged()  # caught up: give the disk back
                     if self._finished_reading(reader):
                         break
                     self._wake.wait(POLL)
@@ -288,19 +312,26 @@ class Sender:
         finally:
             reader.close()
 
-    def _finished_reading(self, reader: _journal.Reader) -> bool:
+    def _finished_reading(self, reader: _journal.Reader | _journal.TailReader) -> bool:
         """Nothing more to read: done if the writer is gone (or closed) and all is sent."""
         journal = self.journal
         if journal is not None and not journal.closed:
             return False
-        dead_unended = journal is None and self.status_sent is None and self.run_id is not None
+        dead_unended = (
+            journal is None
+            and self.status_sent is None
+            and self.run_id is not None
+            and self.attach_to is None
+        )
         # Replaying a journal whose process died before ending the run: KILLED.
         if dead_unended and not self._send(
             _Op("e", None, ["e", "KILLED", self._death_time_ms(), {}])
         ):
             self.stopped = True
             return True
-        if self.status_sent is not None or self.run_id is None:
+        # A dead forked child's part has no end of its own: all sent is done.
+        detached = journal is None and self.attach_to is not None and self.run_id is not None
+        if self.status_sent is not None or self.run_id is None or detached:
             self.done = True
             _journal.remove(self.path)
             with self._changed:
@@ -320,11 +351,15 @@ class Sender:
             self.journal.beat()
 
     def _ack(self, position: _journal.Position, *, ended: bool = False) -> None:
-        with contextlib.suppress(OSError):  # a resend after a crash is de-duplicated
+        durable = True
+        try:
             _journal.write_ack(self.path, position, ended=ended)
+        except OSError:  # a resend after a crash is de-duplicated
+            durable = False
         self.acked = position
+        self._progress_at = time.monotonic()
         if self.journal is not None:
-            self.journal.acked_segment = position[0]
+            self.journal.acknowledge(position, durable=durable)
         with self._changed:
             self._changed.notify_all()
 
@@ -447,6 +482,8 @@ class Sender:
             transport.log_input(self.run_id, op.record[1], op.record[2])
         elif op.kind == "r":
             self._register(op.record)
+        elif op.kind == "e" and self.attach_to is not None:
+            self.status_sent = "attached"  # the parent's run ends with the parent
         elif op.kind == "e":
             extra: dict[str, str] = dict(op.record[3].get("tags", {})) if len(op.record) > 3 else {}
             if self.rejected:
@@ -463,6 +500,9 @@ class Sender:
         if self.run_id is not None:
             return
         experiment_id = transport.experiment_id(str(info["experiment"]))
+        if info.get("attach"):
+            self._attach(transport, experiment_id, info)
+            return
         created = None
         if self._attempts > 0 or self.journal is None:
             # An earlier attempt (or process) may have created it and lost the answer.
@@ -496,6 +536,21 @@ class Sender:
                     "experiment_id": created.experiment_id,
                 },
             )
+
+    def _attach(self, transport: Transport, experiment_id: str, info: dict[str, Any]) -> None:
+        """Find the parent's run that a forked child's journal adds to."""
+        from tracksdk._mlflow import Transient
+
+        parent = str(info["attach"])
+        run_id = info.get("run_id") or _server_ids.get(parent)
+        if run_id is None:
+            found = transport.find_run(experiment_id, parent)
+            if found is None:
+                raise Transient(f"the run {parent[:8]} this child adds to is not in the store yet")
+            run_id = found.run_id
+        self.run_id = str(run_id)
+        self.experiment_id = experiment_id
+        self.attach_to = parent
 
     def _upload(self, transport: Transport, record: list[Any]) -> None:
         from tracksdk._mlflow import Rejected

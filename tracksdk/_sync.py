@@ -248,3 +248,10 @@ def command(
             failed += 1
             print(f"  FAILED {summary.client_id[:8]}: {outcome.message} (kept)", file=out)
     return 1 if failed else 0
+
+
+def after_fork_in_child() -> None:
+    """In a forked child: the parent's background syncs do not run here."""
+    global _background_lock
+    _background.clear()
+    _background_lock = threading.Lock()

@@ -1,0 +1,58 @@
+"""Fork safety: what a forked child inherits from a tracked process, and must not use.
+
+``multiprocessing`` forks by default on Linux, and DataLoader and joblib workers are
+forked children of the training process. A child gets copies of the parent's journal
+mappings and write positions, of locks that a thread of the parent may have held, of
+the SIGTERM handler and of the list of live runs. Without care it overwrites the
+parent's journal, deadlocks, or ends the parent's run when it exits.
+
+After a fork the child drops all of these (each module resets its own state), keeps
+its view of the current run, and, on its first write, journals its records in a folder
+of its own that adds to the parent's run (docs/offline.md, "Forked children"). A child
+that never logs leaves no trace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+
+_installed = False
+_install_lock = threading.Lock()
+
+
+def install() -> None:
+    """Register the at-fork handlers once per process (at the first tracked run)."""
+    global _installed
+    if _installed:
+        return
+    with _install_lock:
+        if not _installed:
+            os.register_at_fork(after_in_parent=_after_in_parent, after_in_child=_after_in_child)
+            _installed = True
+
+
+def _after_in_parent() -> None:
+    writer = sys.modules.get("tracksdk._writer")
+    if writer is not None:
+        writer.after_fork_in_parent()
+
+
+def _after_in_child() -> None:
+    # Each step is guarded: a failure here must never break the user's child process.
+    steps = (
+        ("tracksdk._journal", "after_fork_in_child"),
+        ("tracksdk._writer", "after_fork_in_child"),
+        ("tracksdk._run", "after_fork_in_child"),
+        ("tracksdk._redact", "after_fork_in_child"),
+        ("tracksdk._sync", "after_fork_in_child"),
+        ("tracksdk._mlflow", "after_fork_in_child"),
+    )
+    for module_name, function in steps:
+        module = sys.modules.get(module_name)
+        hook = getattr(module, function, None) if module is not None else None
+        if hook is not None:
+            with contextlib.suppress(Exception):
+                hook()
