@@ -60,6 +60,7 @@ MIN_SEGMENT_SIZE = 64 << 10
 # The errors that mean "no room": the journal then falls back to memory.
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 HEARTBEAT_EVERY = 5.0
+_TAIL_RESERVE = 8 << 10
 # One encoder: json.dumps with options builds a new one per call (about 4 us).
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _HEADER = struct.Struct("<II")
@@ -147,20 +148,34 @@ class Journal:
         self._fallback_spool: Path | None = None
         self._punched = 0  # bytes at the start of the segment whose disk space was freed
         self._acked_offset = 0  # acknowledged bytes of the current segment (ack on disk)
+        self.memory_fallback = True
 
     # -- creation --------------------------------------------------------------------
 
     @classmethod
-    def create(cls, folder: Path, meta: dict[str, Any], *, max_bytes: int) -> Journal:
+    def create(
+        cls, folder: Path, meta: dict[str, Any], *, max_bytes: int, memory_fallback: bool = True
+    ) -> Journal:
         """Create the journal folder for a new run and lock it for this process.
+
+        With ``memory_fallback`` (a run with a store to send to), a disk that fills up
+        later moves the rest of the journal to memory; without it (offline: nothing
+        would ever read that memory), appends then raise OSError.
 
         Raises:
             OSError: The folder cannot be created or written (read-only, full disk).
                 Nothing is left behind: a half-created folder is removed.
         """
+        existed = folder.is_dir()
         _make_private_dir(folder)
         path = folder / meta["client_id"]
-        _make_private_dir(path)
+        try:
+            _make_private_dir(path)
+        except OSError:
+            if not existed:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
         meta = {
             **meta,
             "pid": os.getpid(),
@@ -169,6 +184,7 @@ class Journal:
             "format": 1,
         }
         journal = cls(path, meta, max_bytes=max_bytes)
+        journal.memory_fallback = memory_fallback
         try:
             journal._lock_fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, _FILE_MODE)
             fcntl.flock(journal._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -178,6 +194,9 @@ class Journal:
         except OSError:
             journal.release()
             shutil.rmtree(path, ignore_errors=True)
+            if not existed:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only if empty: another run may have started there
             raise
         _track(journal)
         return journal
@@ -204,8 +223,11 @@ class Journal:
         """Whether every record so far is on disk (survives the process being killed)."""
         return self._memory is None
 
-    def _open_segment(self, number: int, minimum: int) -> None:
+    def _open_segment(self, number: int, minimum: int, *, mark: bool = False) -> None:
         """Create, reserve and map segment ``number`` (at least ``minimum`` bytes).
+
+        With ``mark``, the current segment gets its "continued in the next segment"
+        header once the new one exists: a failure leaves the journal as it was.
 
         The space is reserved (posix_fallocate) before mapping: writing to a mapped page
         the filesystem cannot back kills the process with SIGBUS, while a failed
@@ -232,6 +254,8 @@ class Journal:
                 path.unlink()
             raise
         if self._mm is not None:
+            if mark:
+                self._mark_next()
             self._mm.close()
             os.close(self._fd)
         self._fd, self._mm, self._segment, self._offset = fd, mm, number, 0
@@ -257,15 +281,17 @@ class Journal:
                     return
                 raise OSError("the journal is closed")
             end = self._offset + _HEADER.size + size
-            if end + _HEADER.size > len(mm):
+            # Metric points leave the last few kB of a segment to the records that are
+            # never dropped (params, tags, the run's end): on a full disk those still fit.
+            limit = len(mm) - (_TAIL_RESERVE if droppable else 0)
+            if end + _HEADER.size > limit:
                 if droppable and self.pending_bytes() >= self.max_bytes:
                     raise JournalFull
-                mm[self._offset : self._offset + _HEADER.size] = _HEADER.pack(_NEXT, 0)
                 try:
-                    self._open_segment(self._segment + 1, size + 2 * _HEADER.size)
+                    self._open_segment(self._segment + 1, size + 2 * _HEADER.size, mark=True)
                 except OSError as exc:
-                    # The "next segment" marker is written: a reader of this journal
-                    # goes on in memory, where the records now are.
+                    if not self.memory_fallback:
+                        raise
                     self._to_memory(exc)
                     self._append_memory(payload, droppable)
                     return
@@ -278,14 +304,22 @@ class Journal:
             self._offset = end
             self.records += 1
 
+    def _mark_next(self) -> None:
+        """Write "continued in the next segment" where the next record would go."""
+        assert self._mm is not None
+        self._mm[self._offset : self._offset + _HEADER.size] = _HEADER.pack(_NEXT, 0)
+
     def _to_memory(self, exc: OSError) -> None:
         """The disk cannot take the next segment: keep the rest of the journal in memory."""
         self.degraded = f"{exc.strerror or exc} in {self.path}"
         self._memory = _MemoryTail(self._segment + 1)
         if self._mm is not None:
+            # The marker lives in the reserved part of this segment: the sender's reader
+            # follows it to the memory tail.
+            self._mark_next()
             self._mm.close()
             os.close(self._fd)
-            self._mm = None
+            self._mm, self._fd = None, -1
         self._segment += 1
         self._offset = 0
 

@@ -600,7 +600,9 @@ class Session:
         }
         max_bytes = settings.journal.max_mb << 20
         try:
-            journal = _journal.Journal.create(folder, meta, max_bytes=max_bytes)
+            journal = _journal.Journal.create(
+                folder, meta, max_bytes=max_bytes, memory_fallback=conn is not None
+            )
         except OSError as exc:
             if conn is None:  # offline: memory would die with the process
                 raise TrackingError(

@@ -443,7 +443,9 @@ class Writer:
         }
         folder = parent.path.parent
         try:
-            journal = _journal.Journal.create(folder, meta, max_bytes=parent.max_bytes)
+            journal = _journal.Journal.create(
+                folder, meta, max_bytes=parent.max_bytes, memory_fallback=self.conn is not None
+            )
         except OSError as exc:
             journal = _journal.Journal.in_memory(
                 folder, meta, max_bytes=parent.max_bytes, reason=f"{exc.strerror or exc}"
