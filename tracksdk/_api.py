@@ -66,8 +66,8 @@ def _dropped_ambiguous(tops: list[Run], strict: bool) -> None:
     message = (
         "tracksdk: this thread (or task) has no tracked run of its own, and several runs "
         "are open in other threads or tasks, so tracksdk cannot tell which one this call "
-        "is for: it was not logged (warned once per run; every such call is counted and "
-        "reported when the runs end). Pass the Run object to the thread and call "
+        "is for: it was not logged (warned once while these runs are open; every such call "
+        "is counted and reported when they end). Pass the Run object to the thread and call "
         "run.log_metric(...) on it."
     )
     if strict:

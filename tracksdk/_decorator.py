@@ -239,6 +239,8 @@ def _end(session: Session, exc: BaseException | None) -> None:
             raise
     except Exception as err:
         _internal_error("ending the run", err, "Your code's outcome is unchanged.")
+        with contextlib.suppress(Exception):  # still end it, so it is not left RUNNING
+            session._end(session._status_for(exc))
         with contextlib.suppress(Exception):
             session._restore_mlflow()
 

@@ -92,6 +92,9 @@ class SavedState:
 # MLflow's own, so that mlflow.last_active_run() and MlflowClient() read that run. A
 # later run treats it as "not set by the user". Forgotten by tracksdk.reset().
 _left: tuple[str, str | None, str | None] | None = None
+# Tracking URIs set by runs still open (runs in concurrent threads or tasks activate and
+# restore out of order): never mistaken for the user's own.
+_activated: dict[str, int] = {}
 
 
 def _internals() -> tuple[Any, Any, Any]:
@@ -110,19 +113,21 @@ def activate(conn: Connection, *, http_timeout: float, http_retries: int) -> Sav
     user_uri = tracking_utils._tracking_uri
     user_registry = registry_utils._registry_uri
     left = _left
-    if left is not None and user_uri == left[0]:
-        user_uri = None  # what an earlier run left is not the user's choice
-        if user_registry == left[1]:
-            user_registry = None
+    if (left is not None and user_uri == left[0]) or user_uri in _activated:
+        user_uri = None  # what an earlier or concurrent run set is not the user's choice
+        user_registry = None
     saved = SavedState(
         tracking_uri=user_uri,
         registry_uri=user_registry,
-        experiment_id=fluent._active_experiment_id,
+        experiment_id=_user_experiment_id(fluent._active_experiment_id),
         env={key: os.environ.get(key) for key in _ENV_KEYS},
         previous_uri=mlflow.get_tracking_uri(),  # a string: creates no store
         run_uri=conn.tracking_uri,
         run_registry_uri=conn.registry_uri,
     )
+    if saved.env.get("MLFLOW_TRACKING_URI") in _activated:
+        saved.env["MLFLOW_TRACKING_URI"] = None  # exported by a concurrent run's activation
+    _activated[conn.tracking_uri] = _activated.get(conn.tracking_uri, 0) + 1
     if conn.credentials is not None:
         _auth.register(conn.tracking_uri, conn.credentials)
         saved.auth_prefix = conn.tracking_uri
@@ -162,6 +167,10 @@ def restore(saved: SavedState) -> None:
     global _left
     fluent, registry_utils, tracking_utils = _internals()
 
+    if saved.run_uri is not None:
+        count = _activated.pop(saved.run_uri, 0) - 1
+        if count > 0:
+            _activated[saved.run_uri] = count
     env_uri = saved.env.get("MLFLOW_TRACKING_URI")
     leave = (
         saved.tracking_uri is None
@@ -364,17 +373,28 @@ class CreatedRun:
     entity: Any = field(repr=False)
 
 
+# Runs made MLflow's active run, and their experiment ids: an experiment id tracksdk set
+# (for an open run in another thread or task, or an outer run) is not the user's choice.
+_pushed: dict[str, str] = {}
+
+
+def _user_experiment_id(experiment_id: str | None) -> str | None:
+    return None if experiment_id in _pushed.values() else experiment_id
+
+
 def push_active(created: CreatedRun) -> None:
     """Make the run MLflow's active run, so autolog and ``mlflow.log_*`` write to it."""
     fluent = _internals()[0]
 
     fluent._active_run_stack.get().append(fluent.ActiveRun(created.entity))
     fluent._active_experiment_id = created.experiment_id
+    _pushed[created.run_id] = created.experiment_id
 
 
 def pop_active(run_id: str) -> None:
     """Remove the run from MLflow's active-run stack without ending it."""
     fluent = _internals()[0]
+    _pushed.pop(run_id, None)
 
     stack = fluent._active_run_stack.get()
     stack[:] = [r for r in stack if r.info.run_id != run_id]
