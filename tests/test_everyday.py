@@ -532,3 +532,29 @@ def test_run_name_is_the_name_mlflow_gave(project: Path, monkeypatch: pytest.Mon
     with pytest.warns(TrackSDKWarning, match="offline run"), tracked() as offline:
         pass
     assert offline.name is None
+
+
+@pytest.mark.server
+def test_last_active_run_on_an_authenticated_server(
+    project: Path, dagshub_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a run on a server whose token tracksdk holds, MLflow's own calls read the run."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("TRACKSDK_BACKEND", "dagshub")
+    monkeypatch.setenv("TRACKSDK_DAGSHUB__HOST", dagshub_server.host)
+    monkeypatch.setenv("TRACKSDK_DAGSHUB__OWNER", dagshub_server.owner)
+    monkeypatch.setenv("TRACKSDK_DAGSHUB__REPO", dagshub_server.repo)
+    monkeypatch.setenv("TRACKSDK_DAGSHUB__TOKEN", dagshub_server.token)
+    with tracked(experiment="b6-remote") as run:
+        run.log_metric("m", 2.0)
+    last = mlflow.last_active_run()
+    assert last is not None and last.info.run_id == run.run_id
+    assert last.data.metrics == {"m": 2.0}
+    assert MlflowClient().get_run(str(run.run_id)).info.status == "FINISHED"
+    assert os.environ.get("MLFLOW_TRACKING_AUTH") == "tracksdk"  # a provider name only
+    leaked = [k for k, v in os.environ.items() if dagshub_server.token in v]
+    assert leaked == ["TRACKSDK_DAGSHUB__TOKEN"]  # only where the test put it
+    tracksdk.reset()
+    assert "MLFLOW_TRACKING_AUTH" not in os.environ

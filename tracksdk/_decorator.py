@@ -466,12 +466,16 @@ def tracked(
 
     Use it bare (``@tracked``), with options (``@tracked(experiment="churn")``), or as a
     context manager (``with tracked(experiment="churn") as run:``). Each call of a
-    decorated function is one run; inside another tracked run it is a child run.
+    decorated function is one run; inside another tracked run it is a child run. Any
+    callable can be decorated (methods, ``staticmethod``, ``classmethod``, partials,
+    callable instances); a generator function's run spans its whole iteration. An
+    unexpected error inside tracksdk is a warning and never changes what the function
+    returns or raises.
 
     Args:
         func: The function, when used bare as ``@tracked``.
-        experiment: Experiment name; default ``TRACKSDK_EXPERIMENT``, else the project
-            folder's name.
+        experiment: Experiment name; default ``TRACKSDK_EXPERIMENT``, else MLflow's
+            active experiment (``mlflow.set_experiment``), else the project folder's name.
         run_name: The run's name; default: MLflow picks one.
         tags: Tags to set on the run.
         params: Which arguments of the call to log as params: True (all, defaults
