@@ -1,8 +1,15 @@
 """Module-level logging functions: they act on the current tracked run.
 
-Outside any tracked run there is nothing to log to: each function then warns once (or
-raises :class:`~tracksdk.exceptions.TrackSDKError` when strict) and does nothing, so a
-helper that logs can be called from untracked code too.
+The current run is the innermost run of the calling thread or asyncio task. A thread or
+task without a run of its own (a ThreadPoolExecutor worker, a DataLoader or callback
+thread) logs to the process's open run when there is exactly one chain of them: one
+top-level run, at most one open child at each level; the innermost of that chain is used.
+
+Otherwise there is nothing to log to, or no way to tell which run is meant: the call
+does nothing (or raises :class:`~tracksdk.exceptions.TrackSDKError` when strict), and
+is counted. With no run open it warns once per stretch without runs, and the count is
+reported at exit; with several runs open it warns once per run, and each open top-level
+run reports the count when it ends (tag ``tracksdk.dropped_log_calls``).
 """
 
 from __future__ import annotations
@@ -11,42 +18,100 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from tracksdk import _warn
+from tracksdk import _context, _warn
 from tracksdk._context import active_run
 from tracksdk.exceptions import TrackSDKError
 
 if TYPE_CHECKING:
     from tracksdk._run import Run
 
-_warned = False
+_warned_generation = -1  # the _context.generation of the last "no run" warning
+_untracked_drops = 0  # calls made while no run was open, reported at exit
+_exit_report = False
+_untracked: Run | None = None
 
 
 def _run() -> Run:
-    global _warned
     run = active_run()
     if run is not None:
         return run
+    return _process_run()
+
+
+def _process_run() -> Run:
+    """The run for a caller without a run of its own, or an untracked Run (counted)."""
+    global _untracked
     from tracksdk import _config
     from tracksdk._run import Run
 
+    if _untracked is None:
+        _untracked = Run()
     if _config.is_disabled():
-        return Run()  # TRACKSDK_MODE=disabled: the same code runs, silently
+        return _untracked  # TRACKSDK_MODE=disabled: the same code runs, silently
+    run, tops = _context.process_run()
+    if run is not None:
+        return run
     try:
         strict = _config.resolve().settings.strict
     except Exception:
         strict = False
+    if tops:
+        _dropped_ambiguous(tops, strict)
+    else:
+        _dropped_without_run(strict)
+    return _untracked
+
+
+def _dropped_ambiguous(tops: list[Run], strict: bool) -> None:
+    message = (
+        "tracksdk: this thread (or task) has no tracked run of its own, and several runs "
+        "are open in other threads or tasks, so tracksdk cannot tell which one this call "
+        "is for: it was not logged (warned once while these runs are open; every such call "
+        "is counted and reported when they end). Pass the Run object to the thread and call "
+        "run.log_metric(...) on it."
+    )
+    if strict:
+        raise TrackSDKError(message.removeprefix("tracksdk: "))
+    first = False
+    for top in tops:
+        top._orphans += 1
+        first = first or top._orphans == 1
+    if first:
+        _warn.warn(message)
+
+
+def _dropped_without_run(strict: bool) -> None:
+    global _warned_generation, _untracked_drops, _exit_report
     if strict:
         raise TrackSDKError(
-            "No tracked run is active: call tracksdk.log_* inside a @tracked function or a "
-            "`with tracked(...)` block."
+            "No tracked run is open in this process: call tracksdk.log_* inside a @tracked "
+            "function or a `with tracked(...)` block, or while one is open in another thread."
         )
-    if not _warned:
-        _warned = True
+    _untracked_drops += 1
+    if not _exit_report:
+        import atexit
+
+        _exit_report = True
+        atexit.register(_report_at_exit)
+    if _warned_generation != _context.generation:
+        _warned_generation = _context.generation
         _warn.warn(
-            "tracksdk: no tracked run is active, so this was not logged (warned once). Call "
-            "tracksdk.log_* inside a @tracked function or a `with tracked(...)` block."
+            "tracksdk: no tracked run is open in this process, so this was not logged "
+            "(warned once until a run opens; the calls are counted and reported at exit). "
+            "Call tracksdk.log_* inside a @tracked function or a `with tracked(...)` block, "
+            "or while one is open."
         )
-    return Run()
+
+
+def _report_at_exit() -> None:
+    if _untracked_drops > 1:
+        import sys
+
+        print(
+            f"tracksdk: {_untracked_drops} tracksdk.log_* calls made while no tracked run "
+            "was open were not logged.",
+            file=sys.stderr,
+        )
 
 
 def log_metric(key: str, value: float, step: int | None = None) -> None:
@@ -158,7 +223,7 @@ def evaluate(model: Any, X: Any, y: Any, prefix: str = "") -> dict[str, float]:
     if result is None:
         raise TrackSDKError(f"The {framework!r} plugin could not evaluate this model.")
     metrics = {f"{prefix}{k}": float(v) for k, v in result.metrics.items()}
-    run = active_run()
+    run = active_run() or _context.process_run()[0]
     try:
         if run is not None:
             run.log_metrics(metrics)

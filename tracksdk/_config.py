@@ -47,12 +47,21 @@ def configure(**settings: Any) -> None:
 
 
 def reset() -> None:
-    """Forget ``configure()`` values and cached settings."""
+    """Forget ``configure()`` values and cached settings.
+
+    Also points MLflow back at its default store when a finished run had left MLflow's
+    tracking URI on the run's store (see docs/quickstart.md).
+    """
     global _generation
     with _lock:
         _overrides.clear()
         _generation += 1
         _cache.clear()
+    import sys
+
+    mlflow_state = sys.modules.get("tracksdk._mlflow")  # never imported just for this
+    if mlflow_state is not None:
+        mlflow_state.forget_left()
 
 
 def _merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:

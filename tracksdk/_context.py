@@ -1,4 +1,7 @@
-"""The current tracked run, per thread and per asyncio task (a ContextVar).
+"""The current tracked run per thread and asyncio task, and the runs open in the process.
+
+The current run lives in a ContextVar; the process-wide list serves the threads and
+tasks that have no run of their own.
 
 Kept apart from :mod:`tracksdk._run` so that ``import tracksdk`` stays light.
 """
@@ -6,6 +9,7 @@ Kept apart from :mod:`tracksdk._run` so that ``import tracksdk`` stays light.
 from __future__ import annotations
 
 import contextvars
+import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -15,8 +19,85 @@ current: contextvars.ContextVar[tuple[Run, ...]] = contextvars.ContextVar(
     "tracksdk_runs", default=()
 )
 
+# Process-wide state (the only such state of this module): every run open in this
+# process, in any thread or task, mapped to the run it was opened inside in its own
+# context (None: opened at the top of its context). Module-level ``tracksdk.log_*``
+# calls from a thread or task without a run of its own are sent by it to the only open
+# chain of runs (see :func:`process_run`). A forked child must call
+# :func:`reset_after_fork`: the threads that opened these runs do not exist there, and
+# the lock may have been held at fork time.
+_open_lock = threading.Lock()
+_open: dict[Run, Run | None] = {}
+# Bumped when a run opens: a new "no run is open" episode warns again.
+generation = 0
+
 
 def active_run() -> Run | None:
-    """The innermost tracked run in this context, or None outside any tracked run."""
+    """The innermost tracked run of this thread or asyncio task, or None.
+
+    A thread or task without a run of its own gets None here, even when its module-level
+    ``tracksdk.log_*`` calls go to the process's only open run (see docs/quickstart.md).
+    """
     runs = current.get()
     return runs[-1] if runs else None
+
+
+def opened(run: Run) -> None:
+    """Record ``run``, just pushed on this context's stack, as open in the process."""
+    global generation
+    runs = current.get()
+    outer = runs[-2] if len(runs) > 1 and runs[-1] is run else None
+    with _open_lock:
+        _open[run] = outer
+        generation += 1
+
+
+def closed(run: Run) -> None:
+    """Forget ``run``; report the calls from run-less threads dropped while it was open."""
+    with _open_lock:
+        _open.pop(run, None)
+    dropped = run._orphans
+    if not dropped:
+        return
+    run._orphans = 0
+    from tracksdk import _warn
+
+    run.set_tag("tracksdk.dropped_log_calls", str(dropped))
+    _warn.warn(
+        f"tracksdk: {dropped} tracksdk.log_* call(s) from threads or tasks without a run of "
+        "their own were dropped while this run was open, because several runs were open "
+        "at once in other threads or tasks and none could be chosen (counted in tag "
+        "tracksdk.dropped_log_calls). Pass the Run object to the thread and call "
+        "run.log_metric(...) on it."
+    )
+
+
+def process_run() -> tuple[Run | None, list[Run]]:
+    """The run a thread or task without a run of its own logs to.
+
+    Returns:
+        ``(run, [])`` when the process has exactly one chain of open runs (one top-level
+        run, with at most one open child at each level): ``run`` is its innermost run,
+        the one the code that owns the chain is in. ``(None, tops)`` otherwise: ``tops``
+        are the open top-level runs (empty when no run is open), to count the drop on.
+    """
+    with _open_lock:
+        items = [(r, o) for r, o in _open.items() if r.status in ("RUNNING", "UNTRACKED")]
+    tops = [r for r, o in items if o is None]
+    if len(tops) != 1:
+        return None, tops
+    run = tops[0]
+    while True:
+        inner = [r for r, o in items if o is run]
+        if not inner:
+            return run, []
+        if len(inner) > 1:  # children open in parallel: which one is meant is unknown
+            return None, tops
+        run = inner[0]
+
+
+def reset_after_fork() -> None:
+    """In a forked child: a fresh lock and no open runs of the parent's threads."""
+    global _open_lock, _open
+    _open_lock = threading.Lock()
+    _open = {}

@@ -7,6 +7,7 @@ decorated function keeps its name, docstring, signature and static type (ParamSp
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -38,22 +39,37 @@ class Tracked:
     # -- decorator -------------------------------------------------------------------
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
-        """Wrap ``func`` so that each call is one run."""
+        """Wrap ``func`` so that each call is one run.
+
+        ``func`` may be a function, a method (bound or not), a ``staticmethod`` or
+        ``classmethod`` object, a ``functools.partial``, or a callable instance. A
+        generator function's run spans the whole iteration.
+        """
         # Loaded here, not at `import tracksdk`: inspect alone costs ~15 ms to import.
         import inspect
 
         from tracksdk._config import is_disabled
         from tracksdk._run import Session
 
-        signature = inspect.signature(func)
+        if isinstance(func, staticmethod | classmethod):  # @tracked above @staticmethod
+            wrapped: Any = type(func)(self(func.__func__))
+            return cast(Callable[P, R], wrapped)
+
+        try:
+            signature: inspect.Signature | None = inspect.signature(func)
+        except (TypeError, ValueError):  # some builtins have none: no params then
+            signature = None
         source_file = _source_file(func)
         options = self.options
         select = options.params
+        kind = _kind(func)
 
         def open_session(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Session:
             from tracksdk._params import bind_params
 
-            params = bind_params(func, signature, args, kwargs, select)
+            params = (
+                bind_params(func, signature, args, kwargs, select) if signature is not None else {}
+            )
             return Session(
                 options,
                 function=func,
@@ -62,53 +78,65 @@ class Tracked:
                 arguments=(*args, *kwargs.values()),
             )
 
-        if inspect.iscoroutinefunction(func):
+        if kind == "async":
             async_func = cast(Callable[..., Awaitable[Any]], func)
 
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 if is_disabled():
                     return await async_func(*args, **kwargs)
-                session = open_session(args, kwargs)
-                session.start()
+                session = _begin(open_session, args, kwargs)
+                if session is None:
+                    return await async_func(*args, **kwargs)
                 try:
                     result = await async_func(*args, **kwargs)
                 except BaseException as exc:
-                    session.finish(exc)
+                    _end(session, exc)
                     raise
-                session.handle_result(result)
-                session.finish(None)
+                _result(session, result)
+                _end(session, None)
                 return result
 
             return cast(Callable[P, R], async_wrapper)
+
+        if kind == "generator":
+            return cast(Callable[P, R], _generator_wrapper(func, open_session, is_disabled))
+        if kind == "async generator":
+            return cast(Callable[P, R], _async_generator_wrapper(func, open_session, is_disabled))
 
         @functools.wraps(func)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             if is_disabled():
                 return func(*args, **kwargs)
-            session = open_session(args, kwargs)
-            session.start()
+            session = _begin(open_session, args, kwargs)
+            if session is None:
+                return func(*args, **kwargs)
             try:
                 result = func(*args, **kwargs)
             except BaseException as exc:
-                session.finish(exc)
+                _end(session, exc)
                 raise
-            session.handle_result(result)
-            session.finish(None)
+            _result(session, result)
+            _end(session, None)
             return result
 
         return wrapper
 
     # -- context manager -------------------------------------------------------------
 
-    def __enter__(self) -> Run:
+    def _enter(self, caller: str) -> Run:
         from tracksdk._run import Session
 
-        caller = sys._getframe(1).f_code.co_filename
         session = Session(self.options, source_file=caller)
-        run = session.start()
+        _start(session)  # on an unexpected error the run is untracked; the block runs
         self._sessions.append(session)
-        return run
+        return session.run
+
+    def _exit(self, exc: BaseException | None) -> None:
+        _end(self._sessions.pop(), exc)
+
+    def __enter__(self) -> Run:
+        return self._enter(sys._getframe(1).f_code.co_filename)
 
     def __exit__(
         self,
@@ -116,16 +144,10 @@ class Tracked:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._sessions.pop().finish(exc)
+        self._exit(exc)
 
     async def __aenter__(self) -> Run:
-        from tracksdk._run import Session
-
-        caller = sys._getframe(1).f_code.co_filename
-        session = Session(self.options, source_file=caller)
-        run = session.start()
-        self._sessions.append(session)
-        return run
+        return self._enter(sys._getframe(1).f_code.co_filename)
 
     async def __aexit__(
         self,
@@ -133,14 +155,270 @@ class Tracked:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._sessions.pop().finish(exc)
+        self._exit(exc)
+
+
+# -- guards: a failure inside tracksdk never changes what the user's code does ----------
+
+
+def _internal_error(when: str, exc: BaseException, outcome: str) -> None:
+    from tracksdk import _warn
+
+    _warn.warn(
+        f"tracksdk: unexpected error while {when}: {type(exc).__name__}: {exc}. {outcome} "
+        "This is a bug in tracksdk or one of its plugins; please report it with this message."
+    )
+
+
+def _start(session: Session) -> bool:
+    """Start ``session``; False (one warning, run untracked) on an unexpected error.
+
+    tracksdk's own errors (``ConfigError``, and ``TrackingError`` when strict) propagate:
+    they are documented to be raised before the function runs.
+    """
+    from tracksdk.exceptions import TrackSDKError
+
+    try:
+        session.start()
+        return True
+    except TrackSDKError:
+        raise
+    except Exception as exc:
+        _internal_error("starting the run", exc, "The code runs untracked.")
+        _abandon(session, exc)
+        return False
+
+
+def _begin(
+    open_session: Callable[[tuple[Any, ...], dict[str, Any]], Session],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Session | None:
+    """A started session for one call, or None when the call must run untracked."""
+    from tracksdk.exceptions import TrackSDKError
+
+    try:
+        session = open_session(args, kwargs)
+    except TrackSDKError:
+        raise
+    except Exception as exc:
+        _internal_error("starting the run", exc, "The function runs untracked.")
+        return None
+    return session if _start(session) else None
+
+
+def _abandon(session: Session, exc: BaseException) -> None:
+    """Undo what a failed start did: end a run already created, restore MLflow's state."""
+    with contextlib.suppress(Exception):
+        session.finish(exc)
+    with contextlib.suppress(Exception):
+        session._restore_mlflow()
+
+
+def _result(session: Session, result: Any) -> None:
+    """Log the returned value; a failure is a warning (strict: the run fails, and raises)."""
+    from tracksdk.exceptions import TrackSDKError
+
+    try:
+        session.handle_result(result)
+    except TrackSDKError as exc:
+        _end(session, exc)
+        raise
+    except Exception as exc:
+        _internal_error("logging the returned value", exc, "The value is returned unchanged.")
+
+
+def _end(session: Session, exc: BaseException | None) -> None:
+    """Finish ``session``. Only a strict-mode error of a successful call may propagate."""
+    from tracksdk.exceptions import TrackSDKError
+
+    try:
+        session.finish(exc)
+    except TrackSDKError:
+        if exc is None:
+            raise
+    except Exception as err:
+        _internal_error("ending the run", err, "Your code's outcome is unchanged.")
+        with contextlib.suppress(Exception):  # still end it, so it is not left RUNNING
+            session._end(session._status_for(exc))
+        with contextlib.suppress(Exception):
+            session._restore_mlflow()
+
+
+# -- generators: the run spans the iteration --------------------------------------------
+
+
+class _Steps:
+    """Puts a generator's run on the context stack while its body runs, and only then.
+
+    Between items the consumer's code runs in its own context: its ``tracksdk.log_*``
+    calls must not land in the generator's run. The runs the body opened and left open
+    across a ``yield`` (a ``with tracked()`` around it) are kept for the next step.
+    """
+
+    def __init__(self, session: Session) -> None:
+        from tracksdk._context import current
+
+        self.current = current
+        self.stack: tuple[Run, ...] = (session.run,)
+        token = session._token  # start() pushed the run on the consumer's stack: undo
+        if token is not None:
+            session._token = None
+            try:
+                current.reset(token)
+            except ValueError:
+                current.set(tuple(r for r in current.get() if r is not session.run))
+
+    def enter(self) -> tuple[tuple[Run, ...], Any]:
+        base = self.current.get()
+        return base, self.current.set(base + self.stack)
+
+    def leave(self, entered: tuple[tuple[Run, ...], Any]) -> None:
+        base, token = entered
+        now = self.current.get()
+        if now[: len(base)] == base and len(now) > len(base):
+            self.stack = now[len(base) :]
+        try:
+            self.current.reset(token)
+        except ValueError:  # stepped in another context: put back what it had
+            self.current.set(base)
+
+
+def _generator_wrapper(
+    func: Callable[..., Any],
+    open_session: Callable[[tuple[Any, ...], dict[str, Any]], Session],
+    is_disabled: Callable[[], bool],
+) -> Callable[..., Any]:
+    @functools.wraps(func)
+    def generator_wrapper(*args: Any, **kwargs: Any) -> Any:
+        if is_disabled():
+            return (yield from func(*args, **kwargs))
+        # A generator's body runs at the first next(): so does this, and the run starts.
+        session = _begin(open_session, args, kwargs)
+        if session is None:
+            return (yield from func(*args, **kwargs))
+        steps = _Steps(session)
+
+        def step(call: Callable[..., Any], *a: Any) -> Any:
+            entered = steps.enter()
+            try:
+                return call(*a)
+            finally:
+                steps.leave(entered)
+
+        try:
+            inner = step(lambda: func(*args, **kwargs))
+            value = step(next, inner)
+            while True:
+                try:
+                    sent = yield value
+                except GeneratorExit:
+                    step(inner.close)
+                    raise
+                except BaseException as thrown:
+                    value = step(inner.throw, thrown)
+                else:
+                    value = step(inner.send, sent)
+        except StopIteration as stop:
+            _result(session, stop.value)
+            _end(session, None)
+            return stop.value
+        except GeneratorExit:  # closed early (break, close(), garbage collected)
+            _end(session, None)
+            raise
+        except BaseException as exc:
+            _end(session, exc)
+            raise
+
+    return generator_wrapper
+
+
+def _async_generator_wrapper(
+    func: Callable[..., Any],
+    open_session: Callable[[tuple[Any, ...], dict[str, Any]], Session],
+    is_disabled: Callable[[], bool],
+) -> Callable[..., Any]:
+    @functools.wraps(func)
+    async def async_generator_wrapper(*args: Any, **kwargs: Any) -> Any:
+        if is_disabled():
+            async for item in func(*args, **kwargs):
+                yield item
+            return
+        session = _begin(open_session, args, kwargs)
+        if session is None:
+            async for item in func(*args, **kwargs):
+                yield item
+            return
+        steps = _Steps(session)
+
+        async def step(awaitable: Awaitable[Any]) -> Any:
+            entered = steps.enter()
+            try:
+                return await awaitable
+            finally:
+                steps.leave(entered)
+
+        entered = steps.enter()
+        try:
+            inner = func(*args, **kwargs)
+        finally:
+            steps.leave(entered)
+        try:
+            value = await step(inner.__anext__())
+            while True:
+                try:
+                    sent = yield value
+                except GeneratorExit:
+                    await step(inner.aclose())
+                    raise
+                except BaseException as thrown:
+                    value = await step(inner.athrow(thrown))
+                else:
+                    value = await step(inner.asend(sent))
+        except StopAsyncIteration:
+            _end(session, None)
+        except GeneratorExit:  # closed early (break, aclose(), shut down by the loop)
+            _end(session, None)
+            raise
+        except BaseException as exc:
+            _end(session, exc)
+            raise
+
+    return async_generator_wrapper
+
+
+def _kind(func: Callable[..., Any]) -> str:
+    """``"async"``, ``"generator"``, ``"async generator"`` or ``"sync"``.
+
+    ``inspect`` sees through partials and methods; for a callable instance, its
+    ``__call__`` decides.
+    """
+    import inspect
+
+    target: Any = func
+    if not (
+        inspect.isfunction(func) or inspect.ismethod(func) or isinstance(func, functools.partial)
+    ):
+        target = type(func).__call__  # the class's, not the instance's
+    if inspect.isasyncgenfunction(func) or inspect.isasyncgenfunction(target):
+        return "async generator"
+    if inspect.isgeneratorfunction(func) or inspect.isgeneratorfunction(target):
+        return "generator"
+    if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(target):
+        return "async"
+    return "sync"
 
 
 def _source_file(func: Callable[..., Any]) -> str | None:
     import inspect
 
+    target: Any = func
+    while isinstance(target, functools.partial):
+        target = target.func
+    if not (inspect.isfunction(target) or inspect.ismethod(target) or inspect.isclass(target)):
+        target = type(target)  # a callable instance: where its class is defined
     try:
-        return inspect.getsourcefile(func)
+        return inspect.getsourcefile(target)
     except TypeError:
         return None
 
@@ -188,12 +466,16 @@ def tracked(
 
     Use it bare (``@tracked``), with options (``@tracked(experiment="churn")``), or as a
     context manager (``with tracked(experiment="churn") as run:``). Each call of a
-    decorated function is one run; inside another tracked run it is a child run.
+    decorated function is one run; inside another tracked run it is a child run. Any
+    callable can be decorated (methods, ``staticmethod``, ``classmethod``, partials,
+    callable instances); a generator function's run spans its whole iteration. An
+    unexpected error inside tracksdk is a warning and never changes what the function
+    returns or raises.
 
     Args:
         func: The function, when used bare as ``@tracked``.
-        experiment: Experiment name; default ``TRACKSDK_EXPERIMENT``, else the project
-            folder's name.
+        experiment: Experiment name; default ``TRACKSDK_EXPERIMENT``, else MLflow's
+            active experiment (``mlflow.set_experiment``), else the project folder's name.
         run_name: The run's name; default: MLflow picks one.
         tags: Tags to set on the run.
         params: Which arguments of the call to log as params: True (all, defaults

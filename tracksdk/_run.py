@@ -23,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from tracksdk import _redact, _warn
+from tracksdk import _context, _redact, _warn
 from tracksdk._context import active_run
 from tracksdk._context import current as _current
 from tracksdk._options import RunOptions
@@ -50,6 +50,8 @@ class Run:
     Attributes:
         run_id: MLflow's run id, or None when untracked, offline, or while the store has
             not yet created it (server down at start).
+        name: The run's name: ``run_name=``, else the name MLflow gave it when it created
+            the run; None while the run is only journaled (offline, or store not reached).
         client_run_id: tracksdk's own id of the run, known at once, even offline.
         experiment_id: The experiment's id, or None when unknown.
         tracking_uri: Where the run lives (never with credentials), or None.
@@ -68,7 +70,7 @@ class Run:
         experiment_name: str | None = None,
     ) -> None:
         self.parent = parent
-        self.name = name
+        self._name = name
         self.experiment_name = experiment_name
         self.status = "RUNNING" if writer is not None else "UNTRACKED"
         self._conn = conn
@@ -76,6 +78,13 @@ class Run:
         self._checker = checker or Checker(strict=False)
         self._params: dict[str, str] = {}
         self._latest: dict[str, float] = {}  # last value per metric, for registry gates
+        # Per metric, the highest (step, timestamp) journaled: MLflow's "latest" value is
+        # the point with the highest (step, timestamp, value), so a point logged at the
+        # same step within the same millisecond as an earlier one gets the next
+        # millisecond, and the last value logged stays the latest (not the largest).
+        self._last_point: dict[str, tuple[int, int]] = {}
+        self._orphans = 0  # calls from threads without a run, dropped while this run was open
+        self._warned_result = False  # the returned value had entries that are not metrics
         self._children: list[tuple[str, dict[str, float]]] = []  # finished child runs
         self.registered: tuple[str, str, Any] | None = None
         self._lock = threading.Lock()
@@ -91,6 +100,24 @@ class Run:
     def run_id(self) -> str | None:
         """MLflow's run id; None when untracked, offline, or not yet created in the store."""
         return self._writer.run_id if self._writer is not None else None
+
+    @property
+    def name(self) -> str | None:
+        """``run_name=``, else the name the store gave the run once it created it.
+
+        None while the run is only journaled (offline, or the store not reached yet); an
+        offline run gets its name when ``tracksdk sync`` creates it, in the store only.
+        """
+        if self._name is not None:
+            return self._name
+        writer = self._writer
+        created = writer.sender.created if writer is not None and writer.sender else None
+        if created is None:
+            return None
+        name = getattr(getattr(created.entity, "info", None), "run_name", None)
+        if isinstance(name, str) and name:
+            self._name = name
+        return self._name
 
     @property
     def experiment_id(self) -> str | None:
@@ -144,6 +171,7 @@ class Run:
             return
         timestamp = int(time.time() * 1000)
         points = []
+        last_point = self._last_point
         for raw_key, raw_value in metrics.items():
             key = self._checker.key("metric", raw_key)
             if key is None:
@@ -152,7 +180,15 @@ class Run:
             checked_step = self._checker.step(key, step)
             if number is None or checked_step is None:
                 continue
-            points.append((key, number, timestamp, checked_step))
+            at = timestamp
+            last = last_point.get(key)
+            if last is None or checked_step > last[0]:
+                last_point[key] = (checked_step, at)
+            elif checked_step == last[0]:
+                if at <= last[1]:
+                    at = last[1] + 1
+                last_point[key] = (checked_step, at)
+            points.append((key, number, at, checked_step))
         if points:
             for key, number, _, _ in points:
                 self._latest[key] = number
@@ -419,15 +455,38 @@ class Run:
     # -- results ---------------------------------------------------------------------
 
     def _handle_result(self, result: Any) -> None:
-        """Log a returned mapping of numbers as metrics (models: Session.handle_result)."""
-        if self._writer is None:
+        """Log a returned mapping's numbers as metrics (models: Session.handle_result)."""
+        if self._writer is None or not isinstance(result, Mapping):
             return
-        if (
-            isinstance(result, Mapping)
-            and result
-            and all(isinstance(k, str) and _is_number(v) for k, v in result.items())
-        ):
-            self.log_metrics(self._not_yet_logged(result))
+        self.log_metrics(self._not_yet_logged(self._result_metrics(result)))
+
+    def _result_metrics(self, result: Mapping[Any, Any]) -> dict[str, float]:
+        """The metrics in a returned mapping; warn once per run about the keys skipped.
+
+        Numbers (numpy scalars too) are kept, bools become 0/1, 0-d arrays and tensors
+        their value. Keys that are not strings, and values that are not numbers (None,
+        text, arrays, nested dicts), are skipped and named in the warning.
+        """
+        metrics: dict[str, float] = {}
+        skipped: list[str] = []
+        for key, value in result.items():
+            if not isinstance(key, str):
+                skipped.append(f"{_cut(repr(key))} (the key is a {type(key).__name__})")
+                continue
+            number = _as_number(value)
+            if number is None:
+                skipped.append(f"{_cut(repr(key))} ({_describe_value(value)})")
+                continue
+            metrics[key] = number
+        if skipped and not self._warned_result:
+            self._warned_result = True
+            _warn.warn(
+                "tracksdk: the returned value has entries that are not metrics, so these "
+                f"were not logged: {', '.join(skipped)}. A metric needs a string key and a "
+                "number (or a bool, logged as 0/1); log other values with "
+                "tracksdk.log_param or tracksdk.set_tag."
+            )
+        return metrics
 
     def _not_yet_logged(self, metrics: Mapping[str, Any]) -> dict[str, Any]:
         """Metrics whose value differs from the last one logged under that key.
@@ -441,8 +500,51 @@ def _cut(text: str) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+def _as_number(value: Any) -> float | None:
+    """A returned value as a metric: a real number, a bool (0/1), a 0-d array's value."""
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, numbers.Real):
+        return value  # type: ignore[return-value]  # the checker converts and validates
+    if getattr(value, "ndim", None) == 0:
+        item = getattr(value, "item", None)  # numpy scalars and 0-d arrays, torch 0-d tensors
+        if callable(item):
+            try:
+                inner = item()
+            except (TypeError, ValueError):
+                return None
+            if isinstance(inner, bool):
+                return float(inner)
+            if isinstance(inner, numbers.Real):
+                return inner  # type: ignore[return-value]
+    return None
+
+
+def _function_name(func: Any) -> str:
+    """``module.qualname`` of a tracked callable, for the ``tracksdk.function`` tag.
+
+    A ``functools.partial`` is named after the function it wraps, as
+    ``functools.partial(module.name)``; a callable instance as ``module.Class.__call__``.
+    """
+    import functools
+
+    if isinstance(func, functools.partial):
+        return f"functools.partial({_function_name(func.func)})"
+    qualname = getattr(func, "__qualname__", None)
+    module = getattr(func, "__module__", None)
+    if not isinstance(qualname, str):
+        cls = type(func)
+        qualname, module = f"{cls.__qualname__}.__call__", cls.__module__
+    return f"{module}.{qualname}" if module else qualname
+
+
+def _describe_value(value: Any) -> str:
+    shape = getattr(value, "shape", None)
+    if shape is not None and shape != ():
+        return f"a {type(value).__name__} of shape {tuple(shape)}"
+    if value is None:
+        return "None"
+    return f"a {type(value).__name__}"
 
 
 def _autolog_selection(value: Any) -> dict[str, dict[str, Any]]:
@@ -551,6 +653,7 @@ class Session:
 
     def _push(self, run: Run) -> Run:
         self._token = _current.set((*_current.get(), run))
+        _context.opened(run)  # for threads without a run of their own (docs/quickstart.md)
         return run
 
     def _create(self, explained: Explained, conn: Connection | None, parent: Run | None) -> Run:
@@ -568,13 +671,13 @@ class Session:
         if parent is not None and self.options.experiment is None:
             experiment = parent.experiment_name or explained.root.name
         else:
-            experiment = settings.experiment or explained.root.name
+            experiment = settings.experiment or self._mlflow_experiment() or explained.root.name
 
         provenance = self._provenance(explained)
         tags: dict[str, str] = dict(provenance.tags)
         tags["mlflow.user"] = _user()
         if self.function is not None:
-            tags["tracksdk.function"] = f"{self.function.__module__}.{self.function.__qualname__}"
+            tags["tracksdk.function"] = _function_name(self.function)
         checker = Checker(strict=settings.strict)
         long_tags: dict[str, str] = {}  # set after creation: kept whole in an artifact
         for raw_key, value in (self.options.tags or {}).items():
@@ -654,6 +757,17 @@ class Session:
         self._wait_created(writer, settings)
         self._enable_autolog(settings, run)
         return run
+
+    def _mlflow_experiment(self) -> str | None:
+        """MLflow's active experiment (``mlflow.set_experiment``), when tracksdk names none."""
+        if self._saved is None and "mlflow" not in sys.modules:
+            return os.environ.get("MLFLOW_EXPERIMENT_NAME") or None  # MLflow never ran here
+        from tracksdk import _mlflow
+
+        try:
+            return _mlflow.active_experiment(self._saved, self._conn)
+        except Exception:  # a best-effort reading: the default experiment then
+            return None
 
     def _wait_created(self, writer: Writer, settings: Any) -> None:
         """Wait (bounded) for the store to create the run, so its id is known at once.
@@ -787,6 +901,7 @@ class Session:
                 _current.reset(self._token)
             except ValueError:  # finished in another context (a generator, a thread)
                 _current.set(tuple(r for r in _current.get() if r is not self.run))
+        _context.closed(self.run)
         run = self.run
         writer = run._writer
         if writer is None:
@@ -885,9 +1000,11 @@ class Session:
     def handle_result(self, result: Any) -> None:
         """Log what the tracked function returned: metrics, and a model through its plugin.
 
-        A mapping of numbers is logged as metrics; a model, ``(model, metrics)`` or a
-        :class:`~tracksdk.Result` has its model logged (and registered with
-        ``register=``). The value itself is returned to the caller untouched.
+        A mapping's numbers are logged as metrics (bools as 0/1, 0-d arrays as their
+        value; other entries are skipped with one warning per run naming them); a model,
+        ``(model, metrics)`` or a :class:`~tracksdk.Result` has its model logged (and
+        registered with ``register=``); ``(metrics, metrics)`` logs both mappings, in
+        order. The value itself is returned to the caller untouched.
         """
         run = self.run
         if run._writer is None:
@@ -898,15 +1015,13 @@ class Session:
         example: Any = None
         if isinstance(result, Result):
             model, example = result.model, result.input_example
-            run.log_metrics(run._not_yet_logged(result.metrics))
-        elif (
-            isinstance(result, tuple)
-            and len(result) == 2
-            and isinstance(result[1], Mapping)
-            and all(_is_number(v) for v in result[1].values())
-        ):
-            model = result[0]
-            run.log_metrics(run._not_yet_logged(result[1]))
+            run.log_metrics(run._not_yet_logged(run._result_metrics(result.metrics)))
+        elif isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], Mapping):
+            if isinstance(result[0], Mapping):  # two dicts of metrics, logged in order
+                run._handle_result(result[0])
+            else:
+                model = result[0]
+            run._handle_result(result[1])
         elif isinstance(result, Mapping):
             run._handle_result(result)
         elif result is not None:
