@@ -284,7 +284,7 @@ def test_spawned_child_does_not_inherit_the_run(project: Path) -> None:
     """
     result = run_script(project, body)
     assert result.returncode == 0, result.stderr
-    assert "no tracked run is active" in result.stdout
+    assert "no tracked run is open" in result.stdout
     client = local_client(project)
     run = the_run(client, "spawn")
     assert run.info.status == "FINISHED"

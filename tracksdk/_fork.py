@@ -44,6 +44,7 @@ def _after_in_child() -> None:
     # Each step is guarded: a failure here must never break the user's child process.
     steps = (
         ("tracksdk._journal", "after_fork_in_child"),
+        ("tracksdk._context", "reset_after_fork"),
         ("tracksdk._writer", "after_fork_in_child"),
         ("tracksdk._run", "after_fork_in_child"),
         ("tracksdk._redact", "after_fork_in_child"),
