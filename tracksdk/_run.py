@@ -42,10 +42,11 @@ __all__ = ["Run", "RunOptions", "Session", "active_run"]
 class Run:
     """A tracked run. Its ``log_*`` methods are those of the module-level functions.
 
-    When tracking is off (``TRACKSDK_MODE=disabled``, a non-zero rank, or a journal that
-    cannot be written) the run is *untracked*: ``run_id`` is None and every method does
-    nothing, so the same code runs either way. A store that cannot be reached does not
-    make a run untracked: it is journaled and sent later (docs/offline.md).
+    When tracking is off (``TRACKSDK_MODE=disabled``, a non-zero rank, or an offline
+    run whose journal cannot be written) the run is *untracked*: ``run_id`` is None and
+    every method does nothing, so the same code runs either way. A store that cannot be
+    reached does not make a run untracked: it is journaled and sent later
+    (docs/offline.md).
 
     Attributes:
         run_id: MLflow's run id, or None when untracked, offline, or while the store has
@@ -725,37 +726,43 @@ class Session:
             http_timeout=settings.http_timeout,
             label=label,
         )
-        writer.create(
-            {
-                "experiment": experiment,
-                "run_name": self.options.run_name,
-                "tags": tags,
-                "parent": parent.client_run_id if parent is not None else None,
-                "parent_run_id": parent.run_id if parent is not None else None,
-                "start": int(time.time() * 1000),
-            }
-        )
-        run = Run(
-            conn=conn,
-            writer=writer,
-            checker=checker,
-            parent=parent,
-            name=self.options.run_name,
-            experiment_name=experiment,
-        )
-        if self.params:
-            run.log_params(self.params)
-        if long_tags:
-            run.set_tags(long_tags)
-        writer.texts(provenance.texts)
-        for message in provenance.warnings:
-            _warn.warn(f"tracksdk: {message}")
-        self.explained = explained
-        if journal.degraded is not None:
-            writer.warn_degraded()
-        writer.start()
-        self._wait_created(writer, settings)
-        self._enable_autolog(settings, run)
+        try:
+            writer.create(
+                {
+                    "experiment": experiment,
+                    "run_name": self.options.run_name,
+                    "tags": tags,
+                    "parent": parent.client_run_id if parent is not None else None,
+                    "parent_run_id": parent.run_id if parent is not None else None,
+                    "start": int(time.time() * 1000),
+                }
+            )
+            run = Run(
+                conn=conn,
+                writer=writer,
+                checker=checker,
+                parent=parent,
+                name=self.options.run_name,
+                experiment_name=experiment,
+            )
+            if self.params:
+                run.log_params(self.params)
+            if long_tags:
+                run.set_tags(long_tags)
+            writer.texts(provenance.texts)
+            for message in provenance.warnings:
+                _warn.warn(f"tracksdk: {message}")
+            self.explained = explained
+            if journal.degraded is not None:
+                writer.warn_degraded()
+            writer.start()
+            self._wait_created(writer, settings)
+            self._enable_autolog(settings, run)
+        except BaseException:
+            # The function will run untracked (or the error reaches the caller in strict
+            # mode): the sender stops and what was journaled waits for `tracksdk sync`.
+            writer.abandon()
+            raise
         return run
 
     def _mlflow_experiment(self) -> str | None:

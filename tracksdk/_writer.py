@@ -361,6 +361,14 @@ class Writer:
             )
         return sent
 
+    def abandon(self) -> None:
+        """The run could not start: stop sending; the journal waits for `tracksdk sync`."""
+        self._terminated = True
+        if self.sender is not None:
+            self.sender.stop()
+        self.journal.close()
+        self.journal.release()
+
     def _hand_over(self, sender: Sender) -> None:
         """Leave an unsent journal to the process's drainer (or keep its sender)."""
         if not self.journal.durable:
