@@ -593,7 +593,7 @@ class Session:
                 folder,
                 {
                     "client_id": client_id,
-                    "target": conn.tracking_uri if conn is not None else None,
+                    "target": _journal.masked_target(conn.tracking_uri) if conn else None,
                     "backend": conn.backend if conn is not None else None,
                     "experiment": experiment,
                     "run_name": self.options.run_name,
