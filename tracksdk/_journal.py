@@ -433,7 +433,9 @@ class Reader:
             size = crc = 0
             if mm is not None and offset + _HEADER.size <= len(mm):
                 size, crc = _HEADER.unpack_from(mm, offset)
-                if size == _NEXT:
+                # In a final journal, an end marker with no next segment is damage when
+                # records follow it (a flipped header); when none do, it is the end.
+                if size == _NEXT and not (final and self._next_segment(segment) is None):
                     segment, offset = segment + 1, 0
                     self.position = (segment, offset)
                     continue
@@ -527,6 +529,8 @@ def _why_bad(mm: mmap.mmap, offset: int) -> str:
     size, _ = _HEADER.unpack_from(mm, offset)
     if size == 0:
         return "zeroed header"
+    if size == _NEXT:
+        return "a segment-end marker in the middle of the segment"
     if offset + _HEADER.size + size > len(mm):
         return "bad length or cut short"
     return "bad checksum"
