@@ -135,7 +135,8 @@ def test_a_damaged_record_is_skipped_and_the_rest_is_sent(
     assert run.info.status == "FINISHED"
     assert run.data.params == {"p1": "v1"}
     assert run.data.tags["t_end"] == "yes"
-    steps = sorted(m.step for m in local_client(project).get_metric_history(run.info.run_id, "loss"))
+    history = local_client(project).get_metric_history(run.info.run_id, "loss")
+    steps = sorted(m.step for m in history)
     assert steps == [s for s in range(100) if s != 50]
     assert journals(project) == []
     [where] = kept(project)
@@ -207,8 +208,7 @@ def test_folders_that_are_not_journals_are_left_alone(
     """
     spool = tmp_path / "spool"
     monkeypatch.setenv("TRACKSDK_JOURNAL__DIR", str(spool))
-    journal = offline_run(monkeypatch, name="real")
-    assert journal.parent != spool or True
+    offline_run(monkeypatch, name="real")
     [real] = [p for p in spool.iterdir() if p.is_dir()]
     assert (real / "tracksdk-journal").read_text() == "tracksdk journal 1\n"
     dataset = spool / "my_dataset"
