@@ -181,6 +181,7 @@ class Sender:
         self.damage: list[_journal.Damage] = []  # byte ranges that could not be read
         self.kept_at: Path | None = None  # where the journal was set aside, if it was
         self.restarts = 0
+        self._lost_artifacts = 0  # uploaded to a store that lost the run, then freed
         self._ended = False  # the end record was handled (sent or refused)
         self._recreated: str | None = None  # why the run is created from meta.json
         self._experiment: str | None = None
@@ -669,6 +670,11 @@ class Sender:
             extra: dict[str, str] = dict(op.record[3].get("tags", {})) if len(op.record) > 3 else {}
             if self.rejected:
                 extra["tracksdk.write_failures"] = str(self.rejected)
+            if self._lost_artifacts:
+                extra["tracksdk.artifacts_not_resent"] = (
+                    f"{self._lost_artifacts} artifact upload(s) reached the store that lost "
+                    "this run and were freed from the journal; they could not be sent again"
+                )
             if extra:
                 transport.log_batch(run_id, [], {}, extra)
             transport.end_run(run_id, str(op.record[1]), int(op.record[2]))
@@ -724,6 +730,10 @@ class Sender:
 
         assert self.run_id is not None
         local = self.path / "files" / str(record[1])
+        if not local.exists() and self.restarts:
+            # Sent to the store that lost the run, then freed: it cannot be sent again.
+            self._lost_artifacts += 1
+            return
         if not local.exists():
             raise Rejected(f"spooled artifact {record[1]} is missing from the journal")
         transport.upload(self.run_id, str(local), record[2])
