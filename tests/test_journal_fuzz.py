@@ -85,7 +85,9 @@ meta_strategy = st.one_of(
         json_values,
     ).map(lambda d: json.dumps(d).encode()),
 )  # fmt: skip
-side_file = st.one_of(st.none(), st.binary(max_size=40), json_values.map(lambda v: json.dumps(v).encode()))
+side_file = st.one_of(
+    st.none(), st.binary(max_size=40), json_values.map(lambda v: json.dumps(v).encode())
+)
 
 
 def mutate(data: bytes, ops: list[tuple[Any, ...]]) -> bytes:
