@@ -445,6 +445,36 @@ class MlflowServer:
             drop_database(self.database)
             self.database = None
 
+    def replace_store(self) -> str | None:
+        """Restart on the same port with a fresh, empty PostgreSQL database and artifacts.
+
+        For the "server replaced by an empty one" fault. Returns the old database's name
+        (None for a server without its own database); pass it to :meth:`restore_store`.
+        """
+        with self._lock:
+            self.stop()
+            old = self.database
+            if old is None:
+                return None
+            self.database = create_database()
+            self.backend_store_uri = pg_uri(self.database)
+            self.artifacts_dir = self.workdir / f"artifacts-{self.database}"
+            self.start()
+            return old
+
+    def restore_store(self, database: str | None) -> None:
+        """Go back to ``database`` (from :meth:`replace_store`), dropping the fresh one."""
+        if database is None:
+            return
+        with self._lock:
+            self.stop()
+            if self.database is not None:
+                drop_database(self.database)
+            self.database = database
+            self.backend_store_uri = pg_uri(database)
+            self.artifacts_dir = self.workdir / "artifacts"
+            self.start()
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to the whole process group without waiting (for fault tests)."""
         if self._pgid is not None:

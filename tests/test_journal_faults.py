@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 import tracksdk
-from tracksdk import tracked
+from tracksdk import TrackSDKWarning, tracked
 
 pytestmark = pytest.mark.server
 
@@ -471,3 +471,45 @@ def test_slow_flush_shows_a_progress_bar(
     assert "tracksdk: sending run" in err
     client = admin_client(dagshub_server)
     assert steps_of(client, run.run_id, "loss") == list(range(100))
+
+
+def test_a_store_replaced_mid_run_gets_the_run_recreated_from_the_journal(
+    project: Path, mlflow_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server is replaced by an empty one on the same port mid-run (later batches get
+    404 "run not found"): the run is created again there from the journal's start, with
+    every point, the param and FINISHED, and one warning says so.
+    """
+    use_server(monkeypatch, mlflow_server)
+    monkeypatch.setenv("TRACKSDK_FLUSH_TIMEOUT", "120")
+    old_database = None
+    try:
+        with pytest.warns(TrackSDKWarning) as record, tracked(experiment="replaced") as run:
+            for step in range(500):
+                run.log_metric("loss", 1.0 / (step + 1), step=step)
+            assert run.flush(60)
+            first_id = run.run_id
+            old_database = mlflow_server.replace_store()
+            assert old_database is not None
+            for step in range(500, 1000):
+                run.log_metric("loss", 1.0 / (step + 1), step=step)
+            run.log_param("after", "replaced")
+            for step in range(1000, 1500):
+                run.log_metric("loss", 1.0 / (step + 1), step=step)
+        messages = [str(w.message) for w in record]
+        assert [m for m in messages if "no longer has run" in m], messages
+        assert not [m for m in messages if "refused" in m], messages
+        client = admin_client(mlflow_server)
+        [stored] = runs_of(client, "replaced")
+        assert stored.info.run_id != first_id
+        assert stored.info.status == "FINISHED"
+        assert stored.data.params == {"after": "replaced"}
+        assert stored.data.tags["tracksdk.client_run_id"] == run.client_run_id
+        # The provenance files were uploaded to the lost store and freed: said in a tag.
+        assert "could not be sent again" in stored.data.tags["tracksdk.artifacts_not_resent"]
+        assert steps_of(client, stored.info.run_id, "loss") == list(range(1500))
+        journal = project / ".tracksdk" / "journal"
+        assert not [p for p in journal.iterdir() if p.name != "kept"] if journal.exists() else True
+        assert not (journal / "kept").exists()
+    finally:
+        mlflow_server.restore_store(old_database)

@@ -5,10 +5,15 @@ One folder per run, ``<journal dir>/<client run id>/`` (mode 0700, files 0600)::
     meta.json        who wrote it: client run id, pid, host, target store, start time
     lock             flock-ed by the process writing the run, or by a sync replaying it
     heartbeat        the time the writer was last seen alive (for journals on other hosts)
+    tracksdk-journal marker: "tracksdk journal <format>" (only such folders are touched)
     seg-000001.log   the records, appended in order (see below)
     ack              "<segment> <offset>": everything before it reached the store
     created.json     the store and MLflow run id the run was created as
     files/           artifacts waiting to be uploaded (copies: the user's file may change)
+    rejected.jsonl   requests the store refused, in full (replayable), with its answer
+
+Journals that cannot be finished normally are moved to ``<journal dir>/kept/`` with a
+``KEPT.txt`` note saying why (damaged, refused requests, deleted run or experiment).
 
 Records are JSON arrays in segment files that are preallocated and memory-mapped. An
 append is a copy into the mapping: no system call, so the training thread never gives up
@@ -16,9 +21,19 @@ the GIL and never waits on the disk. The pages belong to the kernel, so a record
 the process being killed (SIGKILL, a crash, the OOM killer); it does not survive a power
 cut before the kernel writes it back. Each record is framed as ``<length u32><crc32 u32>``
 then the payload. The payload is written before its header, so a reader sees either the
-whole record or nothing; a torn or zero header ends the segment. A header of
-``0xFFFFFFFF`` means "continued in the next segment". docs/offline.md explains why this
-format rather than sqlite.
+whole record or nothing; while the journal is live, a torn or zero header means "not
+written yet". A header of ``0xFFFFFFFF`` means "continued in the next segment".
+docs/offline.md explains why this format rather than sqlite.
+
+Once the journal is final (its writer closed it or died), a damaged record (a bad
+checksum, length or header, a truncated file, a payload that is not a record) is skipped:
+the reader looks for the next valid record and goes on, and notes the byte range it
+could not read (:class:`Damage`). Every payload starts with ``["`` (a record is a JSON
+array whose first element is a string), which serves as the sync pattern: a candidate is
+the 8 bytes before a ``["``, accepted only when its length fits and its CRC matches.
+
+Each journal folder holds a marker file, ``tracksdk-journal``, with a magic value and the
+format version: tracksdk only reads, sends, moves or deletes folders that have it.
 
 Record types (first element):
 
@@ -40,6 +55,7 @@ import fcntl
 import json
 import mmap
 import os
+import re
 import shutil
 import socket
 import struct
@@ -70,6 +86,15 @@ _FILE_MODE = 0o600
 
 Position = tuple[int, int]  # (segment number, byte offset)
 START: Position = (1, 0)
+
+FORMAT = 1
+MARKER = "tracksdk-journal"
+_MAGIC = "tracksdk journal"
+KEPT = "kept"  # journals set aside: damaged, refused requests, deleted run or experiment
+KEPT_NOTE = "KEPT.txt"
+_SYNC = b'["'  # every payload starts with it: the reader resynchronises on it
+_SEGMENT = re.compile(r"seg-(\d{6})\.log")
+_CLIENT_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def new_client_id() -> str:
@@ -188,6 +213,7 @@ class Journal:
         try:
             journal._lock_fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, _FILE_MODE)
             fcntl.flock(journal._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            write_marker(path)  # before meta.json: a folder with meta.json is always ours
             _write_private(path / "meta.json", json.dumps(meta, indent=1))
             journal.beat()
             journal._open_segment(1, 0)
@@ -497,14 +523,23 @@ class TailReader:
         """Whether a damaged record was met on disk."""
         return self._disk.torn
 
-    def read(self, limit: int = 1000) -> list[Entry]:
+    @property
+    def damage(self) -> list[Damage]:
+        """Damaged ranges met on disk."""
+        return self._disk.damage
+
+    def read(self, limit: int = 1000, *, final: bool = False) -> list[Entry]:
         """Return up to ``limit`` records after the current position."""
         journal = self._journal
         memory = journal._memory
         if self._memory_position is None:
-            if memory is None or self._disk.position[0] < memory.segment:
+            if memory is None:
+                return self._disk.read(limit, final=final)
+            # The disk part ends with a "next segment" marker pointing into memory; it
+            # was written by this process and is read as a live journal is.
+            if self._disk.position[0] < memory.segment:
                 entries = self._disk.read(limit)
-                if entries or memory is None or self._disk.position[0] < memory.segment:
+                if entries or self._disk.position[0] < memory.segment:
                     return entries
             self._memory_position = (memory.segment, 0)
             self._disk.close()
@@ -612,15 +647,127 @@ class Entry:
     end: Position
 
 
+@dataclass
+class Damage:
+    """A byte range of a journal that could not be read (its records are lost)."""
+
+    segment: int
+    start: int
+    end: int
+    reason: str
+
+    def describe(self) -> str:
+        """``segment 1 bytes 1200-1340 (bad checksum)``."""
+        if self.start == self.end:
+            return f"segment {self.segment}: {self.reason}"
+        return (
+            f"segment {self.segment} bytes {self.start}-{self.end} "
+            f"({self.end - self.start} B, {self.reason})"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """For the kept journal's ``damage.json``."""
+        return {
+            "segment": self.segment,
+            "start": self.start,
+            "end": self.end,
+            "reason": self.reason,
+        }
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _optional_str(record: list[Any], index: int) -> bool:
+    return len(record) <= index or record[index] is None or isinstance(record[index], str)
+
+
+def well_formed(record: Any) -> bool:
+    """Whether a decoded payload is a record the sender can use without an exception.
+
+    Unknown kinds (from a newer tracksdk) are well formed: the sender skips them.
+    """
+    if not isinstance(record, list) or not record or not isinstance(record[0], str):
+        return False
+    kind = record[0]
+    body = record[1] if len(record) > 1 else None
+    if kind == "m":
+        return isinstance(body, list) and all(
+            isinstance(p, list)
+            and len(p) == 4
+            and isinstance(p[0], str)
+            and _is_number(p[1])
+            and _is_int(p[2])
+            and _is_int(p[3])
+            for p in body
+        )
+    if kind in ("p", "t"):
+        return isinstance(body, dict)
+    if kind == "c":
+        return (
+            isinstance(body, dict)
+            and isinstance(body.get("experiment"), str)
+            and _is_number(body.get("start"))
+            and isinstance(body.get("tags", {}), dict)
+            and (body.get("run_name") is None or isinstance(body["run_name"], str))
+            and (body.get("parent") is None or isinstance(body["parent"], str))
+            and (body.get("parent_run_id") is None or isinstance(body["parent_run_id"], str))
+        )
+    if kind == "f":
+        return isinstance(body, str) and _optional_str(record, 2)
+    if kind == "i":
+        return isinstance(body, dict) and _optional_str(record, 2)
+    if kind == "r":
+        return (
+            isinstance(body, dict)
+            and len(record) > 2
+            and isinstance(record[2], dict)
+            and all(_is_number(v) for v in record[2].values())
+        )
+    if kind == "e":
+        if not (isinstance(body, str) and len(record) > 2 and _is_number(record[2])):
+            return False
+        extra = record[3] if len(record) > 3 else {}
+        return isinstance(extra, dict) and isinstance(extra.get("tags", {}), dict)
+    return True
+
+
+def decode(payload: bytes) -> list[Any] | None:
+    """A payload as a record, or None when it is not one (never raises)."""
+    try:
+        record = json.loads(payload)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None
+    return record if well_formed(record) else None
+
+
 class Reader:
-    """Reads records in order from a journal folder, live or after its writer died."""
+    """Reads records in order from a journal folder, live or after its writer died.
+
+    ``read(final=False)`` (a live journal) stops at the first header that is not a valid
+    record: it may not be written yet. ``read(final=True)`` (the writer closed the
+    journal or is gone) skips damaged bytes instead, finds the next valid record and goes
+    on; every skipped range is listed in :attr:`damage`.
+    """
 
     def __init__(self, path: Path, start: Position = START) -> None:
         self.path = path
         self.position = start
         self._mm: mmap.mmap | None = None
         self._mapped = 0
-        self.torn = False  # a record that failed its checksum ended the journal
+        self.damage: list[Damage] = []
+        self._first = start == START  # the first record read must create the run
+        self._clean_end: Position | None = None
+
+    @property
+    def torn(self) -> bool:
+        """Whether part of the journal could not be read."""
+        return bool(self.damage)
 
     def _map(self, number: int) -> mmap.mmap | None:
         if self._mm is not None and self._mapped == number:
@@ -630,40 +777,100 @@ class Reader:
             self._mm = None
         try:
             fd = os.open(self.path / _segment_name(number), os.O_RDONLY)
-        except FileNotFoundError:
+        except OSError:
             return None
         try:
             if os.fstat(fd).st_size == 0:
                 return None
             self._mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            return None
         finally:
             os.close(fd)
         self._mapped = number
         return self._mm
 
-    def read(self, limit: int = 1000) -> list[Entry]:
-        """Return up to ``limit`` complete records after the current position."""
+    def _next_segment(self, number: int) -> int | None:
+        """The lowest segment number above ``number`` that has a file."""
+        later = [n for n in segment_numbers(self.path) if n > number]
+        return min(later) if later else None
+
+    def read(self, limit: int = 1000, *, final: bool = False) -> list[Entry]:
+        """Return up to ``limit`` records after the current position (never raises)."""
         out: list[Entry] = []
         segment, offset = self.position
         while len(out) < limit:
+            if final and self._clean_end == (segment, offset):
+                break
             mm = self._map(segment)
-            if mm is None or offset + _HEADER.size > len(mm):
+            size = crc = 0
+            if mm is not None and offset + _HEADER.size <= len(mm):
+                size, crc = _HEADER.unpack_from(mm, offset)
+                # In a final journal, an end marker with no next segment is damage when
+                # records follow it (a flipped header); when none do, it is the end.
+                if size == _NEXT and not (final and self._next_segment(segment) is None):
+                    segment, offset = segment + 1, 0
+                    self.position = (segment, offset)
+                    continue
+                end = offset + _HEADER.size + size
+                if size and end <= len(mm):
+                    payload = mm[offset + _HEADER.size : end]
+                    if zlib.crc32(payload) == crc:
+                        record = decode(payload)
+                        if record is None:
+                            # Whole and checksummed, but not a record: it will not change.
+                            self.damage.append(Damage(segment, offset, end, "not a record"))
+                        else:
+                            entry = Entry(record, (segment, end))
+                            self._check_first(entry)
+                            out.append(entry)
+                        segment, offset = segment, end
+                        self.position = (segment, offset)
+                        continue
+            if not final:
+                break  # live: not written yet, or being written; read again later
+            resumed = self._resync(mm, segment, offset)
+            if resumed is None:
+                self._clean_end = (segment, offset)
+                if self._first:
+                    self._first = False
+                    self.damage.append(Damage(1, 0, 0, "no record creates the run"))
                 break
-            size, crc = _HEADER.unpack_from(mm, offset)
-            if size == _NEXT:
-                segment, offset = segment + 1, 0
-                self.position = (segment, offset)
-                continue
-            if size == 0 or offset + _HEADER.size + size > len(mm):
-                break
-            payload = mm[offset + _HEADER.size : offset + _HEADER.size + size]
-            if zlib.crc32(payload) != crc:
-                self.torn = True
-                break
-            offset += _HEADER.size + size
-            self.position = (segment, offset)
-            out.append(Entry(json.loads(payload), self.position))
+            segment, offset = resumed
+            self.position = resumed
         return out
+
+    def _check_first(self, entry: Entry) -> None:
+        if self._first:
+            self._first = False
+            if entry.record[0] != "c":
+                self.damage.append(Damage(1, 0, 0, "no record creates the run"))
+
+    def _resync(self, mm: mmap.mmap | None, segment: int, offset: int) -> Position | None:
+        """Where reading goes on after a bad record at ``(segment, offset)``; None: the end.
+
+        Notes the bytes skipped as damage; zero bytes (never written) are not damage.
+        """
+        if mm is not None:
+            found = _find_record(mm, offset)
+            if found is not None:
+                self.damage.append(Damage(segment, offset, found, _why_bad(mm, offset)))
+                return (segment, found)
+            tail = mm[offset:].rstrip(b"\0")
+            if tail.endswith(_HEADER.pack(_NEXT, 0).rstrip(b"\0")):
+                tail = tail[:-4]  # the segment's end marker is not data
+            if tail:
+                why = _why_bad(mm, offset)
+                self.damage.append(Damage(segment, offset, offset + len(tail), why))
+        following = self._next_segment(segment)
+        if following is None:
+            return None
+        if following != segment + 1:
+            missing = f"segments {segment + 1}-{following - 1} are missing"
+            if following == segment + 2:
+                missing = f"segment {segment + 1} is missing"
+            self.damage.append(Damage(segment + 1, 0, 0, missing))
+        return (following, 0)
 
     def close(self) -> None:
         """Unmap the current segment."""
@@ -672,20 +879,60 @@ class Reader:
             self._mm = None
 
 
+def _find_record(mm: mmap.mmap, offset: int) -> int | None:
+    """The offset of the next whole, checksummed record after ``offset``, or None."""
+    total = len(mm)
+    search = offset + 1 + _HEADER.size
+    while True:
+        hit = mm.find(_SYNC, search)
+        if hit < 0:
+            return None
+        start = hit - _HEADER.size
+        size, crc = _HEADER.unpack_from(mm, start)
+        end = hit + size
+        plausible = size >= 2 and end <= total and mm[end - 1] == 0x5D  # ends with "]"
+        if plausible and zlib.crc32(mm[hit:end]) == crc and decode(mm[hit:end]) is not None:
+            return start
+        search = hit + 1
+
+
+def _why_bad(mm: mmap.mmap, offset: int) -> str:
+    if offset + _HEADER.size > len(mm):
+        return "cut short"
+    size, _ = _HEADER.unpack_from(mm, offset)
+    if size == 0:
+        return "zeroed header"
+    if size == _NEXT:
+        return "a segment-end marker in the middle of the segment"
+    if offset + _HEADER.size + size > len(mm):
+        return "bad length or cut short"
+    return "bad checksum"
+
+
+def segment_numbers(path: Path) -> list[int]:
+    """The numbers of the segment files in a journal folder, in order."""
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return []
+    return sorted(int(m.group(1)) for n in names if (m := _SEGMENT.fullmatch(n)))
+
+
 def read_ack(path: Path) -> Position:
     """The position up to which the store has acknowledged everything."""
     try:
         segment, offset = (path / "ack").read_text().split()[:2]
-        return (int(segment), int(offset))
-    except (OSError, ValueError):
+        position = (int(segment), int(offset))
+    except (OSError, ValueError, UnicodeDecodeError):
         return START
+    return position if position >= START and position[1] >= 0 else START
 
 
 def read_ended(path: Path) -> bool:
     """Whether the store acknowledged the run's end (the journal awaits deletion only)."""
     try:
         return (path / "ack").read_text().split()[2:3] == ["ended"]
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return False
 
 
@@ -693,21 +940,17 @@ def write_ack(path: Path, position: Position, *, ended: bool = False) -> None:
     """Record that everything before ``position`` reached the store; drop old segments."""
     marker = " ended" if ended else ""
     _write_private(path / "ack", f"{position[0]} {position[1]}{marker}\n")
-    for old in path.glob("seg-*.log"):
-        try:
-            number = int(old.stem.split("-")[1])
-        except (IndexError, ValueError):
-            continue
+    for number in segment_numbers(path):
         if number < position[0]:
             with contextlib.suppress(OSError):
-                old.unlink()
+                (path / _segment_name(number)).unlink()
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
     """Read a small JSON file of the journal, or None."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -717,7 +960,64 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     _write_private(path, json.dumps(data, indent=1))
 
 
+def append_line(path: Path, text: str) -> None:
+    """Append a line to a journal file, created mode 0600."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _FILE_MODE)
+    try:
+        os.write(fd, (text.rstrip("\n") + "\n").encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
+# -- the journal's target store ----------------------------------------------------------
+
+
+def masked_target(uri: str | None) -> str | None:
+    """A tracking URI as the journal stores it: without user info (``***@``)."""
+    from tracksdk._redact import strip_userinfo
+
+    return strip_userinfo(uri) if isinstance(uri, str) else None
+
+
+def same_target(stored: Any, uri: str) -> bool:
+    """Whether a journal's recorded target is the store at ``uri`` (compared masked).
+
+    Journals of older releases may hold the URI with its credentials: masked as well.
+    """
+    return isinstance(stored, str) and masked_target(stored) == masked_target(uri)
+
+
 # -- finding journals ----------------------------------------------------------------
+
+
+def write_marker(path: Path) -> None:
+    """Mark ``path`` as a journal folder that tracksdk created."""
+    _write_private(path / MARKER, f"{_MAGIC} {FORMAT}\n")
+
+
+def is_journal(path: Path) -> bool:
+    """Whether ``path`` is a journal folder tracksdk created and can read.
+
+    A folder with a valid marker, or (a journal of the previous release, which wrote no
+    marker) one whose meta.json says format 1 with the folder's name as its client id and
+    that holds at least one segment file. Anything else is not tracksdk's: left alone.
+    """
+    try:
+        if not path.is_dir() or path.is_symlink():
+            return False
+        marker = (path / MARKER).read_text(encoding="utf-8")[:100]
+    except FileNotFoundError:
+        meta = read_json(path / "meta.json")
+        return (
+            meta is not None
+            and meta.get("format") == 1
+            and meta.get("client_id") == path.name
+            and _CLIENT_ID.fullmatch(path.name) is not None
+            and bool(segment_numbers(path))
+        )
+    except (OSError, UnicodeDecodeError):
+        return False
+    return marker.strip() == f"{_MAGIC} {FORMAT}"
 
 
 @dataclass
@@ -729,8 +1029,22 @@ class Found:
 
     @property
     def client_id(self) -> str:
-        """The run's client-side id."""
-        return str(self.meta.get("client_id", self.path.name))
+        """The run's client-side id (the folder's name)."""
+        return self.path.name
+
+    def text(self, key: str) -> str | None:
+        """A text field of meta.json, or None when it is missing or not text."""
+        value = self.meta.get(key)
+        return value if isinstance(value, str) else None
+
+    @property
+    def created(self) -> float:
+        """When the run started (seconds since the epoch), 0 when unknown."""
+        value: Any = self.meta.get("created")
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if number and value == value and abs(value) < 1e11:  # not NaN, inf or absurd
+            return float(value)
+        return 0.0
 
 
 def find(folder: Path) -> list[Found]:
@@ -741,11 +1055,10 @@ def find(folder: Path) -> list[Found]:
     except OSError:
         return []
     for path in entries:
-        meta = read_json(path / "meta.json")
-        if meta is None or not path.is_dir():
+        if not is_journal(path):
             continue
-        found.append(Found(path, meta))
-    found.sort(key=lambda f: (float(f.meta.get("created", 0.0)), f.path.name))
+        found.append(Found(path, read_json(path / "meta.json") or {}))
+    found.sort(key=lambda f: (f.created, f.path.name))
     return found
 
 
@@ -758,7 +1071,8 @@ def claim(path: Path) -> Iterator[bool]:
 
     On this host the lock is the truth: the kernel releases it when the writing process
     dies, however it dies. A journal written on another host (a shared spool folder) whose
-    heartbeat is older than a minute is treated as dead as well.
+    heartbeat is older than a minute is treated as dead as well. A sync that gets the lock
+    writes its pid into it, so a second sync can say who holds it.
     """
     try:
         fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, _FILE_MODE)
@@ -775,19 +1089,99 @@ def claim(path: Path) -> Iterator[bool]:
             else:
                 yield False
             return
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"sync {os.getpid()} {socket.gethostname()}\n".encode(), 0)
         yield True
     finally:
         os.close(fd)
+
+
+def holder(path: Path, meta: dict[str, Any]) -> str:
+    """Who holds a journal's lock, in words, for "skipped" messages."""
+    try:
+        words = (path / "lock").read_text(encoding="utf-8").split()
+    except (OSError, UnicodeDecodeError):
+        words = []
+    if len(words) >= 3 and words[0] == "sync" and words[1].isdigit():
+        syncing = int(words[1])
+        if words[2] == socket.gethostname() and _alive(syncing) and syncing != os.getpid():
+            return f"another `tracksdk sync` (pid {syncing}) is sending it"
+    pid: Any = meta.get("pid")
+    host = meta.get("host")
+    if _is_int(pid) and host == socket.gethostname() and _alive(pid):
+        if pid == os.getpid():
+            return "this process is still writing or sending it"
+        return f"its process (pid {pid}) is still running"
+    if host != socket.gethostname() and isinstance(host, str):
+        return f"it was written on host {host!r}, whose heartbeat is less than a minute old"
+    return "another process holds its lock (a sync, or a tracked run sending it)"
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by another user
+    return True
 
 
 def heartbeat_age(path: Path) -> float:
     """Seconds since the writer of the journal was last seen alive."""
     try:
         return time.time() - float((path / "heartbeat").read_text().strip())
-    except (OSError, ValueError):
+    except (OSError, ValueError, UnicodeDecodeError):
         return float("inf")
 
 
 def remove(path: Path) -> None:
-    """Delete a journal whose every record reached the store."""
-    shutil.rmtree(path, ignore_errors=True)
+    """Delete a journal whose every record reached the store (only a folder of ours)."""
+    if is_journal(path):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def kept_dir(path: Path) -> Path:
+    """The folder journals set aside from ``path``'s journal dir go to."""
+    parent = path.parent
+    return parent if parent.name == KEPT else parent / KEPT
+
+
+def set_aside(path: Path, reason: str, lines: list[str]) -> Path:
+    """Move a journal to ``<journal dir>/kept/`` with a note saying why; its new path.
+
+    It is not sent automatically any more, and never deleted without being asked.
+    A journal already there keeps its place; its note is rewritten.
+    """
+    target = kept_dir(path) / path.name
+    if target != path:
+        _make_private_dir(target.parent)
+        if target.exists():
+            target = target.with_name(f"{path.name}.{int(time.time())}")
+        try:
+            os.rename(path, target)
+        except OSError:
+            target = path  # kept where it is; the note still says why
+    note = "\n".join(
+        [
+            f"tracksdk kept this journal (run {path.name}): {reason}",
+            "",
+            *lines,
+            "",
+            "tracksdk does not send it automatically any more. To send what can still be",
+            "sent once the cause is fixed, run `tracksdk sync --rejected` in the project.",
+            "Delete this folder when you no longer need it.",
+            "",
+        ]
+    )
+    with contextlib.suppress(OSError):
+        _write_private(target / KEPT_NOTE, note)
+    return target
+
+
+def write_lines(path: Path, lines: list[str]) -> None:
+    """Replace a journal file's lines, atomically, mode 0600."""
+    _write_private(path, "".join(line.rstrip("\n") + "\n" for line in lines))

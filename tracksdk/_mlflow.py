@@ -321,9 +321,11 @@ def _get_or_create(store: Any, name: str) -> str:
     experiment = store.get_experiment_by_name(name)
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
-            raise TrackingError(
+            # Rejected (a TrackingError): the sender must not retry this for ever.
+            raise Rejected(
                 f"Experiment {name!r} is deleted (in the trash). Restore it in the MLflow UI "
-                "or with `mlflow experiments restore`, or choose another name"
+                "or with `mlflow experiments restore`, or choose another name",
+                "INVALID_STATE",
             )
         return str(experiment.experiment_id)
     try:

@@ -696,7 +696,7 @@ class Session:
         folder = journal_dir(explained)
         meta = {
             "client_id": client_id,
-            "target": conn.tracking_uri if conn is not None else None,
+            "target": _journal.masked_target(conn.tracking_uri) if conn else None,
             "backend": conn.backend if conn is not None else None,
             "experiment": experiment,
             "run_name": self.options.run_name,

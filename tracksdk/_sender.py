@@ -13,8 +13,16 @@ Failures (see :class:`tracksdk._mlflow.Transport`):
   jitter, at most ``MAX_BACKOFF`` seconds apart, or after the server's Retry-After;
 - 401/403: the sender stops at once and says which credential to fix; the data stays
   in the journal for ``tracksdk sync``;
-- any other refusal: that request is recorded in ``rejected.jsonl`` and counted in the
-  run's ``tracksdk.write_failures`` tag, and the sender moves on.
+- any other refusal: that request is recorded in full in ``rejected.jsonl`` (its
+  records, replayable with ``tracksdk sync --rejected``) and counted in the run's
+  ``tracksdk.write_failures`` tag, and the sender moves on. At the end the journal is
+  kept (``<journal dir>/kept/``) and one warning says what was refused;
+- a run the store no longer has (404 on a run it created, and no run with the client
+  id: the store was replaced or reset) is created again from the journal's start.
+
+A run whose create record cannot be read is created from ``meta.json`` instead, tagged
+``tracksdk.recreated``. A journal with unreadable parts is sent as far as it can be read
+and then kept, never deleted (:func:`tracksdk._journal.set_aside`).
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ MAX_BACKOFF = 10.0
 HEARTBEAT_EVERY = 5.0
 POLL = 0.5
 POISON_TRIES = 5  # internal errors on the same request before it is set aside
+MAX_RESTARTS = 2  # times a run the store lost is created again from the journal
 START_ATTEMPTS = 3  # failed attempts before a run's start stops waiting for the store
 WAKE_AFTER = 500  # records the training thread may write before it wakes the sender
 
@@ -62,6 +71,19 @@ class _Op:
     metrics: list[list[Any]] = field(default_factory=list)
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+
+    def records(self) -> list[list[Any]]:
+        """The journal records this request was built from (to keep a refused one)."""
+        if self.kind != "batch":
+            return [self.record]
+        out: list[list[Any]] = []
+        if self.params:
+            out.append(["p", self.params])
+        if self.tags:
+            out.append(["t", self.tags])
+        if self.metrics:
+            out.append(["m", self.metrics])
+        return out
 
     def describe(self) -> str:
         if self.kind == "batch":
@@ -120,6 +142,10 @@ def _plan(entries: list[_journal.Entry]) -> Iterator[_Op]:
         yield batch
 
 
+class _RunLost(Exception):
+    """The store no longer has the run (it was replaced or reset)."""
+
+
 class Sender:
     """Sends one journal's records to one store from a daemon thread."""
 
@@ -151,6 +177,14 @@ class Sender:
         self.last_error: TrackingError | None = None
         self.first_outcome = threading.Event()  # created, or the first attempt failed
         self.rejected = 0
+        self.quiet = False  # a sync reports outcomes itself: no warnings from here
+        self.damage: list[_journal.Damage] = []  # byte ranges that could not be read
+        self.kept_at: Path | None = None  # where the journal was set aside, if it was
+        self.restarts = 0
+        self._lost_artifacts = 0  # uploaded to a store that lost the run, then freed
+        self._ended = False  # the end record was handled (sent or refused)
+        self._recreated: str | None = None  # why the run is created from meta.json
+        self._experiment: str | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._changed = threading.Condition()
@@ -166,8 +200,13 @@ class Sender:
         meta = journal.meta if journal is not None else _journal.read_json(path / "meta.json")
         attach = (meta or {}).get("attach_to")
         self.attach_to: str | None = str(attach) if attach else None
-        created = _journal.read_json(path / "created.json")
-        if created and conn is not None and created.get("target") == conn.tracking_uri:
+        created = _journal.read_json(path / "created.json") or {}
+        if (
+            conn is not None
+            and _journal.same_target(created.get("target"), conn.tracking_uri)
+            and isinstance(created.get("run_id"), str)
+            and isinstance(created.get("experiment_id"), str)
+        ):
             self.run_id = str(created["run_id"])
             self.experiment_id = str(created["experiment_id"])
         elif journal is None and self.acked != _journal.START:
@@ -198,6 +237,49 @@ class Sender:
         if self._thread is not None:
             self._wake.set()
             self._thread.join(timeout)
+
+    @property
+    def failing(self) -> bool:
+        """Whether the last attempt failed (a sync gives up only then)."""
+        return self._attempts > 0 or self.stopped
+
+    def wait_change(self, timeout: float) -> None:
+        """Wait until something changes (an ack, the end), at most ``timeout``."""
+        with self._changed:
+            self._changed.wait(timeout)
+
+    def resend(self, records: list[list[Any]]) -> TrackingError | None:
+        """Send refused records again, once each, from the calling thread.
+
+        For ``tracksdk sync --rejected``: the run is found (or created from meta.json)
+        first. Returns None when all were sent, else the error that stopped them.
+        """
+        from tracksdk._mlflow import AuthFailed, Rejected, Transient
+
+        entries = [_journal.Entry(r, _journal.START) for r in records if _journal.well_formed(r)]
+        if len(entries) != len(records):
+            return TrackingError("the line holds records this tracksdk cannot read")
+        try:
+            transport = self._transport_for()
+            if self.run_id is None:
+                self._create(
+                    transport,
+                    self._info_from_meta(
+                        "its refused requests were sent by `tracksdk sync --rejected`, and the "
+                        "store had no run with its client id; the run was created from the "
+                        "journal's meta.json"
+                    ),
+                )
+            for op in _plan(entries):
+                if op.kind != "c":
+                    self._do(op)
+        except (Transient, AuthFailed, Rejected) as exc:
+            return exc
+        except TrackingError as exc:
+            return exc
+        except (ValueError, TypeError, OverflowError, KeyError, IndexError) as exc:
+            return TrackingError(f"{type(exc).__name__}: {exc}")
+        return None
 
     @property
     def alive(self) -> bool:
@@ -282,6 +364,10 @@ class Sender:
             with self._changed:
                 self._changed.notify_all()
 
+    def _final(self) -> bool:
+        """Whether the journal can grow no more (closed, or its writer is gone)."""
+        return self.journal is None or self.journal.closed
+
     def _loop(self) -> None:
         journal = self.journal
         reader: _journal.Reader | _journal.TailReader = (
@@ -292,51 +378,133 @@ class Sender:
         try:
             while not self._stop.is_set():
                 self._beat()
-                entries = reader.read(2000)
-                if not entries:
-                    if journal is not None:
-                        journal.free_acknowledged()  # caught up: give the disk back
-                    if self._finished_reading(reader):
-                        break
-                    self._wake.wait(POLL)
-                    self._wake.clear()
-                    continue
-                for op in _plan(entries):
-                    if not self._send(op):
-                        self.stopped = True
-                        return
-                    if op.end is not None:
-                        self._ack(op.end, ended=self.status_sent is not None)
+                # Read "final" only once the journal is: a live journal's bad header is a
+                # record not written yet, to be read again, not damage to skip.
+                final = self._final()
+                entries = reader.read(2000, final=final)
+                self.damage = reader.damage
+                try:
+                    if not entries:
+                        if journal is not None:
+                            journal.free_acknowledged()  # caught up: give the disk back
+                        if final and self._finished_reading():
+                            break
+                        self._wake.wait(POLL)
+                        self._wake.clear()
+                        continue
+                    for op in _plan(entries):
+                        if not self._send(op):
+                            self.stopped = True
+                            return
+                        if op.end is not None:
+                            self._ack(op.end, ended=self._ended)
+                except _RunLost as lost:
+                    reader.close()
+                    restart = self._restart(str(lost))
+                    reader = (
+                        journal.reader(restart)
+                        if journal is not None
+                        else _journal.Reader(self.path, restart)
+                    )
             else:
                 self.stopped = True
         finally:
             reader.close()
 
-    def _finished_reading(self, reader: _journal.Reader | _journal.TailReader) -> bool:
-        """Nothing more to read: done if the writer is gone (or closed) and all is sent."""
-        journal = self.journal
-        if journal is not None and not journal.closed:
-            return False
-        dead_unended = (
-            journal is None
+    def _finished_reading(self) -> bool:
+        """Everything readable was read from a final journal: end the run, then clean up.
+
+        A fully sent journal is deleted; one with unreadable parts or refused requests
+        is set aside in ``<journal dir>/kept/`` with a note, and said once.
+        """
+        # Replaying a journal whose process died before ending the run: KILLED. When
+        # nothing readable created the run, it is created from meta.json first.
+        killed = _Op("e", None, ["e", "KILLED", self._death_time_ms(), {}])
+        # A forked child's journal has no end of its own: it adds to its parent's run.
+        unended = (
+            self.journal is None
             and self.status_sent is None
-            and self.run_id is not None
+            and not self._ended
             and self.attach_to is None
         )
-        # Replaying a journal whose process died before ending the run: KILLED.
-        if dead_unended and not self._send(
-            _Op("e", None, ["e", "KILLED", self._death_time_ms(), {}])
-        ):
+        if unended and not self._send(killed):
             self.stopped = True
             return True
-        # A dead forked child's part has no end of its own: all sent is done.
-        detached = journal is None and self.attach_to is not None and self.run_id is not None
-        if self.status_sent is not None or self.run_id is None or detached:
-            self.done = True
+        refused = _count_lines(self.path / "rejected.jsonl")
+        if self.damage or refused:
+            self._keep(refused)
+        else:
             _journal.remove(self.path)
-            with self._changed:
-                self._changed.notify_all()
+        self.done = True
+        with self._changed:
+            self._changed.notify_all()
         return True
+
+    def _keep(self, refused: int) -> None:
+        lines: list[str] = []
+        reasons: list[str] = []
+        if self.damage:
+            with contextlib.suppress(OSError):
+                _journal.write_json(
+                    self.path / "damage.json",
+                    {"damage": [d.as_dict() for d in self.damage]},
+                )
+            lost = sum(d.end - d.start for d in self.damage)
+            reasons.append(f"{len(self.damage)} unreadable part(s), {lost} B")
+            lines.append("Unreadable parts (their records could not be sent):")
+            lines.extend(f"  {d.describe()}" for d in self.damage)
+            lines.append("Everything else was sent.")
+        if refused:
+            reasons.append(f"{refused} request(s) refused by the store")
+            lines.append(
+                f"rejected.jsonl holds the {refused} request(s) the store refused, in full, "
+                "with the store's answer."
+            )
+        if self._recreated:
+            lines.append(f"The run was created again: {self._recreated}.")
+        self.kept_at = _journal.set_aside(self.path, "; ".join(reasons), lines)
+        if self.quiet:
+            return
+        what = " and ".join(reasons)
+        if refused:
+            how = "fix the cause, then run `tracksdk sync --rejected` to send them."
+        else:
+            how = "the rest of the run was sent."
+        _warn.warn(
+            f"tracksdk: run {self.label} was not sent in full: {what}. They are kept in "
+            f"{self.kept_at}; {how}"
+        )
+
+    def _restart(self, why: str) -> _journal.Position:
+        """Send the run again from the journal's start, to a store that lost it."""
+        self.restarts += 1
+        old = self.run_id
+        _server_ids.pop(self.client_id, None)
+        self.run_id = self.created = self.experiment_id = None
+        self.status_sent = None
+        self._ended = False
+        self._attempts = 0
+        with contextlib.suppress(OSError):
+            (self.path / "created.json").unlink()
+        numbers = _journal.segment_numbers(self.path)
+        first = numbers[0] if numbers else 1
+        start: _journal.Position = (first, 0)
+        if first != 1:
+            self._recreated = (
+                f"the store lost it and the journal's segments 1-{first - 1} had already "
+                "been sent and deleted, so their records are missing from it"
+            )
+        with contextlib.suppress(OSError):
+            _journal.write_ack(self.path, start)
+        self.acked = start
+        if self.journal is not None:
+            self.journal.acked_segment = first
+        if not self.quiet:
+            _warn.warn(
+                f"tracksdk: the store no longer has run {self.label} ({old}; {why}): it was "
+                "replaced or reset. The run is created there again from its journal."
+            )
+        return start
 
     def _death_time_ms(self) -> int:
         try:
@@ -428,12 +596,14 @@ class Sender:
                 # range): set aside, like a request the store refused.
                 self.first_outcome.set()
                 self._reject(op, Rejected(f"{type(exc).__name__}: {exc}"))
-                return op.kind != "c"
+                return op.kind != "c" and self.run_id is not None
             except Rejected as exc:
                 self.first_outcome.set()
-                if op.kind == "c":
+                if op.kind != "c" and self._run_lost(exc):
+                    raise _RunLost(str(exc)) from None
+                if op.kind == "c" or self.run_id is None:  # the run could not be created
                     self.last_error = exc
-                    if not self.start_watched:
+                    if not self.start_watched and not self.quiet:
                         _warn.warn(
                             f"tracksdk: the store refused to create run {self.label}: {exc}. "
                             f"Its data is kept in the journal ({self.path})."
@@ -442,6 +612,44 @@ class Sender:
                 self._reject(op, exc)
                 return True
         return False
+
+    def _run_lost(self, exc: TrackingError) -> bool:
+        """Whether a 404 means the store lost the run (no run with our client id)."""
+        if getattr(exc, "code", "") != "RESOURCE_DOES_NOT_EXIST" or self.run_id is None:
+            return False
+        if self.restarts >= MAX_RESTARTS or "run" not in str(exc).lower():
+            return False
+        if self._transport is not None:  # its experiment ids may be the lost store's
+            self._transport.close()
+            self._transport = None
+        try:
+            transport = self._transport_for()
+            experiment_id = transport.experiment_id(self._experiment_name())
+            return transport.find_run(experiment_id, self.client_id) is None
+        except TrackingError:
+            return False
+
+    def _experiment_name(self) -> str:
+        if self._experiment is not None:
+            return self._experiment
+        meta = _journal.read_json(self.path / "meta.json") or {}
+        name = meta.get("experiment")
+        return name if isinstance(name, str) and name else "Default"
+
+    def _info_from_meta(self, reason: str) -> dict[str, Any]:
+        """A create record rebuilt from meta.json, for a run whose own is unreadable."""
+        meta = _journal.read_json(self.path / "meta.json") or {}
+        found = _journal.Found(self.path, meta)
+        created = found.created
+        start = int(created * 1000) if created > 0 else self._death_time_ms()
+        return {
+            "experiment": self._experiment_name(),
+            "run_name": found.text("run_name"),
+            "parent": found.text("parent"),
+            "start": start,
+            "tags": {"tracksdk.recreated": reason[:5000]},
+            "attach": self.attach_to,  # a forked child's part: find the parent's run
+        }
 
     def _report_outage(self, exc: TrackingError) -> None:
         if self.journal is None or self._warned_outage or self.start_watched:
@@ -456,15 +664,21 @@ class Sender:
 
     def _reject(self, op: _Op, exc: TrackingError) -> None:
         self.rejected += 1
-        try:
-            with open(self.path / "rejected.jsonl", "a", encoding="utf-8") as out:
-                out.write(json.dumps({"request": op.describe(), "error": str(exc)}) + "\n")
-        except OSError:
-            pass
-        if self.rejected == 1:
+        if op.kind == "e":
+            self._ended = True
+        line = {
+            "at": int(time.time() * 1000),
+            "request": op.describe(),
+            "error": str(exc),
+            "records": op.records(),  # in full: `tracksdk sync --rejected` replays them
+        }
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            _journal.append_line(self.path / "rejected.jsonl", json.dumps(line))
+        if self.rejected == 1 and self.journal is not None and not self.quiet:
             _warn.warn(
                 f"tracksdk: the store refused part of run {self.label}: {exc}. The run goes "
-                "on; refused requests are counted in its tracksdk.write_failures tag."
+                "on; refused requests are kept in full in the journal and counted in its "
+                "tracksdk.write_failures tag."
             )
 
     def _do(self, op: _Op) -> None:
@@ -473,13 +687,23 @@ class Sender:
             self._create(transport, op.record[1])
             return
         if self.run_id is None:
-            raise TrackingError(f"run {self.label} has no create record")
+            # The create record is unreadable, or the store lost the run and the journal's
+            # start is gone: create the run from meta.json, and say so in a tag.
+            reason = self._recreated or (
+                "the journal's create record could not be read; the run was created "
+                "from the journal's meta.json"
+            )
+            self._recreated = reason
+            self._create(transport, self._info_from_meta(reason))
+        run_id = self.run_id
+        if run_id is None:
+            raise TrackingError(f"run {self.label} could not be created")
         if op.kind == "batch":
-            transport.log_batch(self.run_id, op.metrics, op.params, op.tags)
+            transport.log_batch(run_id, op.metrics, op.params, op.tags)
         elif op.kind == "f":
             self._upload(transport, op.record)
         elif op.kind == "i":
-            transport.log_input(self.run_id, op.record[1], op.record[2])
+            transport.log_input(run_id, op.record[1], op.record[2])
         elif op.kind == "r":
             self._register(op.record)
         elif op.kind == "e" and self.attach_to is not None:
@@ -488,10 +712,16 @@ class Sender:
             extra: dict[str, str] = dict(op.record[3].get("tags", {})) if len(op.record) > 3 else {}
             if self.rejected:
                 extra["tracksdk.write_failures"] = str(self.rejected)
+            if self._lost_artifacts:
+                extra["tracksdk.artifacts_not_resent"] = (
+                    f"{self._lost_artifacts} artifact upload(s) reached the store that lost "
+                    "this run and were freed from the journal; they could not be sent again"
+                )
             if extra:
-                transport.log_batch(self.run_id, [], {}, extra)
-            transport.end_run(self.run_id, str(op.record[1]), int(op.record[2]))
+                transport.log_batch(run_id, [], {}, extra)
+            transport.end_run(run_id, str(op.record[1]), int(op.record[2]))
             self.status_sent = str(op.record[1])
+            self._ended = True
         # Unknown kinds come from a newer tracksdk: skipped, never a crash.
 
     def _create(self, transport: Transport, info: dict[str, Any]) -> None:
@@ -499,7 +729,8 @@ class Sender:
 
         if self.run_id is not None:
             return
-        experiment_id = transport.experiment_id(str(info["experiment"]))
+        self._experiment = str(info["experiment"])
+        experiment_id = transport.experiment_id(self._experiment)
         if info.get("attach"):
             self._attach(transport, experiment_id, info)
             return
@@ -508,7 +739,9 @@ class Sender:
             # An earlier attempt (or process) may have created it and lost the answer.
             created = transport.find_run(experiment_id, self.client_id)
         if created is None:
-            tags = dict(info.get("tags", {}))
+            tags = {str(k): str(v) for k, v in dict(info.get("tags", {})).items()}
+            if self._recreated:
+                tags["tracksdk.recreated"] = self._recreated[:5000]
             tags["tracksdk.client_run_id"] = self.client_id
             parent = info.get("parent")
             if parent:
@@ -531,7 +764,7 @@ class Sender:
             _journal.write_json(
                 self.path / "created.json",
                 {
-                    "target": self.conn.tracking_uri,
+                    "target": _journal.masked_target(self.conn.tracking_uri),
                     "run_id": created.run_id,
                     "experiment_id": created.experiment_id,
                 },
@@ -557,6 +790,10 @@ class Sender:
 
         assert self.run_id is not None
         local = self.path / "files" / str(record[1])
+        if not local.exists() and self.restarts:
+            # Sent to the store that lost the run, then freed: it cannot be sent again.
+            self._lost_artifacts += 1
+            return
         if not local.exists():
             raise Rejected(f"spooled artifact {record[1]} is missing from the journal")
         transport.upload(self.run_id, str(local), record[2])
@@ -590,6 +827,14 @@ class Sender:
             )
         except TrackingError as exc:
             raise _mlflow._classify(self.conn, exc.__cause__ or exc, "Registering") from None
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        with open(path, "rb") as lines:
+            return sum(1 for line in lines if line.strip())
+    except OSError:
+        return 0
 
 
 def _is_network(exc: BaseException) -> bool:

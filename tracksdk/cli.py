@@ -300,20 +300,42 @@ def sync(
         "--all",
         help="Also send runs journaled for another store to the configured one.",
     ),
+    timeout: float = typer.Option(
+        60.0,
+        "--timeout",
+        min=0.0,
+        help="Give up on a run after this many seconds without progress while the store "
+        "fails (0: never). The journal is kept.",
+    ),
+    rejected: bool = typer.Option(
+        False,
+        "--rejected",
+        help="Send the journals kept in the journal's kept/ folder again: requests the "
+        "store refused, runs whose run or experiment was deleted.",
+    ),
 ) -> None:
     """Send runs left in the journal (offline runs, killed processes) to the store.
 
     Runs are created when missing (found again by their client id when an earlier
     attempt created them), unsent records are sent in order, and each run ends with its
     status, or KILLED when its process died. Runs whose process still runs are skipped.
-    Exits 1 when a run could not be sent; it stays in the journal.
+    Damaged journals are sent as far as they can be read and kept, with what was lost.
+    Exits 1 when a run could not be sent in full; its journal is kept.
     """
     import sys
 
     from tracksdk import _sync
 
     explained, conn = _resolve()
-    code = _sync.command(explained, conn, dry_run=dry_run, any_target=all_stores, out=sys.stdout)
+    code = _sync.command(
+        explained,
+        conn,
+        dry_run=dry_run,
+        any_target=all_stores,
+        out=sys.stdout,
+        timeout=timeout,
+        rejected=rejected,
+    )
     raise typer.Exit(code)
 
 
