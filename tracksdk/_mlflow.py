@@ -459,14 +459,14 @@ def auth_message(conn: Connection, status: int, target: str | None = None) -> st
                 f"{where}: the DagsHub token (from {creds.source}) was accepted, but "
                 f"{creds.username or 'its user'!r} may not write to this repository "
                 f"({what}). Ask the repository's owner for write access, or log to a "
-                "repository of yours (TRACKSDK_DAGSHUB__OWNER, TRACKSDK_DAGSHUB__REPO)."
+                "repository of yours (TRACKSDK_DAGSHUB__OWNER, TRACKSDK_DAGSHUB__REPO)"
             )
         who = repr(creds.username) if creds.username else "the bearer token's user"
         return (
             f"{where}: the credentials were accepted ({who}, from {creds.source}), but "
             f"they lack permission on {what}. Ask the server's admin to give {who} EDIT "
             "or MANAGE permission on it, or log to an experiment you may write to "
-            "(TRACKSDK_EXPERIMENT, or tracked(experiment=...))."
+            "(TRACKSDK_EXPERIMENT, or tracked(experiment=...))"
         )
     if conn.backend == "dagshub":
         fix = (
