@@ -40,12 +40,15 @@ def format_value(value: Any) -> str:
         return f"{value.__module__}.{value.__qualname__}"
     # The walk masks secret-looking keys at any depth and registers their values, even
     # when the repr is too long to show: they may reappear in an error message.
-    walk = _redact.Walk(_MAX_REPR).run(value)
     if isinstance(value, Mapping | list | tuple | set | frozenset):
-        # A cut repr ("[0, 1, ..., 9, ...]") hides the length, which is what matters.
-        if len(value) <= _SHOWN_ITEMS and walk.fits:
+        # A cut repr ("[0, 1, ..., 9, ...]") hides the length, which is what matters. A
+        # container with too many items is only searched for secrets, not rendered.
+        short = len(value) <= _SHOWN_ITEMS
+        walk = _redact.Walk(_MAX_REPR if short else -1).run(value)
+        if short and walk.fits:
             return walk.text
         return f"{type(value).__name__}(len={len(value)})"
+    walk = _redact.Walk(_MAX_REPR).run(value)
     text = walk.text
     return text if walk.fits else text[: _MAX_REPR - 1] + "…"
 

@@ -254,7 +254,6 @@ class Walk:
         self.parts: list[str] = []
         self.size = 0
         self.budget = MAX_ITEMS
-        self.masked = False
 
     @property
     def fits(self) -> bool:
@@ -331,7 +330,6 @@ class Walk:
     def item(self, key: Any, item: Any, depth: int) -> None:
         if isinstance(key, str) and looks_secret(key):
             register_all(item)
-            self.masked = True
             self.emit(repr(MASK))
         else:
             self.value(item, depth + 1)
@@ -389,7 +387,6 @@ class Walk:
             for field in names:
                 if looks_secret(field):
                     register_all(getattr(value, field, None))
-                    self.masked = True
             if self.size <= self.limit:
                 self.emit(redact(_safe_repr(value)))
             return
