@@ -401,3 +401,32 @@ def test_no_interactive_dagshub_login_with_a_terminal(project: Path, tmp_path: P
     assert code == 0, output
     assert "ConfigError: No DagsHub token found" in output and "dagshub login" in output
     assert "AUTHORIZATION REQUIRED" not in output and "Traceback" not in output
+
+
+def test_mlflow_tls_variables_are_checked_like_mlflow_does(project: Path, tmp_path: Path) -> None:
+    """MLFLOW_TRACKING_INSECURE_TLS with MLFLOW_TRACKING_SERVER_CERT_PATH, or a cert path that
+    is no file, is a clear settings error for an http(s) MLFLOW_TRACKING_URI."""
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("not checked here\n")
+    uri = {"MLFLOW_TRACKING_URI": "https://mlflow.example.com"}
+    both = run_cli(
+        project,
+        "doctor",
+        env={
+            **uri,
+            "MLFLOW_TRACKING_INSECURE_TLS": "true",
+            "MLFLOW_TRACKING_SERVER_CERT_PATH": str(bundle),
+        },
+    )
+    assert both.returncode == 1
+    assert "MLFLOW_TRACKING_INSECURE_TLS=true and MLFLOW_TRACKING_SERVER_CERT_PATH" in both.stderr
+    missing = run_cli(
+        project,
+        "doctor",
+        env={**uri, "MLFLOW_TRACKING_SERVER_CERT_PATH": str(tmp_path / "nope.pem")},
+    )
+    assert missing.returncode == 1
+    assert (
+        "MLFLOW_TRACKING_SERVER_CERT_PATH" in missing.stderr and "is not a file" in missing.stderr
+    )
+    assert "Traceback" not in both.stderr + missing.stderr
