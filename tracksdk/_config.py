@@ -22,7 +22,8 @@ _lock = threading.Lock()
 _overrides: dict[str, Any] = {}
 _generation = 0
 _cache: dict[tuple[Any, ...], tuple[Explained, Connection | None]] = {}
-_PREFIXES = ("TRACKSDK_", "MLFLOW_TRACKING_URI", "DAGSHUB_")
+# MLFLOW_TRACKING_* holds the URI and, for the mlflow-env backend, credentials and TLS.
+_PREFIXES = ("TRACKSDK_", "MLFLOW_TRACKING_", "DAGSHUB_")
 
 
 def configure(**settings: Any) -> None:

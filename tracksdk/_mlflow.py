@@ -129,7 +129,7 @@ def activate(conn: Connection, *, http_timeout: float, http_retries: int) -> Sav
     if saved.env.get("MLFLOW_TRACKING_URI") in _activated:
         saved.env["MLFLOW_TRACKING_URI"] = None  # exported by a concurrent run's activation
     _activated[conn.tracking_uri] = _activated.get(conn.tracking_uri, 0) + 1
-    if conn.credentials is not None:
+    if conn.credentials is not None and not conn.credentials.in_environment:
         _auth.register(conn.tracking_uri, conn.credentials)
         saved.auth_prefix = conn.tracking_uri
         os.environ["MLFLOW_TRACKING_AUTH"] = "tracksdk"
@@ -453,17 +453,34 @@ class Capabilities:
 
     DagsHub's hosted MLflow has been reported at MLflow 2.x, without MLflow 3's
     logged-model endpoints and sometimes without the model registry.
+
+    Attributes:
+        registry: The model registry endpoints exist.
+        logged_models: MLflow 3's logged-model endpoints exist.
+        notes: Why a capability was judged from something other than its endpoint's
+            answer (a 403), one line each, for ``tracksdk doctor``.
     """
 
     registry: bool = True
     logged_models: bool = True
+    notes: tuple[str, ...] = ()
 
 
 _capabilities: dict[str, Capabilities] = {}
 
 
 def capabilities(conn: Connection, timeout: float = 10.0) -> Capabilities:
-    """Probe the registry and logged-model endpoints (404 means missing); cached."""
+    """Probe the registry and logged-model endpoints; cached per tracking URI.
+
+    A 404 means missing; any other answer means present, except a 403. A 403 says
+    nothing about the route: MLflow 3's basic-auth app answers 403 "Permission denied"
+    to a non-admin user on routes it does not know, and so may any auth proxy. On a 403
+    the server's version (``GET /version``) decides: MLflow 3 has the logged-model
+    endpoints, and every MLflow server has the registry. Without a version the
+    capability counts as missing, since tracksdk's fallback for a missing one always
+    works (a model saved as a run artifact, registration skipped with a warning), while
+    calling a missing endpoint fails.
+    """
     if not conn.is_remote:
         return Capabilities()
     if conn.tracking_uri in _capabilities:
@@ -472,21 +489,68 @@ def capabilities(conn: Connection, timeout: float = 10.0) -> Capabilities:
 
     headers = {"Authorization": conn.credentials.header()} if conn.credentials else {}
     verify: bool | str = conn.ca_bundle or conn.verify_tls
-    base = conn.tracking_uri + "/api/2.0/mlflow"
 
-    def answers(method: str, path: str, **kwargs: Any) -> bool:
+    def status(method: str, path: str, **kwargs: Any) -> int | None:
         try:
             response = requests.request(
-                method, base + path, headers=headers, timeout=timeout, verify=verify, **kwargs
-            )
+                method, conn.tracking_uri + path, headers=headers, timeout=timeout,
+                verify=verify, **kwargs,
+            )  # fmt: skip
         except requests.RequestException:
-            return True  # unknown: let the real call report the failure
-        return response.status_code != 404
+            return None  # unknown: let the real call report the failure
+        return response.status_code
 
+    version: list[str | None] = []
+
+    def server_version() -> str | None:
+        if not version:
+            got = None
+            try:
+                response = requests.get(
+                    conn.tracking_uri + "/version", headers=headers, timeout=timeout,
+                    verify=verify,
+                )  # fmt: skip
+                text = response.text.strip()
+                if response.ok and 0 < len(text) < 40 and text[0].isdigit():
+                    got = text
+            except requests.RequestException:
+                pass
+            version.append(got)
+        return version[0]
+
+    notes: list[str] = []
+
+    def present(label: str, method: str, path: str, needs_major: int, **kwargs: Any) -> bool:
+        code = status(method, path, **kwargs)
+        if code != 403:
+            return code != 404
+        found = server_version()
+        if found is None:
+            notes.append(
+                f"{label}: the endpoint answered 403 (permission denied, which says nothing "
+                "about whether it exists) and the server tells no version: counted as "
+                "missing"
+            )
+            return False
+        major = int(found.split(".")[0]) if found.split(".")[0].isdigit() else 0
+        notes.append(
+            f"{label}: the endpoint answered 403 (permission denied); judged from the "
+            f"server's version, MLflow {found}"
+        )
+        return major >= needs_major
+
+    prefix = "/api/2.0/mlflow"
     found = Capabilities(
-        registry=answers("GET", "/registered-models/search", params={"max_results": 1}),
-        logged_models=answers("POST", "/logged-models/search", json={"max_results": 1}),
-    )
+        registry=present(
+            "model registry", "GET", prefix + "/registered-models/search", 1,
+            params={"max_results": 1},
+        ),
+        logged_models=present(
+            "logged models", "POST", prefix + "/logged-models/search", 3,
+            json={"max_results": 1},
+        ),
+        notes=tuple(notes),
+    )  # fmt: skip
     _capabilities[conn.tracking_uri] = found
     return found
 
@@ -532,15 +596,43 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
-def auth_message(conn: Connection, status: int) -> str:
-    """Say which credential the store refused and how to fix it. Never shows the secret."""
+def auth_message(conn: Connection, status: int, target: str | None = None) -> str:
+    """Say why the store refused a request and how to fix it. Never shows the secret.
+
+    A 401 means the credentials are missing or wrong. A 403 with credentials means they
+    were accepted but lack a permission on ``target`` (an experiment or a model, when
+    known): fixing the password cannot help.
+    """
     creds = conn.credentials
-    where = f"{conn.tracking_uri} answered HTTP {status}"
+    where = f"{conn.display_uri} answered HTTP {status}"
+    if status == 403 and creds is not None:
+        what = target or "the experiment or model this request is for"
+        if conn.backend == "dagshub":
+            return (
+                f"{where}: the DagsHub token (from {creds.source}) was accepted, but "
+                f"{creds.username or 'its user'!r} may not write to this repository "
+                f"({what}). Ask the repository's owner for write access, or log to a "
+                "repository of yours (TRACKSDK_DAGSHUB__OWNER, TRACKSDK_DAGSHUB__REPO)"
+            )
+        who = repr(creds.username) if creds.username else "the bearer token's user"
+        return (
+            f"{where}: the credentials were accepted ({who}, from {creds.source}), but "
+            f"they lack permission on {what}. Ask the server's admin to give {who} EDIT "
+            "or MANAGE permission on it, or log to an experiment you may write to "
+            "(TRACKSDK_EXPERIMENT, or tracked(experiment=...))"
+        )
     if conn.backend == "dagshub":
         fix = (
             "fix the DagsHub token (TRACKSDK_DAGSHUB__TOKEN or DAGSHUB_USER_TOKEN; "
             f"now from {creds.source if creds else 'nowhere'}) and check that it may write "
             "to the repository"
+        )
+    elif creds is None and conn.backend == "mlflow-env":
+        fix = (
+            "the server needs credentials: set MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN), or use "
+            "TRACKSDK_BACKEND=server with TRACKSDK_SERVER__USERNAME and "
+            "TRACKSDK_SERVER__PASSWORD"
         )
     elif creds is None:
         fix = (
@@ -548,11 +640,11 @@ def auth_message(conn: Connection, status: int) -> str:
             "TRACKSDK_SERVER__USERNAME and TRACKSDK_SERVER__PASSWORD"
         )
     elif creds.kind == "bearer":
-        fix = f"fix the bearer token (from {creds.source}; TRACKSDK_SERVER__TOKEN)"
+        fix = f"the bearer token was refused: fix it (from {creds.source})"
     else:
         fix = (
-            f"fix the user name or password of {creds.username!r} (from {creds.source}; "
-            "TRACKSDK_SERVER__USERNAME, TRACKSDK_SERVER__PASSWORD)"
+            f"the user name or password was refused: fix the password of "
+            f"{creds.username!r} (user name and password from {creds.source})"
         )
     return f"{where}: {fix}"
 
@@ -617,6 +709,7 @@ class Transport:
         self.conn = conn
         self.timeout = timeout
         self._experiments: dict[str, str] = {}
+        self._run_experiments: dict[str, str] = {}  # run id -> experiment id, for messages
         self._session: Any = None
         if conn.is_remote:
             import requests
@@ -659,7 +752,7 @@ class Transport:
             )
             return reply
         if status in (401, 403):
-            raise AuthFailed(auth_message(self.conn, status))
+            raise AuthFailed(auth_message(self.conn, status, self._target(endpoint, body)))
         if status in (408, 429) or status >= 500:
             raise Transient(
                 f"{endpoint}: HTTP {status}", _retry_after(response.headers.get("Retry-After"))
@@ -671,6 +764,26 @@ class Transport:
         code = str(error.get("error_code", ""))
         text = _redact.redact(str(error.get("message", response.text[:200])))
         raise Rejected(f"{endpoint}: HTTP {status} {code}: {text}", code)
+
+    def _target(self, endpoint: str, body: Mapping[str, Any]) -> str | None:
+        """The experiment or model a request is for, named for a person, when known."""
+        if "registered-models" in endpoint or "model-versions" in endpoint:
+            return f"model {body['name']!r}" if body.get("name") else None
+        experiment_id = body.get("experiment_id") or self._run_experiments.get(
+            str(body.get("run_id") or body.get("run_uuid") or "")
+        )
+        ids = body.get("experiment_ids")
+        if not experiment_id and isinstance(ids, list) and len(ids) == 1:
+            experiment_id = ids[0]
+        name = body.get("experiment_name") or (
+            body.get("name") if endpoint.endswith("/experiments/create") else None
+        )
+        if not name and experiment_id:
+            names = {v: k for k, v in self._experiments.items()}
+            name = names.get(str(experiment_id))
+        if name:
+            return f"experiment {name!r}"
+        return f"experiment id {experiment_id}" if experiment_id else None
 
     # -- operations ------------------------------------------------------------------
 
@@ -742,6 +855,7 @@ class Transport:
         if not runs:
             return None
         run = runs[0]
+        self._run_experiments[run.info.run_id] = run.info.experiment_id
         return CreatedRun(run.info.run_id, run.info.experiment_id, run.info.artifact_uri, run)
 
     def create_run(
@@ -774,6 +888,7 @@ class Transport:
                 )
             except Exception as exc:
                 raise _classify(self.conn, exc, "Creating the run") from None
+        self._run_experiments[run.info.run_id] = run.info.experiment_id
         return CreatedRun(run.info.run_id, run.info.experiment_id, run.info.artifact_uri, run)
 
     def log_batch(

@@ -2,14 +2,15 @@
 
 A param is for a human comparing runs: ``learning_rate=0.1``, not a 6,000-character dump
 of a DataFrame. Scalars are logged as they are; arrays and frames as their shape and
-dtype; containers as a short repr or their length; other objects as a bounded repr.
+dtype; containers as their plain repr when short, else their length; other objects as a
+bounded repr. Values under secret-looking keys are masked at any depth (see
+:class:`tracksdk._redact.Walk`).
 """
 
 from __future__ import annotations
 
 import enum
 import inspect
-import reprlib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import PurePath
 from typing import Any
@@ -18,11 +19,6 @@ from tracksdk import _redact
 
 _MAX_REPR = 250
 _SHOWN_ITEMS = 10
-_repr = reprlib.Repr()
-_repr.maxlevel = 2
-_repr.maxlist = _repr.maxtuple = _repr.maxset = _repr.maxdict = 10
-_repr.maxstring = 200
-_repr.maxother = _MAX_REPR
 
 
 def format_value(value: Any) -> str:
@@ -42,14 +38,19 @@ def format_value(value: Any) -> str:
         return _format_shaped(value, tuple(shape))
     if inspect.isfunction(value) or inspect.isclass(value) or inspect.ismethod(value):
         return f"{value.__module__}.{value.__qualname__}"
+    # The walk masks secret-looking keys at any depth and registers their values, even
+    # when the repr is too long to show: they may reappear in an error message.
     if isinstance(value, Mapping | list | tuple | set | frozenset):
-        # A cut repr ("[0, 1, ..., 9, ...]") hides the length, which is what matters.
-        text = _repr.repr(value)
-        if len(value) <= _SHOWN_ITEMS and len(text) <= _MAX_REPR:
-            return text
+        # A cut repr ("[0, 1, ..., 9, ...]") hides the length, which is what matters. A
+        # container with too many items is only searched for secrets, not rendered.
+        short = len(value) <= _SHOWN_ITEMS
+        walk = _redact.Walk(_MAX_REPR if short else -1).run(value)
+        if short and walk.fits:
+            return walk.text
         return f"{type(value).__name__}(len={len(value)})"
-    text = _repr.repr(value)
-    return text if len(text) <= _MAX_REPR else text[: _MAX_REPR - 1] + "…"
+    walk = _redact.Walk(_MAX_REPR).run(value)
+    text = walk.text
+    return text if walk.fits else text[: _MAX_REPR - 1] + "…"
 
 
 def _format_shaped(value: Any, shape: tuple[Any, ...]) -> str:
@@ -81,7 +82,8 @@ def bind_params(
 
     Returns:
         Param name to formatted value. ``self`` and ``cls`` are skipped, ``**kwargs`` are
-        flattened, and arguments whose names look secret are masked.
+        flattened, arguments whose names look secret are masked, and so are values under
+        secret-looking keys inside containers, dataclasses and pydantic models.
     """
     if select is False:
         return {}
@@ -101,9 +103,7 @@ def bind_params(
             if wanted is not None and key not in wanted:
                 continue
             if _redact.looks_secret(key):
-                out[key] = _redact.MASK
-                if isinstance(item, str):
-                    _redact.add_secret(item)
+                out[key] = _redact.mask_value(item)
             else:
                 out[key] = format_value(item)
     return out

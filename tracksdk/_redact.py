@@ -3,12 +3,15 @@
 Every value tracksdk writes (params, tags, text artifacts, warnings, exception messages)
 passes through :func:`redact`. Secrets are registered when settings are resolved: tokens
 and passwords from settings, URI userinfo, and environment variables whose names look
-secret. Registration is process-wide and only ever grows, so a secret seen once stays
-masked for the life of the process.
+secret; and when a value is logged under a secret-looking name, at any depth of a dict,
+list, dataclass or pydantic model. Registration is process-wide and only ever grows, so a
+secret seen once stays masked for the life of the process.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import itertools
 import os
 import re
@@ -40,27 +43,73 @@ _SECRET_WORDS = frozenset(
 _SECRET_PAIRS = frozenset(
     {("access", "key"), ("api", "key"), ("private", "key"), ("secret", "key")}
 )
+# Run-together names (`DBPASSWORD`, `GHTOKEN`, `WANDBAPIKEY`): a word that ends in one of
+# these is secret too. Only long, distinctive words: `pwd` and `auth` end too many
+# ordinary words (`OLDPWD`, the previous directory) to be matched inside one.
+_SECRET_SUFFIXES = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "apikey",
+    "accesskey",
+    "secretkey",
+    "privatekey",
+    "credential",
+    "credentials",
+)
+# A tokenizer's special tokens and token counts are not secrets: `pad_token`,
+# `eos_token_id`, `token_count`.
+_TOKENIZER_WORDS = frozenset(
+    {"pad", "eos", "bos", "unk", "sep", "cls", "mask", "special", "additional"}
+)
+_TOKEN_COUNT_WORDS = frozenset({"id", "ids", "count", "counts", "len", "length", "limit", "type"})
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _WORD_SEPARATORS = re.compile(r"[-_.\s]+")
-# Variables whose names look secret but whose values are not (a provider name, a path).
-_NOT_SECRET = frozenset({"MLFLOW_TRACKING_AUTH", "MLFLOW_AUTH_CONFIG_PATH"})
+# Variables whose names look secret but whose values are not: a provider name, a path,
+# and the working directories every shell exports (PWD is "pwd" as a whole name).
+_NOT_SECRET = frozenset({"MLFLOW_TRACKING_AUTH", "MLFLOW_AUTH_CONFIG_PATH", "PWD", "OLDPWD"})
 # Shorter strings are too likely to occur by chance ("1", "true") to mask everywhere.
 _MIN_SECRET_LEN = 6
+# How far a logged value is searched for secret-looking keys: nesting depth and the
+# number of containers and items looked at. Beyond that a value is left as it is (its
+# param is then too long to show anyway: `dict(len=...)`).
+MAX_DEPTH = 8
+MAX_ITEMS = 1000
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 
 
-def looks_secret(name: str) -> bool:
-    """Tell whether a variable or argument name suggests its value is a secret."""
-    words = tuple(
+def _words(name: str) -> tuple[str, ...]:
+    return tuple(
         word.lower()
         for word in _WORD_SEPARATORS.split(_CAMEL_BOUNDARY.sub("-", name.lstrip("+~")))
         if word
     )
-    if any(word in _SECRET_WORDS for word in words):
-        return True
+
+
+@functools.lru_cache(maxsize=4096)
+def looks_secret(name: str) -> bool:
+    """Tell whether a variable, argument or key name suggests its value is a secret.
+
+    The name is split into words on ``-``, ``_``, ``.``, spaces and camelCase. It is
+    secret when a word is one of the secret words (``token``, ``password``, ``pwd``, ...),
+    two adjacent words form ``api key``, ``access key``, ``private key`` or ``secret key``,
+    or a word ends in a long secret word (``dbpassword``, ``ghtoken``). A tokenizer's
+    ``pad_token``, ``eos_token_id`` or ``token_count`` is not secret.
+    """
+    words = _words(name)
+    for i, word in enumerate(words):
+        if word == "token" and (
+            (i > 0 and words[i - 1] in _TOKENIZER_WORDS)
+            or (i + 1 < len(words) and words[i + 1] in _TOKEN_COUNT_WORDS)
+        ):
+            continue
+        if word in _SECRET_WORDS or word.endswith(_SECRET_SUFFIXES):
+            return True
     return any(pair in _SECRET_PAIRS for pair in itertools.pairwise(words))
 
 
@@ -78,10 +127,15 @@ def add_secret(value: str | None) -> None:
         _pattern = re.compile("|".join(re.escape(s) for s in alternatives))
 
 
+def is_secret_env_name(name: str) -> bool:
+    """Whether the environment variable ``name`` holds a secret (see :func:`looks_secret`)."""
+    return name.upper() not in _NOT_SECRET and looks_secret(name)
+
+
 def add_secrets_from_environ() -> None:
     """Register the values of environment variables whose names look secret."""
     for name, value in os.environ.items():
-        if name.upper() not in _NOT_SECRET and looks_secret(name):
+        if is_secret_env_name(name):
             add_secret(value)
 
 
@@ -94,21 +148,280 @@ def redact(text: str) -> str:
 
 
 def redact_obj(obj: Any) -> Any:
-    """Redact every string inside nested dicts, lists and tuples (keys included)."""
+    """Redact every string inside nested dicts, lists and tuples (keys included).
+
+    A value under a secret-looking key becomes ``***`` at any depth, and its strings are
+    registered as secrets, so they are masked everywhere else too.
+    """
     if isinstance(obj, str):
         return redact(obj)
     if isinstance(obj, Mapping):
-        return {redact_obj(k): redact_obj(v) for k, v in obj.items()}
+        out = {}
+        for key, value in obj.items():
+            if isinstance(key, str) and looks_secret(key):
+                register_all(value)
+                out[redact(key)] = MASK
+            else:
+                out[redact_obj(key)] = redact_obj(value)
+        return out
     if isinstance(obj, list | tuple):
         return type(obj)(redact_obj(v) for v in obj)
     return obj
 
 
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^@/\s]+)@")
+def mask_value(value: Any) -> str:
+    """Register the strings in ``value`` (logged under a secret name) and return ``***``."""
+    register_all(value)
+    return MASK
+
+
+def register_all(value: Any) -> None:
+    """Register every string inside ``value`` as a secret (bounded like :func:`walk`)."""
+    budget = [MAX_ITEMS]
+
+    def visit(item: Any, depth: int) -> None:
+        if budget[0] <= 0 or depth > MAX_DEPTH:
+            return
+        budget[0] -= 1
+        if isinstance(item, str):
+            add_secret(item)
+        elif isinstance(item, int | float | bool) or item is None:
+            return
+        elif _secret_str(item) is not None:
+            add_secret(_secret_str(item))
+        else:
+            for _, child in _children(item) or ():
+                visit(child, depth + 1)
+
+    visit(value, 0)
+
+
+def _secret_str(value: Any) -> str | None:
+    """The value of a pydantic ``SecretStr``, else None."""
+    getter = getattr(value, "get_secret_value", None)
+    if getter is None or type(value).__name__ not in ("SecretStr", "SecretBytes"):
+        return None
+    try:
+        secret = getter()
+    except Exception:
+        return None
+    if isinstance(secret, bytes):
+        secret = secret.decode("utf-8", errors="replace")
+    return secret if isinstance(secret, str) else None
+
+
+def _fields(value: Any) -> list[str] | None:
+    """Field names of a dataclass instance or pydantic model shown in its repr, else None."""
+    cls = type(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [f.name for f in dataclasses.fields(value) if f.repr]
+    model_fields = getattr(cls, "model_fields", None)
+    if isinstance(model_fields, dict) and hasattr(value, "model_dump"):
+        return [name for name, info in model_fields.items() if getattr(info, "repr", True)]
+    fields = getattr(cls, "_fields", None)  # a namedtuple
+    if isinstance(value, tuple) and isinstance(fields, tuple):
+        return list(fields)
+    return None
+
+
+def _children(value: Any) -> Any:
+    """The (key, value) pairs of a container or record, lazily; None for a leaf."""
+    if isinstance(value, Mapping):
+        return value.items()
+    if isinstance(value, list | tuple | set | frozenset) and _fields(value) is None:
+        return ((None, v) for v in value)
+    names = _fields(value)
+    if names is not None:
+        return ((name, getattr(value, name, None)) for name in names)
+    return None
+
+
+_LEAVES = frozenset({str, int, float, bool, type(None), bytes, complex})
+
+
+class Walk:
+    """The repr of a value with every secret-looking key's value shown as ``'***'``.
+
+    Like Python's repr for dicts (insertion order), lists, tuples, sets, dataclasses,
+    pydantic models and namedtuples; other objects by their own repr. The walk registers
+    the strings under secret keys as secrets. It stops building text after ``limit``
+    characters (``fits`` is then False and ``text`` is cut) and stops looking after
+    ``MAX_DEPTH`` levels and ``MAX_ITEMS`` items.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.parts: list[str] = []
+        self.size = 0
+        self.budget = MAX_ITEMS
+
+    @property
+    def fits(self) -> bool:
+        """Whether the whole repr is at most ``limit`` characters."""
+        return self.size <= self.limit
+
+    @property
+    def text(self) -> str:
+        """The repr, or its first ``limit`` characters and more when it does not fit."""
+        return "".join(self.parts)
+
+    def emit(self, text: str) -> None:
+        if self.size <= self.limit:
+            self.parts.append(text)
+        self.size += len(text)
+
+    def run(self, value: Any) -> Walk:
+        """Walk ``value``; return self."""
+        self.value(value, 0)
+        return self
+
+    def value(self, value: Any, depth: int) -> None:
+        if self.size > self.limit and (value is None or isinstance(value, str | int | float)):
+            return  # past the limit only secrets under keys are looked for
+        if isinstance(value, str):
+            if len(value) > self.limit:  # no need to repr megabytes to know it is too long
+                self.emit(repr(value[: self.limit]))
+                self.size = self.limit + 1
+            else:
+                self.emit(repr(value))
+            return
+        if value is None or isinstance(value, bool | int | float):
+            self.emit(repr(value))
+            return
+        self.budget -= 1
+        if depth >= MAX_DEPTH or self.budget <= 0:
+            self.leaf(value)
+            return
+        secret = _secret_str(value)
+        if secret is not None:
+            add_secret(secret)
+            self.leaf(value)
+            return
+        if isinstance(value, Mapping):
+            self.emit("{")
+            for i, (key, item) in enumerate(value.items()):
+                if self.size > self.limit:
+                    self._skim_mapping(value, i, depth)
+                    break
+                if i:
+                    self.emit(", ")
+                self.value(key, depth + 1)
+                self.emit(": ")
+                self.item(key, item, depth)
+                self.budget -= 1
+                if self.budget <= 0:
+                    break
+            self.emit("}")
+            return
+        names = _fields(value)
+        if names is not None:
+            self.record(value, names, depth)
+            return
+        if isinstance(value, list | tuple | set | frozenset):
+            self.sequence(value, depth)
+            return
+        self.leaf(value)
+
+    def leaf(self, value: Any) -> None:
+        """An object shown by its own repr, computed only while the text still fits."""
+        if self.size <= self.limit:
+            self.emit(_safe_repr(value))
+
+    def item(self, key: Any, item: Any, depth: int) -> None:
+        if isinstance(key, str) and looks_secret(key):
+            register_all(item)
+            self.emit(repr(MASK))
+        else:
+            self.value(item, depth + 1)
+
+    def sequence(self, value: Any, depth: int) -> None:
+        if isinstance(value, set | frozenset) and not value:
+            self.emit(f"{type(value).__name__}()")
+            return
+        if isinstance(value, list):
+            opening, closing = "[", "]"
+        elif isinstance(value, tuple):
+            opening, closing = "(", ")"
+        elif isinstance(value, frozenset):
+            opening, closing = "frozenset({", "})"
+        else:
+            opening, closing = "{", "}"
+        self.emit(opening)
+        for i, item in enumerate(value):
+            if self.size > self.limit:
+                self._skim(value, i, depth)
+                break
+            if i:
+                self.emit(", ")
+            self.value(item, depth + 1)
+            self.budget -= 1
+            if self.budget <= 0:
+                break
+        if isinstance(value, tuple) and len(value) == 1:
+            self.emit(",")
+        self.emit(closing)
+
+    def _skim(self, value: Any, start: int, depth: int) -> None:
+        """Past the limit: look only into the items that can hold keys, within the budget."""
+        items = itertools.islice(value, start, start + max(0, self.budget))
+        for item in items:
+            if type(item) not in _LEAVES:
+                self.value(item, depth + 1)
+        self.budget -= min(self.budget, max(0, len(value) - start))
+
+    def _skim_mapping(self, value: Mapping[Any, Any], start: int, depth: int) -> None:
+        """Past the limit: secret keys and the values that can hold keys, within the budget."""
+        pairs = itertools.islice(value.items(), start, start + max(0, self.budget))
+        for key, item in pairs:
+            if type(key) is str and looks_secret(key):
+                register_all(item)
+            elif type(item) not in _LEAVES:
+                self.value(item, depth + 1)
+        self.budget -= min(self.budget, max(0, len(value) - start))
+
+    def record(self, value: Any, names: list[str], depth: int) -> None:
+        cls = type(value)
+        is_dataclass = hasattr(cls, "__dataclass_fields__")
+        if is_dataclass and not _generated_repr(cls):
+            # A dataclass with a repr of its own: keep it, after registering its secrets.
+            for field in names:
+                if looks_secret(field):
+                    register_all(getattr(value, field, None))
+            if self.size <= self.limit:
+                self.emit(redact(_safe_repr(value)))
+            return
+        # Dataclasses show their qualified name; pydantic models and namedtuples their name.
+        name = cls.__qualname__ if is_dataclass else cls.__name__
+        self.emit(f"{name}(")
+        for i, field in enumerate(names):
+            if i:
+                self.emit(", ")
+            self.emit(f"{field}=")
+            self.item(field, getattr(value, field, None), depth)
+        self.emit(")")
+
+
+def _generated_repr(cls: type) -> bool:
+    """Whether a dataclass's repr is the one ``@dataclass`` wrote (it wraps a generated one)."""
+    wrapped = getattr(cls.__repr__, "__wrapped__", None)
+    return "__create_fn__" in getattr(wrapped, "__qualname__", "")
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object>"
+
+
+# Scheme, then user info up to the last @ before the path: a password may hold an @.
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/?#\s]+)@")
 
 
 def strip_userinfo(text: str) -> str:
     """Replace ``user:password@`` in every URL inside ``text`` by ``***@``."""
+    if "@" not in text:
+        return text
     return _USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
 
 

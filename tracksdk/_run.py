@@ -138,8 +138,8 @@ class Run:
 
     @property
     def tracking_uri(self) -> str | None:
-        """The tracking URI of the store holding this run."""
-        return self._conn.tracking_uri if self._conn else None
+        """The tracking URI of the store holding this run, without user info."""
+        return self._conn.display_uri if self._conn else None
 
     @property
     def url(self) -> str | None:
@@ -215,7 +215,7 @@ class Run:
             if key is None:
                 continue
             value = (
-                _redact.MASK
+                _redact.mask_value(raw_value)
                 if _redact.looks_secret(key)
                 else self._checker.text("param", key, _redact.redact(format_value(raw_value)))
             )

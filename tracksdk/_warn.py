@@ -13,11 +13,12 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 def warn(message: str, category: type[Warning] = TrackSDKWarning) -> None:
     """Warn with the location of the first caller outside the tracksdk package."""
-    from tracksdk._redact import redact
+    from tracksdk._redact import redact, strip_userinfo
 
     level = 2
     frame = sys._getframe(1)
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame = frame.f_back  # type: ignore[assignment]
         level += 1
-    warnings.warn(redact(message), category, stacklevel=level)
+    # A store URI in a message may carry a password MLflow needs (postgresql://u:pw@...).
+    warnings.warn(strip_userinfo(redact(message)), category, stacklevel=level)

@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TextIO, cast
 
 import typer
 from rich.console import Console
@@ -98,13 +98,24 @@ def doctor() -> None:
         err.print(f"[red]✗ backend:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
     out.print(f"backend: [bold]{conn.backend}[/bold] — {conn.description}", highlight=False)
-    out.print(f"tracking URI: {conn.tracking_uri}", highlight=False)
+    out.print(f"tracking URI: {conn.display_uri}", highlight=False)
     if conn.credentials is not None:
         c = conn.credentials
         who = f" as {c.username}" if c.username else ""
         out.print(f"credentials: {c.kind}{who}, secret *** from {c.source}", highlight=False)
     else:
         out.print("credentials: none")
+        if conn.backend == "mlflow-env" and conn.is_remote:
+            half = [
+                k
+                for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+                if os.environ.get(k)
+            ]
+            if len(half) == 1:
+                out.print(
+                    f"  {half[0]} is set without its pair: ignored, as MLflow ignores it.",
+                    highlight=False,
+                )
     experiment = explained.settings.experiment or explained.root.name
     out.print(f"experiment: {experiment}", highlight=False)
     ok, message = _probe(conn, explained.settings.http_timeout)
@@ -120,8 +131,9 @@ def doctor() -> None:
 def _capability_lines(conn: Connection, timeout: float) -> list[str]:
     """One line each for the logged-model endpoints and the registry, with tracksdk's fallback.
 
-    Remote stores are probed with the same check tracked runs use (a 404 means missing), so
-    the lines say what a run will do on this server.
+    Remote stores are probed with the same check tracked runs use (a 404 means missing; a
+    403 is judged from the server's version), so the lines say what a run will do on this
+    server.
     """
     from tracksdk import _mlflow
 
@@ -133,20 +145,28 @@ def _capability_lines(conn: Connection, timeout: float) -> list[str]:
             f"[green]✓[/green] logged models (MLflow 3 endpoints): available ({how})",
             f"[green]✓[/green] model registry: available ({how})",
         ]
-    missing = "[yellow]![/yellow] {}: missing (the server answers 404). {}"
+
+    def line(label: str, key: str, available: bool, fallback: str) -> str:
+        note = next((n for n in found.notes if n.startswith(key)), None)
+        why = f" ({note.removeprefix(key + ': ')})" if note else ""
+        if available:
+            return f"[green]✓[/green] {label}: available{why}"
+        why = why or " (the server answers 404)"
+        return f"[yellow]![/yellow] {label}: missing{why}. {fallback}"
+
     return [
-        "[green]✓[/green] logged models (MLflow 3 endpoints): available"
-        if found.logged_models
-        else missing.format(
+        line(
             "logged models (MLflow 3 endpoints)",
+            "logged models",
+            found.logged_models,
             "Models returned by tracked functions are saved as run artifacts "
             "(runs:/<run_id>/model) as always; autolog runs with log_models=False, with a "
             "warning.",
         ),
-        "[green]✓[/green] model registry: available"
-        if found.registry
-        else missing.format(
+        line(
             "model registry",
+            "model registry",
+            found.registry,
             "tracked(register=...) skips registration with a warning; the model stays in "
             "its run: serve or load it as runs:/<run_id>/model.",
         ),
@@ -164,7 +184,7 @@ def _probe(conn: Connection, timeout: float) -> tuple[bool, str]:
             if os.access(folder, os.W_OK):
                 return True, f"local store {path} will be created on the first run"
             return False, f"cannot create {path}: {folder} is not writable"
-        return True, f"store {conn.tracking_uri} is handled by MLflow directly (not probed)"
+        return True, f"store {conn.display_uri} is handled by MLflow directly (not probed)"
     import requests
 
     url = conn.tracking_uri + "/api/2.0/mlflow/experiments/search"
@@ -175,17 +195,23 @@ def _probe(conn: Connection, timeout: float) -> tuple[bool, str]:
             url, params={"max_results": 1}, headers=headers, timeout=timeout, verify=verify
         )
     except requests.RequestException as exc:
-        return False, f"{conn.tracking_uri} does not answer ({type(exc).__name__})"
+        return False, f"{conn.display_uri} does not answer ({type(exc).__name__})"
+    if response.status_code == 403 and conn.credentials is not None:
+        return False, (
+            f"{conn.display_uri} accepted the credentials ({conn.credentials.source}) but "
+            "answered HTTP 403 to listing experiments: this user lacks permission to read "
+            "them. Ask the server's admin for READ permission or better."
+        )
     if response.status_code in (401, 403):
         source = conn.credentials.source if conn.credentials else "no credentials configured"
         return False, (
-            f"{conn.tracking_uri} rejected the credentials (HTTP {response.status_code}; "
+            f"{conn.display_uri} rejected the credentials (HTTP {response.status_code}; "
             f"{source}). Fix the token or password."
         )
     if response.status_code == 404:
         return False, f"{url} answered 404: is this the MLflow server's address?"
     if not response.ok:
-        return False, f"{conn.tracking_uri} answered HTTP {response.status_code}"
+        return False, f"{conn.display_uri} answered HTTP {response.status_code}"
     version = ""
     try:
         got = requests.get(
@@ -195,7 +221,11 @@ def _probe(conn: Connection, timeout: float) -> tuple[bool, str]:
             version = f", MLflow {got.text.strip()}"
     except requests.RequestException:
         pass
-    return True, f"{conn.tracking_uri} answers{version}"
+    who = ""
+    if conn.credentials is not None:
+        user = conn.credentials.username
+        who = f"; the credentials work{f' (user {user!r})' if user else ''}"
+    return True, f"{conn.display_uri} answers{version}{who}"
 
 
 @app.command()
@@ -209,7 +239,10 @@ def ui(
         out.print(f"The MLflow UI of this backend is at {conn.ui_url}", highlight=False)
         return
     if not conn.tracking_uri.startswith("sqlite:///"):
-        err.print(f"tracksdk ui serves sqlite stores; this backend is {conn.tracking_uri}.")
+        err.print(
+            f"tracksdk ui serves sqlite stores; this backend is {conn.display_uri}.",
+            highlight=False,
+        )
         raise typer.Exit(2)
     command = [
         sys.executable,
@@ -247,7 +280,7 @@ def runs(
     with _connected(explained, conn):
         found = _mlflow.search_runs(conn, name, limit)
     if not found:
-        out.print(f"No runs in experiment {name!r} on {conn.tracking_uri}.", highlight=False)
+        out.print(f"No runs in experiment {name!r} on {conn.display_uri}.", highlight=False)
         return
     table = Table("run id", "name", "status", "started", "duration", "metrics", title=name)
     for run in found:
@@ -270,7 +303,7 @@ def models(
     with _connected(explained, conn):
         versions, aliases = _mlflow.model_versions(conn, name)
     if not versions:
-        out.print(f"No versions of model {name!r} on {conn.tracking_uri}.", highlight=False)
+        out.print(f"No versions of model {name!r} on {conn.display_uri}.", highlight=False)
         return
     table = Table("version", "aliases", "created", "run id", "gate", title=name)
     for version in versions:
@@ -332,11 +365,32 @@ def sync(
         conn,
         dry_run=dry_run,
         any_target=all_stores,
-        out=sys.stdout,
+        out=cast("TextIO", _SafeText(sys.stdout)),
         timeout=timeout,
         rejected=rejected,
     )
     raise typer.Exit(code)
+
+
+class _SafeText:
+    """A text stream that masks known secrets and URL user info in what is written.
+
+    ``print`` writes a message in one call, so a URI is never split across writes.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        from tracksdk._redact import redact, strip_userinfo
+
+        return int(self._stream.write(strip_userinfo(redact(text))))
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def model_uri(reference: str) -> str:

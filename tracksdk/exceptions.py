@@ -12,7 +12,8 @@ them all with ``except tracksdk.TrackSDKError``::
                            one warning, and the user's function is unaffected)
 
 Messages say what happened, what is valid, and how to fix it. They never contain a
-credential: every message passes through the secret redactor before it is raised.
+credential: every message passes through the secret redactor before it is raised, and
+every URL in it loses its user info.
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ class TrackSDKError(Exception):
 
     def __init__(self, message: str) -> None:
         # Imported here to keep this module import-free; the redactor is tiny.
-        from tracksdk._redact import redact
+        from tracksdk._redact import redact, strip_userinfo
 
-        super().__init__(redact(message))
+        super().__init__(strip_userinfo(redact(message)))
 
 
 class ConfigError(TrackSDKError, ValueError):

@@ -41,6 +41,9 @@ class Credentials:
     secret: str = field(repr=False)
     username: str | None = None
     source: str = "settings"
+    # True when they are MLflow's own MLFLOW_TRACKING_* variables: MLflow reads those
+    # itself, so a run leaves them in the environment (other threads' runs need them).
+    in_environment: bool = False
 
     def __repr__(self) -> str:
         who = f"{self.username}:" if self.username else ""
@@ -86,6 +89,24 @@ class Connection:
     def is_remote(self) -> bool:
         """Whether the store is reached over HTTP."""
         return self.tracking_uri.startswith(("http://", "https://"))
+
+    @property
+    def display_uri(self) -> str:
+        """The tracking URI to show a person: user info (``user:password@``) is ``***@``.
+
+        A database URI (``postgresql://user:pw@host/db``) must keep its password for
+        MLflow to connect, so ``tracking_uri`` may hold one; every message, repr and
+        command output uses this instead.
+        """
+        from tracksdk._redact import strip_userinfo
+
+        return strip_userinfo(self.tracking_uri)
+
+    def __repr__(self) -> str:
+        from tracksdk._redact import strip_userinfo
+
+        fields = (f"{name}={getattr(self, name)!r}" for name in self.__dataclass_fields__)
+        return strip_userinfo(f"Connection({', '.join(fields)})")
 
 
 @runtime_checkable

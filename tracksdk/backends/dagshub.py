@@ -1,14 +1,13 @@
 """DagsHub's hosted MLflow: ``<host>/<owner>/<repo>.mlflow`` with HTTP basic auth.
 
 Unlike ``dagshub.init``, this backend never creates a repository, never writes the token
-into ``os.environ``, and never starts an interactive login when stdin is not a terminal.
+into ``os.environ``, and never starts an interactive (browser) login.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -154,26 +153,11 @@ class DagsHubBackend:
         cached = read_cached_token(host)
         if cached:
             return cached, f"dagshub token cache ({token_cache_path()})"
-        if sys.stdin is not None and sys.stdin.isatty():
-            token = _interactive_login(host)
-            if token:
-                return token, "interactive DagsHub login"
+        # Never the dagshub client's browser login, even with a terminal: a diagnostic or
+        # a training script must not stop to wait for a person (and offline it crashes).
         raise ConfigError(
             "No DagsHub token found: TRACKSDK_DAGSHUB__TOKEN and DAGSHUB_USER_TOKEN are not "
             f"set and the dagshub token cache ({token_cache_path()}) has none for {host}. "
             "Create a token in DagsHub's user settings and set DAGSHUB_USER_TOKEN, or run "
-            "`dagshub login` once."
+            "`dagshub login` once (it stores a token in that cache)."
         )
-
-
-def _interactive_login(host: str) -> str | None:
-    """Run the dagshub client's browser login; only ever called with a terminal attached."""
-    try:
-        import importlib
-
-        auth: Any = importlib.import_module("dagshub.auth")
-    except ImportError:
-        return None
-    token = str(auth.get_token(host=host))
-    _redact.add_secret(token)
-    return token

@@ -94,8 +94,11 @@ class ServerBackend:
 class EnvironmentBackend:
     """``MLFLOW_TRACKING_URI`` as it is, when no tracksdk backend is named.
 
-    Existing setups keep working: MLflow itself reads ``MLFLOW_TRACKING_USERNAME`` and
-    friends. User info inside the URI is moved out of it, so it never reaches a log line.
+    Existing setups keep working: for an ``http(s)`` URI, MLflow's own credential and TLS
+    variables become the connection's, so every part of tracksdk that talks to the server
+    (runs, the journal's sender, ``tracksdk sync``, ``tracksdk doctor``, the capability
+    probe) uses them, as MLflow would. User info inside the URI is moved out of it, so it
+    never reaches a log line.
     """
 
     name = "mlflow-env"
@@ -107,27 +110,71 @@ class EnvironmentBackend:
             credentials = (
                 Credentials("basic", password, username=user, source="MLFLOW_TRACKING_URI")
                 if password
-                else None
+                else environment_credentials()
             )
-            # MLflow's own credential variables count too: they would cross the network.
-            env_credentials = any(
-                os.environ.get(k) for k in ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
-            )
-            check_http_url(
-                clean, "MLFLOW_TRACKING_URI", "environment", bool(credentials) or env_credentials
-            )
+            verify_tls, ca_bundle = environment_tls()
+            check_http_url(clean, "MLFLOW_TRACKING_URI", "environment", credentials is not None)
             return Connection(
                 backend=self.name,
                 tracking_uri=clean,
                 registry_uri=clean,
                 credentials=credentials,
                 ui_url=clean,
+                verify_tls=verify_tls,
+                ca_bundle=ca_bundle,
                 description=f"MLFLOW_TRACKING_URI {clean}",
             )
-        # sqlite, postgresql, databricks and other schemes go to MLflow untouched.
+        # sqlite, postgresql, databricks and other schemes go to MLflow untouched; a
+        # password in them stays in tracking_uri (MLflow needs it) and out of every message.
         return Connection(
             backend=self.name,
             tracking_uri=uri,
             registry_uri=uri,
-            description=f"MLFLOW_TRACKING_URI {uri}",
+            description=f"MLFLOW_TRACKING_URI {_redact.strip_userinfo(uri)}",
         )
+
+
+def environment_credentials() -> Credentials | None:
+    """MLflow's ``MLFLOW_TRACKING_USERNAME``/``_PASSWORD`` or ``MLFLOW_TRACKING_TOKEN``.
+
+    MLflow's own rule: a user name and a password make basic auth and win over a token;
+    one without the other is ignored.
+    """
+    username = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    password = os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    if username and password:
+        _redact.add_secret(password)
+        return Credentials(
+            "basic",
+            password,
+            username=username,
+            source="MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD",
+            in_environment=True,
+        )
+    if token:
+        _redact.add_secret(token)
+        return Credentials("bearer", token, source="MLFLOW_TRACKING_TOKEN", in_environment=True)
+    return None
+
+
+def environment_tls() -> tuple[bool, str | None]:
+    """MLflow's ``MLFLOW_TRACKING_INSECURE_TLS`` and ``MLFLOW_TRACKING_SERVER_CERT_PATH``.
+
+    Raises:
+        ConfigError: Both are set (MLflow refuses that too), or the file is missing.
+    """
+    insecure = os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").strip().lower() == "true"
+    cert = os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None
+    if insecure and cert:
+        raise ConfigError(
+            "MLFLOW_TRACKING_INSECURE_TLS=true and MLFLOW_TRACKING_SERVER_CERT_PATH are both "
+            "set: either skip verifying the server's certificate or verify it with that CA "
+            "bundle. Unset one of them."
+        )
+    if cert is not None and not os.path.isfile(cert):
+        raise ConfigError(
+            f"MLFLOW_TRACKING_SERVER_CERT_PATH = {cert!r} (from the environment) is not a "
+            "file. Point it at the PEM file of the CA that signed the server's certificate."
+        )
+    return not insecure, cert
