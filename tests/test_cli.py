@@ -135,6 +135,79 @@ def test_ui_serves_the_local_store(project: Path) -> None:
         proc.wait(timeout=30)
 
 
+# --- models --set-alias ------------------------------------------------------------------------
+
+
+def test_models_set_alias_promotes_and_rolls_back_with_audit_tags(project: Path) -> None:
+    """--set-alias moves an alias by hand, writes who/when/why on the version, and
+    models:/NAME@ALIAS then loads that version; unknown versions and models exit 1."""
+    import mlflow.pyfunc
+    from core_fixtures import local_client
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_iris(return_X_y=True)
+
+    @tracked(register="iris-clf")
+    def train(X: Any, y: Any, C: float) -> LogisticRegression:
+        return LogisticRegression(C=C, max_iter=300).fit(X, y)
+
+    # Two versions whose predictions differ: v1 is the better model.
+    models = [train(X, y, C) for C in (1.0, 0.001)]
+    assert (models[0].predict(X) != models[1].predict(X)).any()
+    client = local_client(project)
+
+    promoted = cli(project, "models", "iris-clf", "--set-alias", "champion", "2")
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+    assert "Alias 'champion' of 'iris-clf' now points at v2 (it was not set)" in " ".join(
+        promoted.stdout.split()
+    )
+    assert str(client.get_model_version_by_alias("iris-clf", "champion").version) == "2"
+    tags = client.get_model_version("iris-clf", "2").tags
+    assert tags["tracksdk.alias.champion.reason"] == "set by hand"
+    assert tags["tracksdk.alias.champion.via"] == "hand"
+    assert tags["tracksdk.alias.champion.previous_version"] == ""
+    assert tags["tracksdk.alias.champion.set_by"]
+    assert tags["tracksdk.alias.champion.set_at"].startswith(time.strftime("%Y-", time.gmtime()))
+
+    rolled = cli(
+        project, "models", "iris-clf", "--set-alias", "champion", "1", "--reason", "v2 is worse"
+    )
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert str(client.get_model_version_by_alias("iris-clf", "champion").version) == "1"
+    tags = client.get_model_version("iris-clf", "1").tags
+    assert tags["tracksdk.alias.champion.reason"] == "v2 is worse"
+    assert tags["tracksdk.alias.champion.previous_version"] == "2"
+    # The challenger alias the registration set is untouched.
+    assert str(client.get_model_version_by_alias("iris-clf", "challenger").version) == "2"
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    loaded = mlflow.pyfunc.load_model("models:/iris-clf@champion")
+    assert (loaded.predict(X) == models[0].predict(X)).all()
+
+    unknown_version = cli(project, "models", "iris-clf", "--set-alias", "champion", "7")
+    assert unknown_version.returncode == 1
+    assert "has no version 7; its versions: 1, 2" in " ".join(unknown_version.stderr.split())
+    unknown_model = cli(project, "models", "iris-cfl", "--set-alias", "champion", "1")
+    assert unknown_model.returncode == 1
+    assert "no registered model 'iris-cfl'" in " ".join(unknown_model.stderr.split())
+    assert str(client.get_model_version_by_alias("iris-clf", "champion").version) == "1"
+
+
+@pytest.mark.server
+def test_models_set_alias_on_a_server_without_registry(project: Path, dagshub_server: Any) -> None:
+    """--set-alias against a server whose registry routes answer 404 exits 1 and says so."""
+    try:
+        dagshub_server.fail_routes = {"/api/2.0/mlflow/registered-models/*": 404}
+        result = cli(
+            project, "models", "m", "--set-alias", "champion", "1", env=_dagshub_env(dagshub_server)
+        )
+    finally:
+        dagshub_server.clear_failures()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "has no model registry (it answers 404)" in " ".join(result.stderr.split())
+    assert dagshub_server.token not in result.stdout + result.stderr
+
+
 # --- doctor: server capabilities ------------------------------------------------------------
 
 

@@ -167,6 +167,13 @@ def test_champion_gate_promotes_only_better_versions(project: Path) -> None:
     assert v2.tags["tracksdk.gate.value"] == "0.35"
     assert v2.tags["tracksdk.gate.champion_value"] == "0.3"
     assert v2.tags["tracksdk.gate.champion_version"] == "1"
+    # A promotion writes the alias audit tags (as `tracksdk models --set-alias` does).
+    v4 = client.get_model_version("gated", "4").tags
+    assert v4["tracksdk.alias.champion.via"] == "gate"
+    assert v4["tracksdk.alias.champion.previous_version"] == "1"
+    assert v4["tracksdk.alias.champion.reason"] == "0.2 beats champion v1's 0.3"
+    assert v4["tracksdk.alias.champion.set_by"] and v4["tracksdk.alias.champion.set_at"]
+    assert not any(k.startswith("tracksdk.alias.") for k in v2.tags)
 
 
 def test_gate_without_the_metric_does_not_promote(project: Path) -> None:

@@ -262,12 +262,47 @@ def runs(
 @app.command()
 def models(
     name: Annotated[str, typer.Argument(help="The registered model's name.")],
+    set_alias: Annotated[
+        tuple[str, str] | None,
+        typer.Option(
+            "--set-alias",
+            metavar="ALIAS VERSION",
+            help="Point ALIAS at VERSION (promote, roll back), with audit tags on the version.",
+        ),
+    ] = None,
+    reason: Annotated[
+        str | None,
+        typer.Option(help="With --set-alias: why, kept in the audit tags. Default: 'set by hand'."),
+    ] = None,
 ) -> None:
-    """List a registered model's versions, their aliases and gate verdicts."""
-    from tracksdk import _mlflow
+    """List a registered model's versions, their aliases and gate verdicts; move an alias.
 
+    With --set-alias the alias moves first (exit 1 for an unknown model or version, or a
+    server without a registry), then the versions are listed.
+    """
+    from tracksdk import _mlflow, registry
+
+    if reason is not None and set_alias is None:
+        err.print("[red]error:[/red] --reason goes with --set-alias ALIAS VERSION.")
+        raise typer.Exit(2)
     explained, conn = _resolve()
     with _connected(explained, conn):
+        if set_alias is not None:
+            alias, version = set_alias
+            moved = registry.set_alias(
+                conn,
+                name,
+                alias,
+                version.removeprefix("v"),
+                reason or registry.SET_BY_HAND,
+                explained.root / ".tracksdk",
+            )
+            before = f"from v{moved.previous}" if moved.previous else "(it was not set)"
+            out.print(
+                f"Alias {alias!r} of {name!r} now points at v{moved.version} {before}; "
+                f"reason: {moved.reason}.",
+                highlight=False,
+            )
         versions, aliases = _mlflow.model_versions(conn, name)
     if not versions:
         out.print(f"No versions of model {name!r} on {conn.tracking_uri}.", highlight=False)
