@@ -430,3 +430,73 @@ def test_returning_evaluated_metrics_logs_each_point_once(project: Path) -> None
 
     (run,) = all_runs(project)
     assert len(local_client(project).get_metric_history(run.info.run_id, "val_mae")) == 1
+
+
+# --- a returned mlflow.pyfunc.PythonModel (the built-in pyfunc plugin) ---
+
+
+def _add_n_class() -> type:
+    import mlflow.pyfunc
+
+    class AddN(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+        """MLflow's documentation example: adds n to every input value."""
+
+        def __init__(self, n: float) -> None:
+            self.n = n
+
+        def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+            return model_input.apply(lambda column: column + self.n)
+
+    return AddN
+
+
+def test_returned_python_model_is_logged_with_the_pyfunc_flavor_and_registered(
+    project: Path,
+) -> None:
+    """A returned PythonModel subclass is saved as model/ (python_function flavour, pinned
+    requirements), loads from runs:/<id>/model with the model's answers, and registers."""
+    import mlflow.pyfunc
+    import yaml
+
+    AddN = _add_n_class()
+
+    @tracked(register="add-n")
+    def build(X: pd.DataFrame, n: float) -> Any:
+        return AddN(n)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrackSDKWarning)  # no "no installed plugin" warning
+        build(FRAME, 5.0)
+    client = local_client(project)
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    run_id = run.info.run_id
+    assert run.data.tags["tracksdk.model.framework"] == "pyfunc"
+    assert run.data.tags["tracksdk.model.registered"] == "add-n/1"
+    files = artifact_paths(client, run_id, "model")
+    assert "model/MLmodel" in files and "model/python_model.pkl" in files
+    mlmodel = yaml.safe_load(Path(client.download_artifacts(run_id, "model/MLmodel")).read_text())
+    assert "python_function" in mlmodel["flavors"]
+    requirements = Path(client.download_artifacts(run_id, "model/requirements.txt")).read_text()
+    assert "mlflow==" in requirements and "cloudpickle==" in requirements
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    loaded = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    pd.testing.assert_frame_equal(loaded.predict(FRAME), FRAME + 5.0)
+    assert str(client.get_model_version_by_alias("add-n", "challenger").version) == "1"
+    by_alias = mlflow.pyfunc.load_model("models:/add-n@challenger")
+    pd.testing.assert_frame_equal(by_alias.predict(FRAME.head(2)), FRAME.head(2) + 5.0)
+
+
+def test_an_installed_plugin_is_asked_before_the_builtin_pyfunc_plugin() -> None:
+    """A plugin that claims a PythonModel subclass wins over the built-in pyfunc plugin."""
+
+    class Claims:
+        @hookimpl
+        def tracksdk_model_framework(self, model: Any) -> str | None:
+            return "toy" if type(model).__name__ == "AddN" else None
+
+    AddN = _add_n_class()
+    pm = _plugins.manager()
+    assert _plugins.framework_of(pm, AddN(1.0)) == "pyfunc"
+    assert "pyfunc" not in _plugins.frameworks(pm)  # nothing to autolog
+    pm.register(Claims(), name="claims")
+    assert _plugins.framework_of(pm, AddN(1.0)) == "toy"
