@@ -71,6 +71,11 @@ class LocalSettings(_Section):
         default=None,
         description="Folder holding mlflow.db and mlruns/. Default: the project root.",
     )
+    ui_url: str = Field(
+        default="http://127.0.0.1:5000",
+        description="Where `tracksdk ui` serves this store (its default host and port), "
+        "and the base of the run links tracked runs print (run.url).",
+    )
 
 
 class DagsHubSettings(_Section):
