@@ -124,7 +124,7 @@ class CaptureSettings(_Section):
     """What provenance each run records (docs/collected-information.md)."""
 
     git: bool = Field(default=True, description="Commit, branch, remote URL, dirty flag.")
-    diff: bool = Field(default=True, description="Uncommitted changes as source/diff.patch.")
+    diff: bool = Field(default=True, description="Uncommitted changes as source/diff.txt.")
     untracked: bool = Field(default=True, description="Untracked files as source/untracked.txt.")
     source: bool = Field(default=True, description="Entry script and function module file.")
     command: bool = Field(default=True, description="The command line, secrets redacted.")
