@@ -115,6 +115,33 @@ def _cmdline(pid: int) -> str:
 
 
 @pytest.mark.server
+def test_runs_and_models_work_against_the_dagshub_shaped_server(
+    project: Path, dagshub_server: Any
+) -> None:
+    """`tracksdk runs` and `tracksdk models` authenticate as runs do: no HTTP 401 (the
+    examples once called that a known bug); a run prints no MLflow "View run at" line."""
+    env = _dagshub_env(dagshub_server)
+    script = "from tracksdk import tracked\nwith tracked(experiment='listed-remotely'):\n    pass\n"
+    trained = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=project,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("TRACKSDK_")}, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert "View run" not in trained.stdout + trained.stderr  # MLflow's fluent end_run line
+    listed = cli(project, "runs", "-e", "listed-remotely", env=env)
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert "FINISHED" in listed.stdout and "401" not in listed.stdout + listed.stderr
+    models = cli(project, "models", "no-such-model", env=env)
+    assert models.returncode == 0, models.stdout + models.stderr
+    assert "No versions of model 'no-such-model'" in " ".join(models.stdout.split())
+    assert dagshub_server.token not in listed.stdout + listed.stderr + models.stdout
+
+
+@pytest.mark.server
 def test_ui_serves_the_local_store_and_sigterm_stops_all_of_it(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
