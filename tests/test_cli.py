@@ -246,6 +246,8 @@ def _dagshub_env(server: Any) -> dict[str, str]:
     }
 
 
+# --- doctor: server capabilities ------------------------------------------------------------
+
 LOGGED_MODELS_OK = "✓ logged models (MLflow 3 endpoints): available"
 REGISTRY_OK = "✓ model registry: available"
 LOGGED_MODELS_MISSING = "! logged models (MLflow 3 endpoints): missing (the server answers 404)"
@@ -301,6 +303,117 @@ def test_doctor_reports_missing_capabilities_and_the_fallback(
     assert LOGGED_MODELS_OK in text
     for result in (full, no_logged, no_registry):
         assert dagshub_server.token not in result.stdout + result.stderr
+
+
+# --- models --set-alias ------------------------------------------------------------------------
+
+
+def test_models_set_alias_promotes_and_rolls_back_with_audit_tags(project: Path) -> None:
+    """--set-alias moves an alias by hand, writes who/when/why on the version, and
+    models:/NAME@ALIAS then loads that version; unknown versions and models exit 1."""
+    import mlflow.pyfunc
+    from core_fixtures import local_client
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_iris(return_X_y=True)
+
+    @tracked(register="iris-clf")
+    def train(X: Any, y: Any, C: float) -> LogisticRegression:
+        return LogisticRegression(C=C, max_iter=300).fit(X, y)
+
+    # Two versions whose predictions differ: v1 is the better model.
+    models = [train(X, y, C) for C in (1.0, 0.001)]
+    assert (models[0].predict(X) != models[1].predict(X)).any()
+    client = local_client(project)
+
+    promoted = cli(project, "models", "iris-clf", "--set-alias", "champion", "2")
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+    assert "Alias 'champion' of 'iris-clf' now points at v2 (it was not set)" in " ".join(
+        promoted.stdout.split()
+    )
+    assert str(client.get_model_version_by_alias("iris-clf", "champion").version) == "2"
+    tags = client.get_model_version("iris-clf", "2").tags
+    assert tags["tracksdk.alias.champion.reason"] == "set by hand"
+    assert tags["tracksdk.alias.champion.via"] == "hand"
+    assert tags["tracksdk.alias.champion.previous_version"] == ""
+    assert tags["tracksdk.alias.champion.set_by"]
+    assert tags["tracksdk.alias.champion.set_at"].startswith(time.strftime("%Y-", time.gmtime()))
+
+    rolled = cli(
+        project, "models", "iris-clf", "--set-alias", "champion", "1", "--reason", "v2 is worse"
+    )
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert str(client.get_model_version_by_alias("iris-clf", "champion").version) == "1"
+    tags = client.get_model_version("iris-clf", "1").tags
+    assert tags["tracksdk.alias.champion.reason"] == "v2 is worse"
+    assert tags["tracksdk.alias.champion.previous_version"] == "2"
+    # The challenger alias the registration set is untouched.
+    assert str(client.get_model_version_by_alias("iris-clf", "challenger").version) == "2"
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    loaded = mlflow.pyfunc.load_model("models:/iris-clf@champion")
+    assert (loaded.predict(X) == models[0].predict(X)).all()
+
+    unknown_version = cli(project, "models", "iris-clf", "--set-alias", "champion", "7")
+    assert unknown_version.returncode == 1
+    assert "has no version 7; its versions: 1, 2" in " ".join(unknown_version.stderr.split())
+    unknown_model = cli(project, "models", "iris-cfl", "--set-alias", "champion", "1")
+    assert unknown_model.returncode == 1
+    assert "no registered model 'iris-cfl'" in " ".join(unknown_model.stderr.split())
+    assert str(client.get_model_version_by_alias("iris-clf", "champion").version) == "1"
+
+
+@pytest.mark.server
+def test_models_set_alias_on_a_server_without_registry(project: Path, dagshub_server: Any) -> None:
+    """--set-alias against a server whose registry routes answer 404 exits 1 and says so."""
+    try:
+        dagshub_server.fail_routes = {"/api/2.0/mlflow/registered-models/*": 404}
+        result = cli(
+            project, "models", "m", "--set-alias", "champion", "1", env=_dagshub_env(dagshub_server)
+        )
+    finally:
+        dagshub_server.clear_failures()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "has no model registry (it answers 404)" in " ".join(result.stderr.split())
+    assert dagshub_server.token not in result.stdout + result.stderr
+
+
+def test_runs_and_sync_exit_statuses(project: Path) -> None:
+    """runs and sync exit 2 on invalid settings and 1 when the store fails, as cli.md says;
+    sync keeps the journal it could not send."""
+    bad_settings = {"TRACKSDK_BACKEND": "no-such-backend"}
+    for command in ("runs", "sync"):
+        result = cli(project, command, env=bad_settings)
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        assert "Unknown backend 'no-such-backend'" in " ".join(result.stderr.split())
+    # A store MLflow cannot open: a folder that cannot exist.
+    broken_store = {"TRACKSDK_LOCAL__ROOT": "/proc/no-such-folder"}
+    runs = cli(project, "runs", env=broken_store)
+    assert runs.returncode == 1, runs.stdout + runs.stderr
+    assert "error:" in runs.stderr
+    script = "from tracksdk import tracked\nwith tracked() as r:\n    r.log_metric('m', 1.0)\n"
+    base = {k: v for k, v in os.environ.items() if not k.startswith("TRACKSDK_")}
+    offline = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=project,
+        env={**base, "TRACKSDK_MODE": "offline"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert offline.returncode == 0, offline.stderr
+    journals = list((project / ".tracksdk" / "journal").iterdir())
+    assert len(journals) == 1
+    sync = cli(project, "sync", env=broken_store, timeout=120)
+    assert sync.returncode == 1, sync.stdout + sync.stderr
+    assert journals[0].exists()  # kept, to send once the store is fixed
+
+
+def test_models_reason_without_set_alias_exits_2(project: Path) -> None:
+    """--reason alone is a usage error (exit 2) that names --set-alias."""
+    result = cli(project, "models", "some-model", "--reason", "why")
+    assert result.returncode == 2
+    assert "--reason goes with --set-alias ALIAS VERSION" in result.stderr
 
 
 # --- serve: stopping ------------------------------------------------------------------------
