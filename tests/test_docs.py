@@ -335,7 +335,6 @@ def test_dagshub_user_token_is_read_from_dotenv_and_other_names_are_ignored(
     import os
 
     from tracksdk import _config
-    from tracksdk.settings import load_settings
 
     for name in list(os.environ):
         if name.startswith(("TRACKSDK_", "MLFLOW_TRACKING", "DAGSHUB_")):
@@ -348,7 +347,6 @@ def test_dagshub_user_token_is_read_from_dotenv_and_other_names_are_ignored(
         "AWS_ACCESS_KEY_ID=abc\nFOO=bar\n"
     )
     tracksdk.reset()
-    load_settings.cache_clear() if hasattr(load_settings, "cache_clear") else None
     _, conn = _config.resolve_with_connection()
     assert conn.credentials is not None
     assert conn.credentials.secret == "token-from-dotenv-123"
