@@ -313,6 +313,7 @@ def test_models_set_alias_promotes_and_rolls_back_with_audit_tags(project: Path)
     models:/NAME@ALIAS then loads that version; unknown versions and models exit 1."""
     import mlflow.pyfunc
     from core_fixtures import local_client
+    from mlflow.artifacts import download_artifacts
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
@@ -350,8 +351,13 @@ def test_models_set_alias_promotes_and_rolls_back_with_audit_tags(project: Path)
     assert tags["tracksdk.alias.champion.previous_version"] == "2"
     # The challenger alias the registration set is untouched.
     assert str(client.get_model_version_by_alias("iris-clf", "challenger").version) == "2"
-    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
-    loaded = mlflow.pyfunc.load_model("models:/iris-clf@champion")
+    # Downloaded with the store's URI: MLflow's global tracking URI is left alone.
+    local = download_artifacts(
+        artifact_uri="models:/iris-clf@champion",
+        dst_path=str(project.parent / "champion"),
+        tracking_uri=f"sqlite:///{project / 'mlflow.db'}",
+    )
+    loaded = mlflow.pyfunc.load_model(local)
     assert (loaded.predict(X) == models[0].predict(X)).all()
 
     unknown_version = cli(project, "models", "iris-clf", "--set-alias", "champion", "7")

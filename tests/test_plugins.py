@@ -478,12 +478,24 @@ def test_returned_python_model_is_logged_with_the_pyfunc_flavor_and_registered(
     assert "python_function" in mlmodel["flavors"]
     requirements = Path(client.download_artifacts(run_id, "model/requirements.txt")).read_text()
     assert "mlflow==" in requirements and "cloudpickle==" in requirements
-    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
-    loaded = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    loaded = mlflow.pyfunc.load_model(_download(project, f"runs:/{run_id}/model"))
     pd.testing.assert_frame_equal(loaded.predict(FRAME), FRAME + 5.0)
     assert str(client.get_model_version_by_alias("add-n", "challenger").version) == "1"
-    by_alias = mlflow.pyfunc.load_model("models:/add-n@challenger")
+    by_alias = mlflow.pyfunc.load_model(_download(project, "models:/add-n@challenger"))
     pd.testing.assert_frame_equal(by_alias.predict(FRAME.head(2)), FRAME.head(2) + 5.0)
+
+
+def _download(project: Path, uri: str) -> str:
+    """A model URI of the project's store, downloaded (MLflow's global URI left alone)."""
+    from mlflow.artifacts import download_artifacts
+
+    return str(
+        download_artifacts(
+            artifact_uri=uri,
+            dst_path=str(project.parent / uri.replace(":", "").replace("/", "_")),
+            tracking_uri=f"sqlite:///{project / 'mlflow.db'}",
+        )
+    )
 
 
 def test_an_installed_plugin_is_asked_before_the_builtin_pyfunc_plugin() -> None:

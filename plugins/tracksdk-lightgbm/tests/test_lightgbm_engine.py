@@ -412,7 +412,10 @@ def _train_native() -> None:
 def test_params_are_a_superset_of_mlflows_autolog(client: Any, store: Path, fit: Any) -> None:
     """Every param MLflow's lightgbm autolog logs for a fit is logged by tracksdk, same value."""
     import mlflow.lightgbm
+    from mlflow.tracking._tracking_service import utils
 
+    # MLflow's global tracking URI (and the variable it exports) is put back afterwards.
+    old_uri, old_env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
     mlflow.lightgbm.autolog(log_models=False, log_datasets=False, silent=True)
     try:
@@ -420,6 +423,11 @@ def test_params_are_a_superset_of_mlflows_autolog(client: Any, store: Path, fit:
             fit()
     finally:
         mlflow.lightgbm.autolog(disable=True, silent=True)
+        mlflow.set_tracking_uri(old_uri)
+        if old_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old_env
     with tracked(autolog=["lightgbm"]) as run:
         fit()
     theirs = data(client, plain.info).params
