@@ -9,7 +9,8 @@ docs/seed-tutorial.md):
 1. metrics: returned as a dict, and per step with ``tracksdk.log_metrics(..., step=)``;
 2. params: the function's arguments, plus ``tracksdk.log_params``;
 3. artifacts: figures, a text summary, a dict, a CSV file;
-4. models: not a tracksdk feature yet; plain ``mlflow.sklearn.log_model`` inside the run;
+4. models: the trained model is returned (in a ``tracksdk.Result``, with the metrics and
+   an input example); the scikit-learn plugin saves it as the run's ``model/``;
 5. tags: ``tags=`` on ``tracked`` and ``tracksdk.set_tag``;
 6. source code: recorded on every run without any call (git state, scripts, packages);
 7. inputs and outputs: ``tracksdk.log_input`` for the datasets, predictions as a CSV;
@@ -30,7 +31,6 @@ import matplotlib
 matplotlib.use("Agg")  # no display needed
 
 import matplotlib.pyplot as plt
-import sklearn
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import SGDClassifier
 from sklearn.metrics import (
@@ -56,7 +56,7 @@ EXPERIMENT = "what-can-be-logged"
 @tracked(experiment=EXPERIMENT, tags={"model_type": "sgd-logistic", "purpose": "example"})
 def train(
     alpha: float = 1e-4, epochs: int = 15, test_size: float = 0.25, seed: int = 0
-) -> dict[str, float]:
+) -> tracksdk.Result:
     """Train a logistic model with SGD and log everything the tutorial lists."""
     # 2. Params: alpha, epochs, test_size and seed are logged from the call's arguments.
     X, y = load_breast_cancer(return_X_y=True, as_frame=True)
@@ -131,34 +131,22 @@ def train(
         print(f"run {run.run_id} in experiment {EXPERIMENT!r} on {run.tracking_uri}")
         print(f"link: {run.url}")
 
-        # 4. Models: not built into tracksdk yet (docs/seed-tutorial.md). Plain MLflow
-        # calls inside a tracked run write to that run (only when it is tracked: in an
-        # untracked run they would start MLflow's own run). Explicit pip_requirements skip
-        # MLflow's slow requirements inference.
-        import mlflow
-        from mlflow.exceptions import MlflowException
-
-        try:
-            model_info = mlflow.sklearn.log_model(
-                model, name="model", pip_requirements=[f"scikit-learn=={sklearn.__version__}"]
-            )
-            tracksdk.set_tag("model_uri", model_info.model_uri)
-        except MlflowException as exc:  # e.g. a server without MLflow 3's logged-model API
-            print(f"model not logged: {exc.error_code}")
-
-    # 1. Metrics: a returned dict of numbers is logged as the run's final metrics.
-    return {
+    # 1. Metrics, returned: logged as the run's final metrics. 4. The model, returned with
+    # them: the scikit-learn plugin saves it as model/ (signature from the input example,
+    # pinned requirements), loadable with mlflow.pyfunc.load_model("runs:/<run id>/model").
+    metrics = {
         "val_accuracy": accuracy_score(y_val, predictions),
         "val_precision": precision_score(y_val, predictions),
         "val_recall": recall_score(y_val, predictions),
         "val_f1": f1_score(y_val, predictions),
         "val_auc": roc_auc_score(y_val, proba),
     }
+    return tracksdk.Result(model, metrics, input_example=X_val_s[:5])
 
 
 if __name__ == "__main__":
-    metrics = train()
-    print("  ".join(f"{key}={value:.4f}" for key, value in metrics.items()))
+    result = train()  # the returned value reaches the caller unchanged
+    print("  ".join(f"{key}={value:.4f}" for key, value in result.metrics.items()))
     print("\nLook at the run with:")
     print(f"  .venv/bin/tracksdk runs -e {EXPERIMENT}")
     print("  .venv/bin/tracksdk ui        (local store; remote backends print their UI's URL)")

@@ -94,32 +94,71 @@ def test_doctor_against_dagshub_shaped_server(project: Path, dagshub_server: Any
     assert "wrong-token-222222" not in bad.stdout + bad.stderr
 
 
-@pytest.mark.server
-def test_ui_serves_the_local_store(project: Path) -> None:
-    """ui starts the MLflow UI on the project's store; its API lists our experiment."""
-    import json
-    import signal
-    import socket
-    import time
-    import urllib.request
-
-    with tracked(experiment="seen-in-ui"):
-        pass
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+def _start_ui(project: Path, *args: str, env: dict[str, str]) -> subprocess.Popen[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("TRACKSDK_", "MLFLOW_"))}
-    proc = subprocess.Popen(
-        [*TRACKSDK, "ui", "--port", str(port)],
+    return subprocess.Popen(
+        [*TRACKSDK, "ui", *args],
         cwd=project,
-        env={**base, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        env={**base, "COLUMNS": "200", **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        start_new_session=True,
+        text=True,
+        start_new_session=True,  # so the finally below can clean up after a failed test
     )
+
+
+def _cmdline(pid: int) -> str:
     try:
-        url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=10"
-        deadline = time.monotonic() + 180
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+@pytest.mark.server
+def test_runs_and_models_work_against_the_dagshub_shaped_server(
+    project: Path, dagshub_server: Any
+) -> None:
+    """`tracksdk runs` and `tracksdk models` authenticate as runs do: no HTTP 401 (the
+    examples once called that a known bug); a run prints no MLflow "View run at" line."""
+    env = _dagshub_env(dagshub_server)
+    script = "from tracksdk import tracked\nwith tracked(experiment='listed-remotely'):\n    pass\n"
+    trained = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=project,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("TRACKSDK_")}, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert "View run" not in trained.stdout + trained.stderr  # MLflow's fluent end_run line
+    listed = cli(project, "runs", "-e", "listed-remotely", env=env)
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert "FINISHED" in listed.stdout and "401" not in listed.stdout + listed.stderr
+    models = cli(project, "models", "no-such-model", env=env)
+    assert models.returncode == 0, models.stdout + models.stderr
+    assert "No versions of model 'no-such-model'" in " ".join(models.stdout.split())
+    assert dagshub_server.token not in listed.stdout + listed.stderr + models.stdout
+
+
+@pytest.mark.server
+def test_ui_serves_the_local_store_and_sigterm_stops_all_of_it(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ui serves the project's store at TRACKSDK_LOCAL__UI_URL (run.url agrees), without
+    MLflow's job runner; a second ui on the port exits 1; SIGTERM stops every process."""
+    port = free_port()
+    ui_url = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("TRACKSDK_LOCAL__UI_URL", ui_url)
+    with tracked(experiment="seen-in-ui") as run:
+        pass
+    assert run.url is not None and run.url.startswith(f"{ui_url}/#/experiments/")
+    # No --port: the port comes from TRACKSDK_LOCAL__UI_URL, as the run's link does.
+    proc = _start_ui(project, env={"TRACKSDK_LOCAL__UI_URL": ui_url})
+    started: set[int] = set()
+    try:
+        url = f"{ui_url}/api/2.0/mlflow/experiments/search?max_results=10"
+        deadline = time.monotonic() + 240
         body = None
         while time.monotonic() < deadline and proc.poll() is None:
             try:
@@ -128,14 +167,72 @@ def test_ui_serves_the_local_store(project: Path) -> None:
                 break
             except OSError:
                 time.sleep(1)
-        assert body is not None, proc.stdout.read() if proc.stdout else ""
+        assert body is not None, proc.communicate(timeout=30)[0] if proc.poll() is not None else ""
         assert "seen-in-ui" in {e["name"] for e in body["experiments"]}
+        started = _descendants(proc.pid)
+        table = _processes()
+        (pgid,) = {table[p][2] for p in started}  # the UI runs in one group of its own
+        assert pgid != proc.pid
+        members = group_members(pgid)
+        assert len(members) >= 3  # mlflow, uvicorn, its workers
+        # No job runner: MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false for the local viewer.
+        assert not [p for p in members if "huey" in _cmdline(p) or "job" in _cmdline(p)]
+
+        taken = cli(project, "ui", "--port", str(port))
+        assert taken.returncode == 1, taken.stdout + taken.stderr
+        assert f"cannot start the MLflow UI on 127.0.0.1:{port}: Address already in use" in (
+            " ".join(taken.stderr.split())
+        )
+
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+        assert proc.returncode == -signal.SIGTERM, output
+        text = " ".join(output.split())  # rich wraps long lines
+        assert f"MLflow UI for local sqlite store {project / 'mlflow.db'}" in text
+        assert f"at {ui_url}" in text and "Run links" not in text  # they point here already
+        assert "SIGTERM: stopping the MLflow UI" in output and "killing it" not in output
+        assert "Traceback" not in output
+        assert _alive(started) == set() and group_members(pgid) == []
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"{ui_url}/health", timeout=5)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        _kill_leftovers(proc, started)
 
 
-# --- doctor: server capabilities ------------------------------------------------------------
+def test_ui_exits_1_when_the_port_is_taken(project: Path) -> None:
+    """A port something already listens on: exit 1 with a message, before starting MLflow."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        started = time.monotonic()
+        result = cli(project, "ui", "--port", str(port))
+    assert result.returncode == 1, result.stdout + result.stderr
+    text = " ".join(result.stderr.split())
+    assert f"cannot start the MLflow UI on 127.0.0.1:{port}: Address already in use" in text
+    assert "choose a free port with --port" in text
+    assert "MLflow UI for" not in result.stdout  # no URL printed as if it were up
+    assert time.monotonic() - started < 60
+
+
+def test_ui_that_stops_by_itself_exits_1_and_says_where_links_point(project: Path) -> None:
+    """A UI that ends on its own is a failure (exit 1), and a --port other than
+    TRACKSDK_LOCAL__UI_URL's says how to make run links follow it."""
+    port = free_port()
+    # An invalid value MLflow reads when the server starts: `mlflow ui` fails at once.
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "not-a-boolean"}
+    result = cli(project, "ui", "--port", str(port), env=env, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "the MLflow UI stopped by itself (exit status 1)" in " ".join(result.stderr.split())
+    out = " ".join(result.stdout.split())
+    assert f"at http://127.0.0.1:{port}" in out
+    assert "Run links (run.url) point at http://127.0.0.1:5000 (TRACKSDK_LOCAL__UI_URL)" in out
+    assert f"set TRACKSDK_LOCAL__UI_URL=http://127.0.0.1:{port}" in out
+
+
+def test_ui_url_setting_is_validated(project: Path) -> None:
+    """A TRACKSDK_LOCAL__UI_URL that is not an http(s) URL is a settings error (exit 2)."""
+    result = cli(project, "ui", env={"TRACKSDK_LOCAL__UI_URL": "127.0.0.1:5000"})
+    assert result.returncode == 2
+    assert "TRACKSDK_LOCAL__UI_URL" in result.stderr and "not an http(s) URL" in result.stderr
 
 
 def _dagshub_env(server: Any) -> dict[str, str]:
@@ -148,6 +245,8 @@ def _dagshub_env(server: Any) -> dict[str, str]:
         "DAGSHUB_USER_TOKEN": server.token,
     }
 
+
+# --- doctor: server capabilities ------------------------------------------------------------
 
 LOGGED_MODELS_OK = "✓ logged models (MLflow 3 endpoints): available"
 REGISTRY_OK = "✓ model registry: available"
@@ -204,6 +303,123 @@ def test_doctor_reports_missing_capabilities_and_the_fallback(
     assert LOGGED_MODELS_OK in text
     for result in (full, no_logged, no_registry):
         assert dagshub_server.token not in result.stdout + result.stderr
+
+
+# --- models --set-alias ------------------------------------------------------------------------
+
+
+def test_models_set_alias_promotes_and_rolls_back_with_audit_tags(project: Path) -> None:
+    """--set-alias moves an alias by hand, writes who/when/why on the version, and
+    models:/NAME@ALIAS then loads that version; unknown versions and models exit 1."""
+    import mlflow.pyfunc
+    from core_fixtures import local_client
+    from mlflow.artifacts import download_artifacts
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_iris(return_X_y=True)
+
+    @tracked(register="iris-clf")
+    def train(X: Any, y: Any, C: float) -> LogisticRegression:
+        return LogisticRegression(C=C, max_iter=300).fit(X, y)
+
+    # Two versions whose predictions differ: v1 is the better model.
+    models = [train(X, y, C) for C in (1.0, 0.001)]
+    assert (models[0].predict(X) != models[1].predict(X)).any()
+    client = local_client(project)
+
+    promoted = cli(project, "models", "iris-clf", "--set-alias", "champion", "2")
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+    assert "Alias 'champion' of 'iris-clf' now points at v2 (it was not set)" in " ".join(
+        promoted.stdout.split()
+    )
+    assert str(client.get_model_version_by_alias("iris-clf", "champion").version) == "2"
+    tags = client.get_model_version("iris-clf", "2").tags
+    assert tags["tracksdk.alias.champion.reason"] == "set by hand"
+    assert tags["tracksdk.alias.champion.via"] == "hand"
+    assert tags["tracksdk.alias.champion.previous_version"] == ""
+    assert tags["tracksdk.alias.champion.set_by"]
+    assert tags["tracksdk.alias.champion.set_at"].startswith(time.strftime("%Y-", time.gmtime()))
+
+    rolled = cli(
+        project, "models", "iris-clf", "--set-alias", "champion", "1", "--reason", "v2 is worse"
+    )
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert str(client.get_model_version_by_alias("iris-clf", "champion").version) == "1"
+    tags = client.get_model_version("iris-clf", "1").tags
+    assert tags["tracksdk.alias.champion.reason"] == "v2 is worse"
+    assert tags["tracksdk.alias.champion.previous_version"] == "2"
+    # The challenger alias the registration set is untouched.
+    assert str(client.get_model_version_by_alias("iris-clf", "challenger").version) == "2"
+    # Downloaded with the store's URI: MLflow's global tracking URI is left alone.
+    local = download_artifacts(
+        artifact_uri="models:/iris-clf@champion",
+        dst_path=str(project.parent / "champion"),
+        tracking_uri=f"sqlite:///{project / 'mlflow.db'}",
+    )
+    loaded = mlflow.pyfunc.load_model(local)
+    assert (loaded.predict(X) == models[0].predict(X)).all()
+
+    unknown_version = cli(project, "models", "iris-clf", "--set-alias", "champion", "7")
+    assert unknown_version.returncode == 1
+    assert "has no version 7; its versions: 1, 2" in " ".join(unknown_version.stderr.split())
+    unknown_model = cli(project, "models", "iris-cfl", "--set-alias", "champion", "1")
+    assert unknown_model.returncode == 1
+    assert "no registered model 'iris-cfl'" in " ".join(unknown_model.stderr.split())
+    assert str(client.get_model_version_by_alias("iris-clf", "champion").version) == "1"
+
+
+@pytest.mark.server
+def test_models_set_alias_on_a_server_without_registry(project: Path, dagshub_server: Any) -> None:
+    """--set-alias against a server whose registry routes answer 404 exits 1 and says so."""
+    try:
+        dagshub_server.fail_routes = {"/api/2.0/mlflow/registered-models/*": 404}
+        result = cli(
+            project, "models", "m", "--set-alias", "champion", "1", env=_dagshub_env(dagshub_server)
+        )
+    finally:
+        dagshub_server.clear_failures()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "has no model registry (it answers 404)" in " ".join(result.stderr.split())
+    assert dagshub_server.token not in result.stdout + result.stderr
+
+
+def test_runs_and_sync_exit_statuses(project: Path) -> None:
+    """runs and sync exit 2 on invalid settings and 1 when the store fails, as cli.md says;
+    sync keeps the journal it could not send."""
+    bad_settings = {"TRACKSDK_BACKEND": "no-such-backend"}
+    for command in ("runs", "sync"):
+        result = cli(project, command, env=bad_settings)
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        assert "Unknown backend 'no-such-backend'" in " ".join(result.stderr.split())
+    # A store MLflow cannot open: a folder that cannot exist.
+    broken_store = {"TRACKSDK_LOCAL__ROOT": "/proc/no-such-folder"}
+    runs = cli(project, "runs", env=broken_store)
+    assert runs.returncode == 1, runs.stdout + runs.stderr
+    assert "error:" in runs.stderr
+    script = "from tracksdk import tracked\nwith tracked() as r:\n    r.log_metric('m', 1.0)\n"
+    base = {k: v for k, v in os.environ.items() if not k.startswith("TRACKSDK_")}
+    offline = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=project,
+        env={**base, "TRACKSDK_MODE": "offline"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert offline.returncode == 0, offline.stderr
+    journals = list((project / ".tracksdk" / "journal").iterdir())
+    assert len(journals) == 1
+    sync = cli(project, "sync", env=broken_store, timeout=120)
+    assert sync.returncode == 1, sync.stdout + sync.stderr
+    assert journals[0].exists()  # kept, to send once the store is fixed
+
+
+def test_models_reason_without_set_alias_exits_2(project: Path) -> None:
+    """--reason alone is a usage error (exit 2) that names --set-alias."""
+    result = cli(project, "models", "some-model", "--reason", "why")
+    assert result.returncode == 2
+    assert "--reason goes with --set-alias ALIAS VERSION" in result.stderr
 
 
 # --- serve: stopping ------------------------------------------------------------------------

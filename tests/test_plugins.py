@@ -167,6 +167,13 @@ def test_champion_gate_promotes_only_better_versions(project: Path) -> None:
     assert v2.tags["tracksdk.gate.value"] == "0.35"
     assert v2.tags["tracksdk.gate.champion_value"] == "0.3"
     assert v2.tags["tracksdk.gate.champion_version"] == "1"
+    # A promotion writes the alias audit tags (as `tracksdk models --set-alias` does).
+    v4 = client.get_model_version("gated", "4").tags
+    assert v4["tracksdk.alias.champion.via"] == "gate"
+    assert v4["tracksdk.alias.champion.previous_version"] == "1"
+    assert v4["tracksdk.alias.champion.reason"] == "0.2 beats champion v1's 0.3"
+    assert v4["tracksdk.alias.champion.set_by"] and v4["tracksdk.alias.champion.set_at"]
+    assert not any(k.startswith("tracksdk.alias.") for k in v2.tags)
 
 
 def test_gate_without_the_metric_does_not_promote(project: Path) -> None:
@@ -423,3 +430,85 @@ def test_returning_evaluated_metrics_logs_each_point_once(project: Path) -> None
 
     (run,) = all_runs(project)
     assert len(local_client(project).get_metric_history(run.info.run_id, "val_mae")) == 1
+
+
+# --- a returned mlflow.pyfunc.PythonModel (the built-in pyfunc plugin) ---
+
+
+def _add_n_class() -> type:
+    import mlflow.pyfunc
+
+    class AddN(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+        """MLflow's documentation example: adds n to every input value."""
+
+        def __init__(self, n: float) -> None:
+            self.n = n
+
+        def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+            return model_input.apply(lambda column: column + self.n)
+
+    return AddN
+
+
+def test_returned_python_model_is_logged_with_the_pyfunc_flavor_and_registered(
+    project: Path,
+) -> None:
+    """A returned PythonModel subclass is saved as model/ (python_function flavour, pinned
+    requirements), loads from runs:/<id>/model with the model's answers, and registers."""
+    import mlflow.pyfunc
+    import yaml
+
+    AddN = _add_n_class()
+
+    @tracked(register="add-n")
+    def build(X: pd.DataFrame, n: float) -> Any:
+        return AddN(n)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrackSDKWarning)  # no "no installed plugin" warning
+        build(FRAME, 5.0)
+    client = local_client(project)
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    run_id = run.info.run_id
+    assert run.data.tags["tracksdk.model.framework"] == "pyfunc"
+    assert run.data.tags["tracksdk.model.registered"] == "add-n/1"
+    files = artifact_paths(client, run_id, "model")
+    assert "model/MLmodel" in files and "model/python_model.pkl" in files
+    mlmodel = yaml.safe_load(Path(client.download_artifacts(run_id, "model/MLmodel")).read_text())
+    assert "python_function" in mlmodel["flavors"]
+    requirements = Path(client.download_artifacts(run_id, "model/requirements.txt")).read_text()
+    assert "mlflow==" in requirements and "cloudpickle==" in requirements
+    loaded = mlflow.pyfunc.load_model(_download(project, f"runs:/{run_id}/model"))
+    pd.testing.assert_frame_equal(loaded.predict(FRAME), FRAME + 5.0)
+    assert str(client.get_model_version_by_alias("add-n", "challenger").version) == "1"
+    by_alias = mlflow.pyfunc.load_model(_download(project, "models:/add-n@challenger"))
+    pd.testing.assert_frame_equal(by_alias.predict(FRAME.head(2)), FRAME.head(2) + 5.0)
+
+
+def _download(project: Path, uri: str) -> str:
+    """A model URI of the project's store, downloaded (MLflow's global URI left alone)."""
+    from mlflow.artifacts import download_artifacts
+
+    return str(
+        download_artifacts(
+            artifact_uri=uri,
+            dst_path=str(project.parent / uri.replace(":", "").replace("/", "_")),
+            tracking_uri=f"sqlite:///{project / 'mlflow.db'}",
+        )
+    )
+
+
+def test_an_installed_plugin_is_asked_before_the_builtin_pyfunc_plugin() -> None:
+    """A plugin that claims a PythonModel subclass wins over the built-in pyfunc plugin."""
+
+    class Claims:
+        @hookimpl
+        def tracksdk_model_framework(self, model: Any) -> str | None:
+            return "toy" if type(model).__name__ == "AddN" else None
+
+    AddN = _add_n_class()
+    pm = _plugins.manager()
+    assert _plugins.framework_of(pm, AddN(1.0)) == "pyfunc"
+    assert "pyfunc" not in _plugins.frameworks(pm)  # nothing to autolog
+    pm.register(Claims(), name="claims")
+    assert _plugins.framework_of(pm, AddN(1.0)) == "toy"

@@ -124,7 +124,7 @@ def test_dirty_staged_and_unstaged_changes_are_in_the_diff(tmp_path: Path) -> No
     result = capture(repo / "a.py")
 
     assert result.tags["mlflow.source.git.dirty"] == "true"
-    diff = result.texts["source/diff.patch"]
+    diff = result.texts["source/diff.txt"]
     assert "+a = 2  # unstaged" in diff
     assert "+b = 2  # staged" in diff
     assert "diff --git a/a.py b/a.py" in diff
@@ -144,9 +144,9 @@ def test_diff_of_named_paths_equals_the_full_diff(
         ["git", "diff", "HEAD"], cwd=repo, check=True, capture_output=True, text=True
     ).stdout
 
-    named = capture(repo / "a b.py").texts["source/diff.patch"]
+    named = capture(repo / "a b.py").texts["source/diff.txt"]
     monkeypatch.setattr(git_module, "_MAX_PATHSPECS", 0)
-    full = capture(repo / "a b.py").texts["source/diff.patch"]
+    full = capture(repo / "a b.py").texts["source/diff.txt"]
 
     assert named == expected
     assert full == expected
@@ -165,7 +165,7 @@ def test_binary_changes_do_not_break_the_diff(tmp_path: Path) -> None:
 
     result = capture(repo / "train.py")
 
-    diff = result.texts["source/diff.patch"]
+    diff = result.texts["source/diff.txt"]
     assert "Binary files a/blob.bin and b/blob.bin differ" in diff
     assert "+na\ufffdve" in diff
     assert result.warnings == []
@@ -184,7 +184,7 @@ def test_untracked_files_are_listed_and_do_not_make_the_run_dirty(tmp_path: Path
     assert result.tags["mlflow.source.git.dirty"] == "false"
     assert result.tags["tracksdk.git.untracked"] == "2"
     assert result.texts["source/untracked.txt"] == "data/new.csv\nnotes.txt\n"
-    assert "source/diff.patch" not in result.texts
+    assert "source/diff.txt" not in result.texts
 
 
 def test_untracked_list_is_capped_with_a_note(tmp_path: Path) -> None:
@@ -258,7 +258,7 @@ def test_repository_without_commits(tmp_path: Path) -> None:
     assert result.tags["mlflow.source.git.branch"] == "main"
     assert result.tags["mlflow.source.git.dirty"] == "true"
     assert result.tags["tracksdk.git.untracked"] == "1"
-    diff = result.texts["source/diff.patch"]
+    diff = result.texts["source/diff.txt"]
     assert "new file mode" in diff
     assert "+x = 1" in diff
     assert "+x = 2" in diff
@@ -285,7 +285,7 @@ def test_long_diff_is_truncated_with_a_note_and_a_tag(tmp_path: Path) -> None:
 
     result = capture(repo / "big.txt", CaptureOptions(max_diff_bytes=1000))
 
-    diff = result.texts["source/diff.patch"]
+    diff = result.texts["source/diff.txt"]
     body, note = diff.rstrip("\n").rsplit("\n", 1)
     kept = len((body + "\n").encode())
     assert note == f"# tracksdk: diff truncated at {kept} bytes of {len(full)}"
@@ -440,7 +440,7 @@ def test_redact_callable_is_applied_to_every_tag_and_text(tmp_path: Path) -> Non
 
     everything = [*result.tags.values(), *result.texts.values(), *result.warnings]
     assert not [value for value in everything if canary in value]
-    assert "[REDACTED]" in result.texts["source/diff.patch"]
+    assert "[REDACTED]" in result.texts["source/diff.txt"]
     assert "[REDACTED]" in result.texts["source/train.py"]
     assert "[REDACTED]" in result.texts["source/conf.py"]
     assert "[REDACTED]" in result.texts["source/untracked.txt"]
@@ -572,3 +572,21 @@ def test_import_does_not_import_mlflow_or_gitpython() -> None:
 def test_public_names() -> None:
     """The package exports exactly its documented public interface."""
     assert sorted(provenance.__all__) == ["CaptureOptions", "Provenance", "collect", "redact_argv"]
+
+
+def test_the_diff_artifact_is_previewed_as_text_by_the_installed_mlflow_ui() -> None:
+    """The diff's file extension is one the installed MLflow UI previews as text."""
+    import re
+
+    import mlflow
+
+    from tracksdk.provenance.git import DIFF_ARTIFACT
+
+    build = Path(mlflow.__file__).parent / "server" / "js" / "build" / "static" / "js"
+    # The UI's list of text extensions: new Set(["txt","pbtxt","log",...]).
+    pattern = re.compile(r'new Set\(\[("txt","pbtxt"[^\]]*)\]\)')
+    found = [m.group(1) for f in build.glob("*.js") for m in pattern.finditer(f.read_text())]
+    assert found, f"no text-extension list found in {build}"
+    extensions = set(re.findall(r'"([^"]+)"', found[0]))
+    assert "patch" not in extensions  # why the diff is not named diff.patch
+    assert DIFF_ARTIFACT.rsplit(".", 1)[-1] in extensions

@@ -414,11 +414,11 @@ def test_provenance_recorded_on_a_real_run(project: Path) -> None:
     assert tags["mlflow.source.name"] == "src/job.py"
     assert tags["tracksdk.command"].endswith("src/job.py --token '***'")
     paths = artifact_paths(client, run_id)
-    assert "source/diff.patch" in paths
+    assert "source/diff.txt" in paths
     assert "source/untracked.txt" in paths
     assert "environment/requirements.txt" in paths
     assert "source/job.py" in paths
-    diff = artifact_text(client, run_id, "source/diff.patch", project.parent)
+    diff = artifact_text(client, run_id, "source/diff.txt", project.parent)
     assert "+changed" in diff
     untracked = artifact_text(client, run_id, "source/untracked.txt", project.parent)
     assert "src/job.py" in untracked

@@ -1,10 +1,12 @@
 """Loading framework plugins and calling their hooks, one broken plugin at a time.
 
-Plugins are found through the ``tracksdk`` entry-point group, built-in ones
-(``plugins/tracksdk-sklearn``, ``plugins/tracksdk-lightgbm``) exactly like third-party
-ones. ``TRACKSDK_PLUGINS`` (a comma-separated list of entry-point names) limits which
-load. A plugin that fails to import, or a hook that raises, is a warning naming the
-plugin; the other plugins and the run go on.
+Plugins are found through the ``tracksdk`` entry-point group, the project's own
+(``plugins/tracksdk-sklearn``, ``plugins/tracksdk-lightgbm``, separate distributions)
+exactly like third-party ones. ``TRACKSDK_PLUGINS`` (a comma-separated list of
+entry-point names) limits which load. One plugin is part of tracksdk itself and always
+loaded: :mod:`tracksdk._pyfunc`, for returned ``mlflow.pyfunc.PythonModel`` instances.
+A plugin that fails to import, or a hook that raises, is a warning naming the plugin;
+the other plugins and the run go on.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ def manager(only: Iterable[str] | None = None) -> pluggy.PluginManager:
             return _manager
         pm = pluggy.PluginManager(hookspecs.PROJECT)
         pm.add_hookspecs(hookspecs)
+        # Built in, always loaded, and first: pluggy asks the last registered first, so
+        # an installed plugin that owns a PythonModel subclass is asked before it.
+        from tracksdk import _pyfunc
+
+        pm.register(_pyfunc, name=_pyfunc.PLUGIN_NAME)
         allowed = None if only is None else set(only)
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             if allowed is not None and ep.name not in allowed:

@@ -1056,7 +1056,8 @@ class Session:
                     "logged or registered. Install the framework's tracksdk plugin."
                 )
             return
-        self._check_autolog_owner(framework, model, settings)
+        if framework in _plugins.frameworks(pm):  # not "pyfunc": nothing to autolog
+            self._check_autolog_owner(framework, model, settings)
         if example is None:
             example = next((s for s in map(input_sample, self.arguments) if s is not None), None)
         self.run._log_model(pm, model, framework, example, self.options)

@@ -230,10 +230,23 @@ def _probe(conn: Connection, timeout: float) -> tuple[bool, str]:
 
 @app.command()
 def ui(
-    port: Annotated[int, typer.Option(help="Port for the local UI.")] = 5000,
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[
+        int | None,
+        typer.Option(help="Port for the local UI. Default: TRACKSDK_LOCAL__UI_URL's (5000)."),
+    ] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(help="Interface to listen on. Default: TRACKSDK_LOCAL__UI_URL's (127.0.0.1)."),
+    ] = None,
 ) -> None:
-    """Start the MLflow UI on the local store, or print the URL of a remote one."""
+    """Start the MLflow UI on the local store, or print the URL of a remote one.
+
+    The UI runs until SIGTERM, SIGINT (Ctrl-C) or SIGHUP, which stop all its processes;
+    tracksdk then ends by the same signal. Exit status 1 when the port is taken or the UI
+    stops by itself.
+    """
+    from urllib.parse import urlsplit
+
     _, conn = _resolve()
     if conn.is_remote:
         out.print(f"The MLflow UI of this backend is at {conn.ui_url}", highlight=False)
@@ -244,6 +257,18 @@ def ui(
             highlight=False,
         )
         raise typer.Exit(2)
+    configured = urlsplit(conn.ui_url or DEFAULT_UI_URL)
+    host = host or configured.hostname or "127.0.0.1"
+    port = port or configured.port or (443 if configured.scheme == "https" else 80)
+    problem = _port_taken(host, port)
+    if problem:
+        err.print(
+            f"[red]error:[/red] cannot start the MLflow UI on {host}:{port}: {problem}. "
+            "Another process (another MLflow UI?) may be listening there: stop it, or choose "
+            "a free port with --port.",
+            highlight=False,
+        )
+        raise typer.Exit(1)
     command = [
         sys.executable,
         "-m",
@@ -258,11 +283,54 @@ def ui(
     ]
     if conn.artifact_root:
         command += ["--default-artifact-root", conn.artifact_root]
-    out.print(f"MLflow UI for {conn.description} at http://{host}:{port}", highlight=False)
+    url = f"http://{host}:{port}"
+    out.print(f"MLflow UI for {conn.description} at {url}", highlight=False)
+    if conn.ui_url and port != configured.port:
+        out.print(
+            f"Run links (run.url) point at {conn.ui_url} (TRACKSDK_LOCAL__UI_URL); set "
+            f"TRACKSDK_LOCAL__UI_URL={url} to make them point here.",
+            highlight=False,
+        )
     # The UI's bash wrapper finds uvicorn through PATH: put this interpreter's bin first.
     env = dict(os.environ)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    raise typer.Exit(subprocess.call(command, env=env))
+    # A local viewer needs no job runner (GenAI jobs): without it the UI is ~8 processes
+    # fewer, and Ctrl-C does not print their tracebacks. Set it to true to keep it.
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    if sys.platform == "win32":  # no process groups; Ctrl-C reaches both processes
+        raise typer.Exit(subprocess.call(command, env=env))
+    supervisor = _GroupSupervisor(UI_STOP_TIMEOUT, what="MLflow UI")
+    with supervisor:
+        status = supervisor.run(command, env)
+    if supervisor.signum is not None:
+        _exit_by_signal(supervisor.signum)
+    # `mlflow ui` exits 0 when uvicorn cannot bind the port: any exit of its own is a failure.
+    err.print(
+        f"[red]error:[/red] the MLflow UI stopped by itself (exit status {status}); its "
+        "messages above say why.",
+        highlight=False,
+    )
+    raise typer.Exit(128 - status if status < 0 else status or 1)
+
+
+#: ``tracksdk ui``'s address when TRACKSDK_LOCAL__UI_URL is not set.
+DEFAULT_UI_URL = "http://127.0.0.1:5000"
+
+#: Seconds ``tracksdk ui`` lets the UI stop after a signal before killing it.
+UI_STOP_TIMEOUT = 10.0
+
+
+def _port_taken(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on (in use, no such address), or None."""
+    import socket
+
+    try:
+        # SO_REUSEADDR, as uvicorn: a port in TIME_WAIT is free, one with a listener is not.
+        with socket.create_server((host, port)):
+            return None
+    except OSError as exc:
+        # create_server's message adds "(while attempting to bind ...)": the errno says it.
+        return os.strerror(exc.errno) if exc.errno else str(exc)
 
 
 @app.command()
@@ -295,12 +363,47 @@ def runs(
 @app.command()
 def models(
     name: Annotated[str, typer.Argument(help="The registered model's name.")],
+    set_alias: Annotated[
+        tuple[str, str] | None,
+        typer.Option(
+            "--set-alias",
+            metavar="ALIAS VERSION",
+            help="Point ALIAS at VERSION (promote, roll back), with audit tags on the version.",
+        ),
+    ] = None,
+    reason: Annotated[
+        str | None,
+        typer.Option(help="With --set-alias: why, kept in the audit tags. Default: 'set by hand'."),
+    ] = None,
 ) -> None:
-    """List a registered model's versions, their aliases and gate verdicts."""
-    from tracksdk import _mlflow
+    """List a registered model's versions, their aliases and gate verdicts; move an alias.
 
+    With --set-alias the alias moves first (exit 1 for an unknown model or version, or a
+    server without a registry), then the versions are listed.
+    """
+    from tracksdk import _mlflow, registry
+
+    if reason is not None and set_alias is None:
+        err.print("[red]error:[/red] --reason goes with --set-alias ALIAS VERSION.")
+        raise typer.Exit(2)
     explained, conn = _resolve()
     with _connected(explained, conn):
+        if set_alias is not None:
+            alias, version = set_alias
+            moved = registry.set_alias(
+                conn,
+                name,
+                alias,
+                version.removeprefix("v"),
+                reason or registry.SET_BY_HAND,
+                explained.root / ".tracksdk",
+            )
+            before = f"from v{moved.previous}" if moved.previous else "(it was not set)"
+            out.print(
+                f"Alias {alias!r} of {name!r} now points at v{moved.version} {before}; "
+                f"reason: {moved.reason}.",
+                highlight=False,
+            )
         versions, aliases = _mlflow.model_versions(conn, name)
     if not versions:
         out.print(f"No versions of model {name!r} on {conn.display_uri}.", highlight=False)
@@ -482,7 +585,8 @@ class _Stopped(BaseException):
 class _GroupSupervisor:
     """Runs a command in its own process group and takes the whole group down on a signal.
 
-    The server is ``mlflow models serve``, whose uvicorn process (and its workers, with
+    Used by ``serve`` and ``ui`` (``what`` names the server in messages). The server is
+    ``mlflow models serve`` or ``mlflow ui``, whose uvicorn process (and its workers, with
     MLFLOW_MODELS_WORKERS) outlive it when only it is signalled, so signals go to the group.
     A session of its own also keeps the terminal's Ctrl-C from reaching it directly: the
     stop is tracksdk's to run, bounded by ``stop_timeout`` and followed by the clean-up.
@@ -493,8 +597,9 @@ class _GroupSupervisor:
     are recorded, and :meth:`run` does not start the command. ``signum`` is the first one.
     """
 
-    def __init__(self, stop_timeout: float) -> None:
+    def __init__(self, stop_timeout: float, what: str = "model server") -> None:
         self.stop_timeout = stop_timeout
+        self.what = what
         self.signum: int | None = None
         self._signalled_at = 0.0
         self._interruptible = False
@@ -580,7 +685,7 @@ class _GroupSupervisor:
                 stopping_since = self._signalled_at
                 name = signal.Signals(self.signum).name
                 err.print(
-                    f"{name}: stopping the model server (waiting up to {self.stop_timeout:g} s).",
+                    f"{name}: stopping the {self.what} (waiting up to {self.stop_timeout:g} s).",
                     highlight=False,
                 )
             if child.poll() is not None:
@@ -595,7 +700,7 @@ class _GroupSupervisor:
                 continue
             if killed_at is None and now - stopping_since >= self.stop_timeout:
                 err.print(
-                    f"The model server did not stop within {self.stop_timeout:g} s: killing it.",
+                    f"The {self.what} did not stop within {self.stop_timeout:g} s: killing it.",
                     highlight=False,
                 )
                 _killpg(pgid, signal.SIGKILL)

@@ -26,7 +26,10 @@ from tracksdk.exceptions import ConfigError
 if TYPE_CHECKING:
     from tracksdk.backends import Connection
 
-__all__ = ["Gate", "GateVerdict", "Register", "Result"]
+__all__ = ["AliasMove", "Gate", "GateVerdict", "Register", "Result", "set_alias"]
+
+#: Why an alias moved when ``tracksdk models --set-alias`` was given no ``--reason``.
+SET_BY_HAND = "set by hand"
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,16 @@ def register_version(
         if spec.gate is None:
             return version, None
         verdict = _gate(conn, spec, version, metrics, lock_dir)
+        if verdict.promoted:
+            _write_alias_audit(
+                client,
+                spec.name,
+                version,
+                spec.promote_to,
+                previous=verdict.champion_version,
+                reason=verdict.reason,
+                via="gate",
+            )
         tags = {
             "tracksdk.gate.metric": verdict.metric,
             "tracksdk.gate.value": _fmt(verdict.new),
@@ -182,6 +195,124 @@ def register_version(
         for key, value in tags.items():
             client.set_model_version_tag(spec.name, version, key, value)
     return version, verdict
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """An alias moved by :func:`set_alias`.
+
+    Attributes:
+        name: The registered model.
+        alias: The alias moved.
+        version: The version it points at now.
+        previous: The version it pointed at before, or None when it was not set.
+        reason: Why, as written in the audit tags.
+    """
+
+    name: str
+    alias: str
+    version: str
+    previous: str | None
+    reason: str
+
+
+def alias_audit_tags(
+    alias: str, *, previous: str | None, reason: str, via: str, when: float | None = None
+) -> dict[str, str]:
+    """The audit tags written on the version an alias moves to: who, when, why, from where.
+
+    Written by the champion gate when it promotes and by ``tracksdk models --set-alias``,
+    under ``tracksdk.alias.<alias>.*`` (docs/registry.md). They record the latest move of
+    that alias to that version.
+    """
+    import getpass
+    from datetime import UTC, datetime
+
+    try:
+        who = getpass.getuser()
+    except Exception:  # no user name in this environment (a container without one)
+        who = "unknown"
+    stamp = datetime.fromtimestamp(time.time() if when is None else when, UTC)
+    prefix = f"tracksdk.alias.{alias}."
+    return {
+        prefix + "set_by": who,
+        prefix + "set_at": stamp.isoformat(timespec="seconds"),
+        prefix + "reason": reason,
+        prefix + "previous_version": previous or "",
+        prefix + "via": via,
+    }
+
+
+def _write_alias_audit(
+    client: Any, name: str, version: str, alias: str, *, previous: str | None, reason: str, via: str
+) -> None:
+    for key, value in alias_audit_tags(alias, previous=previous, reason=reason, via=via).items():
+        client.set_model_version_tag(name, version, key, value)
+
+
+def set_alias(
+    conn: Connection, name: str, alias: str, version: str, reason: str, lock_dir: Path | None
+) -> AliasMove:
+    """Point ``alias`` of model ``name`` at ``version`` by hand, with the audit tags.
+
+    The move takes the champion gate's lock, so it does not interleave with a gate
+    deciding on the same model on this machine.
+
+    Raises:
+        ConfigError: No such registered model, or no such version (the message lists
+            the versions), or the server has no model registry.
+        TrackingError: The registry could not be reached or refused the change.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from tracksdk import _mlflow
+
+    if not _mlflow.capabilities(conn).registry:
+        raise ConfigError(
+            f"{conn.tracking_uri} has no model registry (it answers 404), so there are no "
+            "aliases to move. Load or serve models from their runs (runs:/<run_id>/model), "
+            "or use a server with a registry."
+        )
+    client = _mlflow.client(conn)
+    action = f"Setting alias {alias!r} of model {name!r}"
+    with _mlflow.errors(action):
+        problem = _missing(client, conn, name, version)
+    if problem:
+        raise ConfigError(problem)
+    with _mlflow.errors(action):
+        with _GateLock(conn, name, lock_dir):
+            try:
+                previous: str | None = str(client.get_model_version_by_alias(name, alias).version)
+            except MlflowException:
+                previous = None
+            client.set_registered_model_alias(name, alias, version)
+        _write_alias_audit(
+            client, name, version, alias, previous=previous, reason=reason, via="hand"
+        )
+    return AliasMove(name, alias, version, previous, reason)
+
+
+def _missing(client: Any, conn: Connection, name: str, version: str) -> str | None:
+    """What is wrong with ``name`` version ``version``, or None when both exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        return (
+            f"There is no registered model {name!r} on {conn.tracking_uri}. Check the name "
+            "(it is case-sensitive); a tracked function registers one with register=."
+        )
+    versions = sorted(int(v.version) for v in client.search_model_versions(f"name='{name}'"))
+    if version.isdigit() and int(version) in versions:
+        return None
+    listed = ", ".join(map(str, versions)) or "none"
+    return (
+        f"Model {name!r} has no version {version}; its versions: {listed}. "
+        f"`tracksdk models {name}` lists them with their aliases."
+    )
 
 
 def _fmt(value: float | None) -> str:

@@ -71,6 +71,11 @@ class LocalSettings(_Section):
         default=None,
         description="Folder holding mlflow.db and mlruns/. Default: the project root.",
     )
+    ui_url: str = Field(
+        default="http://127.0.0.1:5000",
+        description="Where `tracksdk ui` serves this store (its default host and port), "
+        "and the base of the run links tracked runs print (run.url).",
+    )
 
 
 class DagsHubSettings(_Section):
@@ -119,7 +124,7 @@ class CaptureSettings(_Section):
     """What provenance each run records (docs/collected-information.md)."""
 
     git: bool = Field(default=True, description="Commit, branch, remote URL, dirty flag.")
-    diff: bool = Field(default=True, description="Uncommitted changes as source/diff.patch.")
+    diff: bool = Field(default=True, description="Uncommitted changes as source/diff.txt.")
     untracked: bool = Field(default=True, description="Untracked files as source/untracked.txt.")
     source: bool = Field(default=True, description="Entry script and function module file.")
     command: bool = Field(default=True, description="The command line, secrets redacted.")

@@ -45,7 +45,7 @@ class CapturedRun:
         params: Param values (strings, as MLflow stores them).
         metrics: The latest value of each metric.
         tags: Every tag, MLflow's and tracksdk's included.
-        artifacts: Every artifact file path, e.g. ``"source/diff.patch"``.
+        artifacts: Every artifact file path, e.g. ``"source/diff.txt"``.
         parent_run_id: The parent's id for a child run.
     """
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tracksdk.backends import Connection
+from tracksdk.backends import Connection, check_http_url
 
 if TYPE_CHECKING:
     from tracksdk.settings import Explained
@@ -29,12 +29,14 @@ class LocalBackend:
             root = explained.root / root  # relative to the project, not the working directory
         root = root.resolve()
         uri = f"sqlite:///{root / 'mlflow.db'}"
+        # `tracksdk ui` serves here by default; run links (run.url) point here.
+        ui_url = explained.settings.local.ui_url.rstrip("/")
+        check_http_url(ui_url, "TRACKSDK_LOCAL__UI_URL", explained.source_of("local.ui_url"), False)
         return Connection(
             backend=self.name,
             tracking_uri=uri,
             registry_uri=uri,
             artifact_root=str(root / "mlruns"),
-            # `tracksdk ui` (and `mlflow ui`) serve on this port by default.
-            ui_url="http://127.0.0.1:5000",
+            ui_url=ui_url,
             description=f"local sqlite store {root / 'mlflow.db'}, artifacts {root / 'mlruns'}",
         )

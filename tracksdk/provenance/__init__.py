@@ -18,7 +18,7 @@ Tag or artifact                            Value
 ``tracksdk.git.status``                    ``ok``, ``no-repository``, ``no-commits``, ``error``
 ``tracksdk.git.untracked``                 number of untracked files (``.gitignore`` respected)
 ``tracksdk.git.diff_truncated``            ``"true"`` when the diff was cut (absent otherwise)
-``source/diff.patch``                      ``git diff HEAD`` when non-empty
+``source/diff.txt``                      ``git diff HEAD`` when non-empty
 ``source/untracked.txt``                   untracked paths relative to the root, one a line
 ``mlflow.source.name``                     ``argv[0]``, relative to the repository root inside
 ``mlflow.source.type``                     ``LOCAL``, or ``NOTEBOOK`` under IPython/Jupyter
@@ -74,7 +74,7 @@ class CaptureOptions:
 
     Attributes:
         git: Commit, branch, remote URL and dirty flag as tags.
-        diff: Uncommitted changes to tracked files as ``source/diff.patch``.
+        diff: Uncommitted changes to tracked files as ``source/diff.txt``.
         untracked: Untracked files as ``source/untracked.txt`` and their count as a tag.
         source: Entry script and the tracked function's module under ``source/``, and the
             ``mlflow.source.name``/``mlflow.source.type`` tags.
@@ -104,7 +104,7 @@ class Provenance:
 
     Attributes:
         tags: Run tags, name -> value (values at most :data:`MAX_TAG_CHARS` long).
-        texts: Artifact path inside the run (e.g. ``"source/diff.patch"``) -> text.
+        texts: Artifact path inside the run (e.g. ``"source/diff.txt"``) -> text.
         warnings: What went wrong, as short sentences; empty when everything was captured.
     """
 

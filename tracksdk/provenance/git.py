@@ -69,7 +69,7 @@ DIRTY_TAG = "mlflow.source.git.dirty"
 STATUS_TAG = "tracksdk.git.status"
 UNTRACKED_COUNT_TAG = "tracksdk.git.untracked"
 DIFF_TRUNCATED_TAG = "tracksdk.git.diff_truncated"
-DIFF_ARTIFACT = "source/diff.patch"
+DIFF_ARTIFACT = "source/diff.txt"
 UNTRACKED_ARTIFACT = "source/untracked.txt"
 # What the local store itself writes at the project root: not the user's untracked work.
 _STORE_PATHS = ("mlflow.db", "mlruns/", "mlartifacts/", ".tracksdk/")
@@ -203,7 +203,7 @@ def capture_git(
     Args:
         start: Folder to search from; parent folders are searched too.
         metadata: Record commit, branch, remote URL and the dirty flag as tags.
-        diff: Record ``git diff HEAD`` as ``source/diff.patch`` when non-empty.
+        diff: Record ``git diff HEAD`` as ``source/diff.txt`` when non-empty.
         untracked: Record untracked files (``.gitignore`` respected) as ``source/untracked.txt``
             and their count as a tag.
         max_diff_bytes: Longer diffs are cut, with a note line and a tag.

@@ -101,13 +101,21 @@ def history(client: Any, run: Any, key: str) -> list[tuple[int, float]]:
 
 
 def test_sklearn_api_params_tags_and_fit_time(client: Any) -> None:
-    """get_params, num_boost_round, the objective LightGBM chose, tags, fit_time_s."""
+    """get_params, num_boost_round, the params LightGBM resolved for train, tags, fit_time_s."""
     model = lightgbm.LGBMClassifier(num_leaves=7, **LGB)
     with tracked(autolog=["lightgbm"]) as run:
         model.fit(X_TRAIN, Y_TRAIN)
     logged = data(client, run)
     expected = {k: str(v) for k, v in model.get_params().items() if k != "objective"}
-    assert logged.params == {**expected, "num_boost_round": "5", "objective": "binary"}
+    threads = model.booster_.params["num_threads"]
+    assert logged.params == {
+        **expected,
+        "num_boost_round": "5",
+        "objective": "binary",
+        "metric": "['binary']",
+        "num_threads": str(threads),
+        "keep_training_booster": "False",
+    }
     assert logged.params["num_leaves"] == "7"
     assert logged.tags["estimator_name"] == "LGBMClassifier"
     assert logged.tags["estimator_class"] == "lightgbm.sklearn.LGBMClassifier"
@@ -170,7 +178,7 @@ def test_early_stopping_logs_the_best_iteration_as_mlflow_does(client: Any) -> N
 
 
 def test_train_logs_params_and_curves_and_keeps_the_users_callbacks(client: Any) -> None:
-    """lightgbm.train: params dict and num_boost_round; the user's callback list untouched."""
+    """lightgbm.train: params dict and train's other arguments; the user's callbacks untouched."""
     recorded: dict[str, Any] = {}
     callbacks = [lightgbm.record_evaluation(recorded)]
     params = {"objective": "binary", "num_leaves": 5, "verbose": -1}
@@ -191,6 +199,7 @@ def test_train_logs_params_and_curves_and_keeps_the_users_callbacks(client: Any)
         "num_leaves": "5",
         "verbose": "-1",
         "num_boost_round": "4",
+        "keep_training_booster": "False",
     }
     points = history(client, run, "val-binary_logloss")
     assert [value for _, value in points] == pytest.approx(recorded["val"]["binary_logloss"])
@@ -357,3 +366,74 @@ def test_returned_models_are_saved_and_load_while_autolog_is_on(client: Any) -> 
     assert run.data.params["max_depth"] == "2"  # logged through LGBMClassifier.fit
     loaded = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
     assert list(loaded.predict(X_VAL)) == list(model.predict(X_VAL))
+
+
+# --- the same params as MLflow's lightgbm autolog ---
+
+#: Params MLflow's lightgbm autolog logs that tracksdk's engine does not, each on purpose
+#: (docs/autolog.md, "Compared with MLflow's lightgbm autolog"). Empty: none today.
+MLFLOW_ONLY_PARAMS: dict[str, str] = {}
+
+
+def _iris() -> tuple[Any, Any]:
+    from sklearn.datasets import load_iris
+
+    return load_iris(return_X_y=True, as_frame=True)
+
+
+def _fit_binary_with_eval_set() -> None:
+    lightgbm.LGBMClassifier(**LGB).fit(X_TRAIN, Y_TRAIN, eval_X=(X_VAL,), eval_y=(Y_VAL,))
+
+
+def _fit_multiclass_with_eval_set() -> None:
+    X_iris, y_iris = _iris()
+    lightgbm.LGBMClassifier(**LGB).fit(X_iris, y_iris, eval_X=(X_iris,), eval_y=(y_iris,))
+
+
+def _fit_regressor() -> None:
+    from sklearn.datasets import load_diabetes
+
+    X_dia, y_dia = load_diabetes(return_X_y=True, as_frame=True)
+    lightgbm.LGBMRegressor(num_leaves=7, **LGB).fit(X_dia, y_dia)
+
+
+def _train_native() -> None:
+    X_iris, y_iris = _iris()
+    params = {"objective": "multiclass", "num_class": 3, "learning_rate": 0.2, "verbose": -1}
+    train_set = lightgbm.Dataset(X_iris, y_iris)
+    lightgbm.train(params, train_set, num_boost_round=3, valid_sets=[train_set])
+
+
+@pytest.mark.parametrize(
+    "fit",
+    [_fit_binary_with_eval_set, _fit_multiclass_with_eval_set, _fit_regressor, _train_native],
+    ids=["binary-eval_set", "multiclass-eval_set", "regressor", "lgb.train"],
+)
+def test_params_are_a_superset_of_mlflows_autolog(client: Any, store: Path, fit: Any) -> None:
+    """Every param MLflow's lightgbm autolog logs for a fit is logged by tracksdk, same value."""
+    import mlflow.lightgbm
+    from mlflow.tracking._tracking_service import utils
+
+    # MLflow's global tracking URI (and the variable it exports) is put back afterwards.
+    old_uri, old_env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
+    mlflow.lightgbm.autolog(log_models=False, log_datasets=False, silent=True)
+    try:
+        with mlflow.start_run() as plain:
+            fit()
+    finally:
+        mlflow.lightgbm.autolog(disable=True, silent=True)
+        mlflow.set_tracking_uri(old_uri)
+        if old_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old_env
+    with tracked(autolog=["lightgbm"]) as run:
+        fit()
+    theirs = data(client, plain.info).params
+    ours = data(client, run).params
+    assert len(theirs) > 3  # MLflow's autolog did log this fit
+    missing = set(theirs) - set(ours) - set(MLFLOW_ONLY_PARAMS)
+    assert not missing, f"MLflow logs {sorted(missing)}, tracksdk does not"
+    different = {k: (theirs[k], ours[k]) for k in set(theirs) & set(ours) if theirs[k] != ours[k]}
+    assert not different, f"MLflow's value first: {different}"

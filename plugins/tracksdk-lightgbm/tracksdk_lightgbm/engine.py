@@ -6,10 +6,13 @@ subclasses) are patched. The outermost call in the run's own thread or task logs
 ``tracksdk.log_params`` and ``log_metrics`` (the machinery is tracksdk-sklearn's
 :mod:`tracksdk_sklearn.engine`):
 
-- before training: the params. ``lightgbm.train``: its ``params`` dict and
-  ``num_boost_round``. The scikit-learn API: ``get_params()``, ``num_boost_round`` (the
-  number of trees, under the name ``mlflow.lightgbm.autolog`` and ``lightgbm.train`` use)
-  and, after training, the ``objective`` LightGBM chose when none was given. Tags
+- before training: the params, a superset of what ``mlflow.lightgbm.autolog`` logs for
+  the same call (a test compares them). ``lightgbm.train``: its ``params`` dict and its
+  other arguments as MLflow logs them (``num_boost_round``, ``keep_training_booster``).
+  The scikit-learn API: ``get_params()``, then, when ``fit`` calls ``lightgbm.train``, the
+  params LightGBM resolved for it (``objective``, ``num_class``, ``metric``,
+  ``num_threads``, ...) and ``train``'s arguments, for the keys ``get_params()`` did not
+  already give (its value is kept: ``metric="auc"`` stays ``auc``). Tags
   ``estimator_name`` and ``estimator_class`` for the scikit-learn API.
 - during training, through a LightGBM callback: every evaluation result of every
   iteration, named as MLflow names them, ``<dataset>-<metric>`` (``valid_0-binary_logloss``,
@@ -28,6 +31,8 @@ patch; one that calls ``super().fit`` is logged through its parent's ``fit``).
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -52,6 +57,28 @@ FRAMEWORK = "lightgbm"
 # callbacks saw, including the one where early stopping ends training.
 _RECORDER_ORDER = 5
 
+# The arguments of lightgbm.train that mlflow.lightgbm.autolog does not log as params (its
+# list in MLflow 3.17): the data, callables and the params dict (logged key by key).
+_UNLOGGED_TRAIN_ARGS = frozenset(
+    {
+        "params",
+        "train_set",
+        "valid_sets",
+        "valid_names",
+        "fobj",
+        "feval",
+        "init_model",
+        "learning_rates",
+        "callbacks",
+    }
+)
+
+# Set by a logged scikit-learn API ``fit`` while it runs: called with the arguments of the
+# ``lightgbm.train`` call that ``fit`` makes, to log the params LightGBM resolved for it.
+_TrainHook = Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], None]
+_on_sklearn_train: contextvars.ContextVar[_TrainHook | None]
+_on_sklearn_train = contextvars.ContextVar("tracksdk_lightgbm_sklearn_train", default=None)
+
 
 def install(add_undo: Callable[[Callable[[], None]], None]) -> None:
     """Patch ``lightgbm.train`` and the scikit-learn API models' ``fit``."""
@@ -63,6 +90,10 @@ def install(add_undo: Callable[[Callable[[], None]], None]) -> None:
         undo = patch_attribute(module, "train", _patch_train)
         if undo is not None:
             add_undo(undo)
+    # The scikit-learn API's own reference to train (`from .engine import train`).
+    undo = patch_attribute(lightgbm.sklearn, "train", _patch_sklearn_train)
+    if undo is not None:
+        add_undo(undo)
     seen: set[type] = set()
     stack: list[type] = [lightgbm.sklearn.LGBMModel]
     while stack:
@@ -86,6 +117,42 @@ def _patch_train(original: Callable[..., Any]) -> Callable[..., Any]:
 
 def _patch_fit(original: Callable[..., Any]) -> Callable[..., Any]:
     return patched_call(FRAMEWORK, original, log_sklearn_fit)
+
+
+def _patch_sklearn_train(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``lightgbm.sklearn.train``: hands its arguments to the logged ``fit`` that calls it.
+
+    One context-variable lookup per training, nothing per iteration; outside a logged
+    ``fit`` the call passes straight through.
+    """
+
+    @functools.wraps(original)
+    def patched(*args: Any, **kwargs: Any) -> Any:
+        hook = _on_sklearn_train.get()
+        if hook is not None:
+            hook(original, args, kwargs)
+        return original(*args, **kwargs)
+
+    return patched
+
+
+def train_params(
+    original: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The params MLflow's lightgbm autolog logs for ``lightgbm.train(*args, **kwargs)``.
+
+    The ``params`` dict's entries, then every other argument (defaults included) except
+    the data and the callables.
+    """
+    bound = bind_arguments(original, args, dict(kwargs))
+    if bound is None:
+        return {}
+    bound.apply_defaults()
+    found = dict(bound.arguments.get("params") or {})
+    for name, value in bound.arguments.items():
+        if name not in _UNLOGGED_TRAIN_ARGS and name not in found:
+            found[name] = value
+    return found
 
 
 class EvalRecorder:
@@ -135,16 +202,7 @@ def log_train(
     """Log one outermost ``lightgbm.train`` call around ``original(*args, **kwargs)``."""
     import tracksdk
 
-    def params() -> dict[str, Any]:
-        bound = bind_arguments(original, args, kwargs)
-        if bound is None:
-            return {}
-        bound.apply_defaults()
-        found = dict(bound.arguments.get("params") or {})
-        found["num_boost_round"] = bound.arguments.get("num_boost_round")
-        return found
-
-    found = guarded(scope, "read the training params", params)
+    found = guarded(scope, "read the training params", lambda: train_params(original, args, kwargs))
     if found:
         guarded(scope, "log the training params", lambda: tracksdk.log_params(found))
     if scope.options.get("log_datasets"):
@@ -182,6 +240,7 @@ def log_sklearn_fit(
     found = guarded(scope, "read the model's params", params)
     if found:
         guarded(scope, "log the model's params", lambda: tracksdk.log_params(found))
+    logged = set(found or ())
     tags = estimator_tags(model)
     guarded(scope, "set the estimator tags", lambda: tracksdk.set_tags(tags))
     if scope.options.get("log_datasets"):
@@ -190,12 +249,38 @@ def log_sklearn_fit(
         scope, "add the evaluation callback", lambda: _with_recorder(scope, original, args, kwargs)
     )
     call_args, call_kwargs, recorder = call if call is not None else (args, kwargs, None)
-    start = time.perf_counter()
-    result = original(*call_args, **call_kwargs)
-    elapsed = time.perf_counter() - start
+
+    trained = False
+
+    def on_train(
+        train: Callable[..., Any], train_args: tuple[Any, ...], train_kwargs: dict[str, Any]
+    ) -> None:
+        # Once per fit (the first training it starts): what LightGBM resolved from the
+        # model's params (num_class, metric, num_threads, the objective it chose), as
+        # MLflow's autolog logs them. A key get_params() gave keeps its value: a param's
+        # value cannot change within a run.
+        def log() -> None:
+            resolved = train_params(train, train_args, train_kwargs)
+            new = {k: v for k, v in resolved.items() if k not in logged}
+            if new:
+                tracksdk.log_params(new)
+                logged.update(new)
+
+        nonlocal trained
+        if found is not None and not trained:
+            trained = True
+            guarded(scope, "log the resolved params", log)
+
+    token = _on_sklearn_train.set(on_train)
+    try:
+        start = time.perf_counter()
+        result = original(*call_args, **call_kwargs)
+        elapsed = time.perf_counter() - start
+    finally:
+        _on_sklearn_train.reset(token)
 
     def after() -> None:
-        if found is not None and "objective" not in found:
+        if found is not None and "objective" not in logged:
             tracksdk.log_params({"objective": model.objective_})
         _after_training(scope, model.booster_, model.best_iteration_, recorder, elapsed)
 
