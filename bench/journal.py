@@ -7,14 +7,14 @@ and that same server while it is down:
 
 1. ``log_metric`` latency on the training thread, ``perf_counter_ns`` around each call:
    ``run.log_metric`` vs ``mlflow.log_metric`` synchronous and ``synchronous=False``.
-   Target: median <= 20 µs, p99 <= 1 ms on every store. "Down" is measured twice: the
+   Target: median <= 10 µs, p99 <= 100 µs on every store. "Down" is measured twice: the
    server killed (SIGKILL of its process group) after both sides started their runs, then
    restarted before the runs end; and tracksdk alone against a closed port from the start.
 2. End-to-end throughput: the time from the first ``log_metric`` call to the end of the
    ``with`` block, when every point is in the store. Baseline: raw
    ``MlflowClient.log_batch`` in batches of 1000 on the same kind of store (plus MLflow's
    async ``log_metric`` for reference). Target: >= 5,000 metrics/s on local sqlite and
-   >= 0.7x raw on every store. Every run's points are read back (``get_metric_history``)
+   >= 0.9x raw on every store. Every run's points are read back (``get_metric_history``)
    and counted: a benchmark that loses data is wrong.
 3. ``TRACKSDK_MODE=disabled``: per-call overhead of ``@tracked``, re-measured with
    bench/core.py's own worker (target <= 2 µs).
@@ -51,10 +51,10 @@ EXPERIMENT = "bench-journal"
 sys.path.insert(0, str(HERE))
 import core  # noqa: E402  (bench/core.py: worker protocol, environment, stats, machine facts)
 
-TARGET_MEDIAN_US = 20.0
-TARGET_P99_US = 1000.0
+TARGET_MEDIAN_US = 10.0
+TARGET_P99_US = 100.0
 TARGET_LOCAL_RATE = 5000.0
-TARGET_RAW_RATIO = 0.7
+TARGET_RAW_RATIO = 0.9
 TARGET_DISABLED_US = 2.0
 
 FULL = {

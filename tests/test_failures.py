@@ -28,7 +28,8 @@ def test_unreachable_store_runs_function_journaled(dead_server: None, project: P
     """With the server down at start, the function runs and returns; its run is journaled.
 
     One warning at the start says the run is kept in the journal and how to sync it; one
-    at the end says it was not sent. The journal holds the returned metrics.
+    at the end says the store cannot be reached and how the run will be sent. The journal
+    holds the returned metrics.
     """
 
     @tracked
@@ -42,7 +43,7 @@ def test_unreachable_store_runs_function_journaled(dead_server: None, project: P
     messages = [str(w.message) for w in record if issubclass(w.category, TrackSDKWarning)]
     assert len(messages) == 2, messages
     assert "did not create run" in messages[0] and "tracksdk sync" in messages[0]
-    assert "not fully sent" in messages[1]
+    assert "cannot be reached" in messages[1] and "tracksdk sync" in messages[1]
     [journal] = _journals(project)
     segment = (journal / "seg-000001.log").read_bytes()
     assert b'"score",6.0' in segment

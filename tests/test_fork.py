@@ -170,7 +170,7 @@ def test_pool_workers_that_log_add_to_the_parents_run(project: Path) -> None:
 
 
 def test_fork_while_another_thread_logs_never_deadlocks(project: Path) -> None:
-    """A thread logs in a tight loop while 30 children fork, log and leave by os._exit."""
+    """A thread logs in a tight loop while 20 children fork, log and leave by os._exit."""
     body = """
     stop = threading.Event()
     with tracked(experiment="fork-busy") as run:
@@ -184,12 +184,11 @@ def test_fork_while_another_thread_logs_never_deadlocks(project: Path) -> None:
         thread = threading.Thread(target=busy)
         thread.start()
         hung = 0
-        for n in range(30):
+        for n in range(20):
             pid = os.fork()
             if pid == 0:
                 tracksdk.log_metric("child", float(n), step=n)
-                tracksdk.flush(5)
-                os._exit(0)
+                os._exit(0)  # its point waits in its journal: the parent's end sends it
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
                 done, status = os.waitpid(pid, os.WNOHANG)
@@ -210,7 +209,7 @@ def test_fork_while_another_thread_logs_never_deadlocks(project: Path) -> None:
     client = local_client(project)
     run = the_run(client, "fork-busy")
     assert run.info.status == "FINISHED"
-    assert steps(client, run.info.run_id, "child") == list(range(30))
+    assert steps(client, run.info.run_id, "child") == list(range(20))
     busy = steps(client, run.info.run_id, "busy")
     assert busy == list(range(len(busy))) and len(busy) > 100
 

@@ -559,11 +559,41 @@ def capabilities(conn: Connection, timeout: float = 10.0) -> Capabilities:
 
 
 class Transient(TrackingError):
-    """The store could not be reached or asked to come back later: retry."""
+    """The store could not be reached or asked to come back later: retry.
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    ``unreachable`` is set when nothing answered at all (connection refused, a name that
+    does not resolve, no route): unlike a timeout or a 5xx, waiting a little longer at
+    the end of a run cannot help then.
+    """
+
+    def __init__(
+        self, message: str, retry_after: float | None = None, *, unreachable: bool = False
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.unreachable = unreachable
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether a network error means that nothing answered: no connection was made.
+
+    A connection refused or a name that does not resolve, not a timeout, and not a
+    connection the server accepted and then dropped.
+    """
+    import socket
+
+    import requests
+    from urllib3.exceptions import NewConnectionError
+
+    if isinstance(exc, requests.Timeout | TimeoutError):
+        return False
+    if isinstance(exc, ConnectionRefusedError | socket.gaierror | NewConnectionError):
+        return True
+    for arg in getattr(exc, "args", ())[:1]:
+        reason = getattr(arg, "reason", arg)  # requests wraps urllib3's MaxRetryError
+        if isinstance(reason, NewConnectionError | ConnectionRefusedError | socket.gaierror):
+            return True
+    return False
 
 
 class AuthFailed(TrackingError):
@@ -673,7 +703,7 @@ def _classify(conn: Connection, exc: BaseException, action: str) -> TrackingErro
                     f"{action}: HTTP {status}", _retry_after(headers.get("Retry-After"))
                 )
         if isinstance(item, (requests.ConnectionError, requests.Timeout, ConnectionError)):
-            return Transient(f"{action}: {describe(item)}")
+            return Transient(f"{action}: {describe(item)}", unreachable=_unreachable(item))
     if not conn.is_remote:
         for item in chain:
             # A local store that cannot be written (a file where a folder should be, no
@@ -743,7 +773,7 @@ class Transport:
             else:
                 response = self._session.request(method, url, json=body, timeout=self.timeout)
         except requests.RequestException as exc:
-            raise Transient(describe(exc)) from None
+            raise Transient(describe(exc), unreachable=_unreachable(exc)) from None
         status = response.status_code
         if status == 200:
             reply = api.Response()

@@ -195,6 +195,7 @@ class Sender:
         self._thread: threading.Thread | None = None
         self._transport: Transport | None = None
         self._progress_at = time.monotonic()  # when an ack last moved (see flush's stall)
+        self._unreachable = False  # the last failure: nothing answered (see in_outage)
         # A forked child's journal adds to its parent's run (docs/offline.md, "Fork"):
         # it never creates or ends a run of its own.
         meta = journal.meta if journal is not None else _journal.read_json(path / "meta.json")
@@ -308,7 +309,8 @@ class Sender:
         """
         from tracksdk._progress import Progress
 
-        deadline = time.monotonic() + timeout
+        began = time.monotonic()
+        deadline = began + timeout
         progress: Progress | None = None
         start = self.acked
         try:
@@ -322,7 +324,8 @@ class Sender:
                 remaining = deadline - now
                 if remaining <= 0:
                     return False
-                if stall is not None and self.in_outage and now - self._progress_at >= stall:
+                since = now - max(self._progress_at, began)
+                if stall is not None and self.in_outage and since >= stall:
                     return False
                 if target is not None and progress_delay is not None:
                     total = _distance(start, target)
@@ -343,8 +346,11 @@ class Sender:
 
     @property
     def in_outage(self) -> bool:
-        """Whether the store has failed the current request at least twice in a row."""
-        return self._attempts >= 2
+        """Whether nothing answered the last two attempts (refused, unknown host, no route).
+
+        A timeout or a 5xx is not an outage here: such a store may answer any moment.
+        """
+        return self._attempts >= 2 and self._unreachable
 
     # -- the thread ------------------------------------------------------------------
 
@@ -556,6 +562,7 @@ class Sender:
             except Transient as exc:
                 self.last_error = exc
                 self._attempts += 1
+                self._unreachable = exc.unreachable
                 if self._attempts >= START_ATTEMPTS:  # one lost answer is not an outage
                     self.first_outcome.set()
                 self._report_outage(exc)
