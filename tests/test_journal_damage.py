@@ -144,6 +144,10 @@ def test_a_damaged_record_is_skipped_and_the_rest_is_sent(
     note = (where / "KEPT.txt").read_text()
     assert "segment 1 bytes" in note and "unreadable" in note
     assert (where / "seg-000001.log").exists()  # the bytes are still there to look at
+    if kind == "flip_payload":  # `sync --rejected` (what KEPT.txt suggests) keeps it too
+        again = run_cli(project, "sync", "--rejected")
+        assert "Traceback" not in again.stderr, again.stderr
+        assert (where / "seg-000001.log").exists() and (where / "damage.json").exists()
 
 
 def test_a_truncated_journal_sends_what_is_whole(

@@ -432,3 +432,20 @@ def test_mlflow_tls_variables_are_checked_like_mlflow_does(project: Path, tmp_pa
         "MLFLOW_TRACKING_SERVER_CERT_PATH" in missing.stderr and "is not a file" in missing.stderr
     )
     assert "Traceback" not in both.stderr + missing.stderr
+
+
+def test_url_user_info_in_any_value_is_masked(project: Path) -> None:
+    """A password in any URL (a param, a tag, an exception) is stored as ``***@``."""
+    from tracksdk import tracked
+
+    @tracked(experiment="url-info")
+    def train(db_url: str) -> None:
+        raise RuntimeError("cannot reach https://bob:s3cretpass@example.com/x")
+
+    with pytest.raises(RuntimeError, match="s3cretpass"):  # the caller's exception is intact
+        train("postgresql://app:hunter22@db/prod")
+    [run] = all_runs(project)
+    assert run.data.params["db_url"] == "postgresql://***@db/prod"
+    assert run.data.tags["tracksdk.error.message"] == "cannot reach https://***@example.com/x"
+    stored = repr(run.data.params) + repr(run.data.tags)
+    assert "hunter22" not in stored and "s3cretpass" not in stored

@@ -48,6 +48,9 @@ def _after_in_child() -> None:
         ("tracksdk._writer", "after_fork_in_child"),
         ("tracksdk._run", "after_fork_in_child"),
         ("tracksdk._redact", "after_fork_in_child"),
+        ("tracksdk._auth", "after_fork_in_child"),
+        ("tracksdk._config", "after_fork_in_child"),
+        ("tracksdk._plugins", "after_fork_in_child"),
         ("tracksdk._sync", "after_fork_in_child"),
         ("tracksdk._mlflow", "after_fork_in_child"),
     )

@@ -174,6 +174,9 @@ class Journal:
         self._punched = 0  # bytes at the start of the segment whose disk space was freed
         self._acked_offset = 0  # acknowledged bytes of the current segment (ack on disk)
         self.memory_fallback = True
+        # After a hole was punched, the first whole record of the current segment.
+        self.punched_at: Position | None = None
+        self._retired = False  # the journal is being deleted: no more heartbeats
 
     # -- creation --------------------------------------------------------------------
 
@@ -404,6 +407,9 @@ class Journal:
             end = acked - acked % mmap.PAGESIZE
             if end > self._punched and _punch_hole(self._fd, self._punched, end - self._punched):
                 self._punched = end
+                # Acks fall on record boundaries: a resend from the start (a store that
+                # lost the run) begins here, after the freed bytes.
+                self.punched_at = (self._segment, acked)
 
     @property
     def files_root(self) -> Path:
@@ -435,8 +441,17 @@ class Journal:
 
     def beat(self) -> None:
         """Record that the writing process is alive."""
-        with contextlib.suppress(OSError):
-            _write_private(self.path / "heartbeat", f"{time.time():.3f}\n")
+        with self._lock:
+            if self._retired:
+                return
+            with contextlib.suppress(OSError):
+                _write_private(self.path / "heartbeat", f"{time.time():.3f}\n")
+
+    def retire(self) -> None:
+        """The journal is about to be deleted: stop its heartbeat first."""
+        with self._lock:
+            self._retired = True
+        _untrack(self)
 
     def close(self) -> None:
         """Stop appending; keep the lock (and the data) until :meth:`release`."""
@@ -541,7 +556,9 @@ class TailReader:
                 entries = self._disk.read(limit)
                 if entries or self._disk.position[0] < memory.segment:
                     return entries
-            self._memory_position = (memory.segment, 0)
+            disk_segment, disk_offset = self._disk.position
+            index = disk_offset if disk_segment == memory.segment else 0
+            self._memory_position = (memory.segment, index)
             self._disk.close()
         segment, index = self._memory_position
         out: list[Entry] = []
@@ -1088,6 +1105,14 @@ def claim(path: Path) -> Iterator[bool]:
                 yield True
             else:
                 yield False
+            return
+        # On a shared folder a lock taken on another host may not be visible here: a
+        # journal written elsewhere is alive while its heartbeat is fresh.
+        meta = read_json(path / "meta.json") or {}
+        host = meta.get("host")
+        elsewhere = isinstance(host, str) and host != socket.gethostname()
+        if elsewhere and heartbeat_age(path) <= HEARTBEAT_STALE:
+            yield False
             return
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)

@@ -140,9 +140,13 @@ def add_secrets_from_environ() -> None:
 
 
 def redact(text: str) -> str:
-    """Return ``text`` with every registered secret replaced by ``***``."""
+    """Return ``text`` with every registered secret, and URL user info, masked as ``***``."""
+    if not text:
+        return text
+    if "@" in text and "://" in text:  # a URL's user:password@ (cheap test first)
+        text = strip_userinfo(text)
     pattern = _pattern
-    if pattern is None or not text:
+    if pattern is None:
         return text
     return pattern.sub(MASK, text)
 

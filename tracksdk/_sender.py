@@ -437,7 +437,10 @@ class Sender:
             self.stopped = True
             return True
         refused = _count_lines(self.path / "rejected.jsonl")
-        if self.damage or refused:
+        damaged_before = (self.path / "damage.json").exists()  # kept, resent by --rejected
+        if self.journal is not None:
+            self.journal.retire()  # no heartbeat may write into it while it moves or goes
+        if self.damage or refused or damaged_before:
             self._keep(refused)
         else:
             _journal.remove(self.path)
@@ -460,6 +463,9 @@ class Sender:
             lines.append("Unreadable parts (their records could not be sent):")
             lines.extend(f"  {d.describe()}" for d in self.damage)
             lines.append("Everything else was sent.")
+        if not self.damage and (self.path / "damage.json").exists():
+            reasons.append("unreadable parts found before (damage.json)")
+            lines.append("damage.json lists the parts that could not be read.")
         if refused:
             reasons.append(f"{refused} request(s) refused by the store")
             lines.append(
@@ -500,6 +506,22 @@ class Sender:
                 f"the store lost it and the journal's segments 1-{first - 1} had already "
                 "been sent and deleted, so their records are missing from it"
             )
+        journal = self.journal
+        if journal is not None:
+            memory = journal._memory
+            if memory is not None and not numbers:
+                # Every disk segment was sent and deleted before the disk filled up.
+                start = (memory.segment, memory.base)
+                self._recreated = (
+                    "the store lost it and the records it had already taken were no longer "
+                    "kept (the journal's disk was full), so they are missing from it"
+                )
+            elif journal.punched_at is not None and start < journal.punched_at:
+                start = journal.punched_at  # the bytes before it were freed once sent
+                self._recreated = (
+                    "the store lost it and the records it had already taken from the "
+                    "journal's start were freed, so they are missing from it"
+                )
         with contextlib.suppress(OSError):
             _journal.write_ack(self.path, start)
         self.acked = start
@@ -570,7 +592,8 @@ class Sender:
                 # each time (a value its database refuses), or an upload failing on a disk
                 # error, is not an outage: after a few tries the request is set aside
                 # instead of blocking everything behind it.
-                poison = "HTTP 500" in str(exc) or (
+                # A create is never set aside: the run's tags and parent live in it.
+                poison = (op.kind != "c" and "HTTP 500" in str(exc)) or (
                     op.kind in ("f", "r") and "HTTP" not in str(exc) and not _is_network(exc)
                 )
                 if poison:

@@ -528,6 +528,10 @@ class Writer:
         for found in _journal.find(self.journal.path.parent):
             if found.meta.get("attach_to") != self.client_id:
                 continue
+            leftover = _Leftover(found.path, self.conn, self.http_timeout, self.label)
+            if time.monotonic() >= deadline:
+                _drainer().add(leftover)  # the end does not wait any longer for them
+                continue
             with _journal.claim(found.path) as ours:
                 if not ours:
                     continue  # the child still runs and sends its own points
@@ -538,19 +542,23 @@ class Writer:
                     label=f"{self.label} (forked child)",
                 )
                 sender.start()
-                left = max(0.5, deadline - time.monotonic())
-                sender.flush(left, progress_delay=None, stall=STALL_SECONDS)
+                sender.flush(
+                    max(0.5, deadline - time.monotonic()), progress_delay=None, stall=STALL_SECONDS
+                )
                 sender.stop()
-                sender.join(self.http_timeout + 1)
+                sender.join(max(0.1, deadline - time.monotonic()))
                 done = sender.done
             if not done:
-                _drainer().add(_Leftover(found.path, self.conn, self.http_timeout, self.label))
+                # A request may still be in flight: the drainer waits for it to finish.
+                leftover.previous = sender if sender.alive else None
+                _drainer().add(leftover)
 
 
 def after_fork_in_child() -> None:
     """In a forked child: every live writer forgets the parent's journal and sender."""
-    global _the_drainer
+    global _the_drainer, _drainer_lock
     _the_drainer = None
+    _drainer_lock = threading.Lock()
     for writer in list(_writers):
         writer.forked()
 
