@@ -113,7 +113,7 @@ def test_small_disk_online_never_sigbus_and_frees_space(project: Path, tmpfs: An
 def test_small_disk_offline_keeps_what_fits_and_counts_the_rest(project: Path, tmpfs: Any) -> None:
     """Offline on a 2 MB disk: no SIGBUS; what did not fit is counted; sync sends the rest."""
     disk = tmpfs("2m")
-    result = run_job(project, disk, 80_000, "tiny-offline", TRACKSDK_MODE="offline")
+    result = run_job(project, disk, 60_000, "tiny-offline", TRACKSDK_MODE="offline")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "END FINISHED" in result.stdout
     assert "could not be kept" in result.stderr or "failed" in result.stderr

@@ -112,41 +112,46 @@ LOSSY = ["flip_payload", "huge_len", "zero_header", "next_marker", "garbage_rang
          "badjson_goodcrc", "notlist_goodcrc", "bad_fields_goodcrc"]  # fmt: skip
 
 
-@pytest.mark.parametrize("kind", LOSSY)
 def test_a_damaged_record_is_skipped_and_the_rest_is_sent(
-    project: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+    project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One damaged record loses that record only: later points, the tag and FINISHED arrive.
 
-    sync names the byte range lost, exits 1 and keeps the journal in kept/ with a note.
+    One journal per kind of damage, synced together: sync names each byte range lost,
+    exits 1 and keeps each journal in kept/ with a note.
     """
-    journal = offline_run(monkeypatch)
-    corrupt(journal, kind)
+    damaged = {kind: offline_run(monkeypatch, name=kind) for kind in LOSSY}
+    for kind, journal in damaged.items():
+        corrupt(journal, kind)
     dry = run_cli(project, "sync", "--dry-run")
     assert dry.returncode == 1, dry.stdout + dry.stderr
-    assert "DAMAGED" in dry.stdout and "segment 1 bytes" in dry.stdout, dry.stdout
-    assert "end it FINISHED" in dry.stdout
+    assert dry.stdout.count("DAMAGED") == len(LOSSY), dry.stdout
+    assert "segment 1 bytes" in dry.stdout
+    assert dry.stdout.count("end it FINISHED") == len(LOSSY), dry.stdout
 
     result = run_cli(project, "sync")
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "NOT IN FULL" in result.stdout and "segment 1 bytes" in result.stdout, result.stdout
+    assert result.stdout.count("NOT IN FULL") == len(LOSSY), result.stdout
     assert "Traceback" not in result.stderr
-    [run] = all_runs(project)
-    assert run.info.status == "FINISHED"
-    assert run.data.params == {"p1": "v1"}
-    assert run.data.tags["t_end"] == "yes"
-    history = local_client(project).get_metric_history(run.info.run_id, "loss")
-    steps = sorted(m.step for m in history)
-    assert steps == [s for s in range(100) if s != 50]
+    runs = {run.info.run_name: run for run in all_runs(project)}
+    assert sorted(runs) == sorted(LOSSY)
+    for kind, run in runs.items():
+        assert run.info.status == "FINISHED", kind
+        assert run.data.params == {"p1": "v1"}, kind
+        assert run.data.tags["t_end"] == "yes", kind
+        history = local_client(project).get_metric_history(run.info.run_id, "loss")
+        steps = sorted(m.step for m in history)
+        assert steps == [s for s in range(100) if s != 50], kind
     assert journals(project) == []
-    [where] = kept(project)
-    assert where.name == journal.name
-    note = (where / "KEPT.txt").read_text()
-    assert "segment 1 bytes" in note and "unreadable" in note
-    assert (where / "seg-000001.log").exists()  # the bytes are still there to look at
-    if kind == "flip_payload":  # `sync --rejected` (what KEPT.txt suggests) keeps it too
-        again = run_cli(project, "sync", "--rejected")
-        assert "Traceback" not in again.stderr, again.stderr
+    assert sorted(p.name for p in kept(project)) == sorted(j.name for j in damaged.values())
+    for where in kept(project):
+        note = (where / "KEPT.txt").read_text()
+        assert "segment 1 bytes" in note and "unreadable" in note
+        assert (where / "seg-000001.log").exists()  # the bytes are still there to look at
+    # `sync --rejected`, which KEPT.txt suggests, keeps a damaged journal too.
+    again = run_cli(project, "sync", "--rejected")
+    assert "Traceback" not in again.stderr, again.stderr
+    for where in kept(project):
         assert (where / "seg-000001.log").exists() and (where / "damage.json").exists()
 
 

@@ -1210,3 +1210,17 @@ def set_aside(path: Path, reason: str, lines: list[str]) -> Path:
 def write_lines(path: Path, lines: list[str]) -> None:
     """Replace a journal file's lines, atomically, mode 0600."""
     _write_private(path, "".join(line.rstrip("\n") + "\n" for line in lines))
+
+
+def count_lines(path: Path) -> int:
+    """Non-empty lines in a file such as ``rejected.jsonl`` (0 when it is missing)."""
+    try:
+        with open(path, "rb") as lines:
+            return sum(1 for line in lines if line.strip())
+    except OSError:
+        return 0
+
+
+def distance(a: Position, b: Position) -> int:
+    """Bytes of journal between two positions, for progress bars (segments count full)."""
+    return max(0, (b[0] - a[0]) * SEGMENT_SIZE + b[1] - a[1])

@@ -328,7 +328,7 @@ class Sender:
                 if stall is not None and self.in_outage and since >= stall:
                     return False
                 if target is not None and progress_delay is not None:
-                    total = _distance(start, target)
+                    total = _journal.distance(start, target)
                     if progress is None:
                         progress = Progress(
                             f"tracksdk: sending run {self.label}",
@@ -336,7 +336,7 @@ class Sender:
                             unit="B",
                             delay=progress_delay,
                         )
-                    progress.update(_distance(start, self.acked), total)
+                    progress.update(_journal.distance(start, self.acked), total)
                 self._wake.set()
                 with self._changed:
                     self._changed.wait(min(0.1, remaining))
@@ -436,7 +436,7 @@ class Sender:
         if unended and not self._send(killed):
             self.stopped = True
             return True
-        refused = _count_lines(self.path / "rejected.jsonl")
+        refused = _journal.count_lines(self.path / "rejected.jsonl")
         damaged_before = (self.path / "damage.json").exists()  # kept, resent by --rejected
         if self.journal is not None:
             self.journal.retire()  # no heartbeat may write into it while it moves or goes
@@ -859,19 +859,6 @@ class Sender:
             raise _mlflow._classify(self.conn, exc.__cause__ or exc, "Registering") from None
 
 
-def _count_lines(path: Path) -> int:
-    try:
-        with open(path, "rb") as lines:
-            return sum(1 for line in lines if line.strip())
-    except OSError:
-        return 0
-
-
 def _is_network(exc: BaseException) -> bool:
     text = str(exc)
     return any(word in text for word in ("Connection", "connect", "Timeout", "timed out"))
-
-
-def _distance(a: _journal.Position, b: _journal.Position) -> int:
-    """Bytes of journal between two positions (segments are SEGMENT_SIZE long)."""
-    return max(0, (b[0] - a[0]) * _journal.SEGMENT_SIZE + b[1] - a[1])

@@ -103,7 +103,7 @@ def summarize(found: _journal.Found, *, final: bool = True) -> Summary:
         experiment=found.text("experiment") or "",
         target=_journal.masked_target(found.text("target")),
         created_as=run_id if isinstance(run_id, str) else None,
-        refused=_count_lines(found.path / "rejected.jsonl"),
+        refused=_journal.count_lines(found.path / "rejected.jsonl"),
         attach_to=found.text("attach_to"),
     )
     reader = _journal.Reader(found.path, _journal.read_ack(found.path))
@@ -176,7 +176,7 @@ def sync_one(
         if sender.done:
             if sender.kept_at is not None:
                 lines = summary.describe_damage()
-                refused = _count_lines(sender.kept_at / "rejected.jsonl")
+                refused = _journal.count_lines(sender.kept_at / "rejected.jsonl")
                 if refused:
                     lines.append(f"{refused} request(s) refused by the store, kept in full")
                 return Outcome(
@@ -237,7 +237,7 @@ def _wait(sender: Sender, summary: Summary, timeout: float, progress_delay: floa
     if progress_delay is not None:
         progress = Progress(
             f"tracksdk: sending run {summary.run_name or summary.client_id[:8]}",
-            _distance(sender.acked, summary.end),
+            _journal.distance(sender.acked, summary.end),
             unit="B",
             delay=progress_delay,
         )
@@ -252,23 +252,11 @@ def _wait(sender: Sender, summary: Summary, timeout: float, progress_delay: floa
             elif timeout > 0 and sender.failing and time.monotonic() - since > timeout:
                 return False
             if progress is not None:
-                progress.update(_distance(start, sender.acked))
+                progress.update(_journal.distance(start, sender.acked))
         return True
     finally:
         if progress is not None:
             progress.close()
-
-
-def _distance(a: _journal.Position, b: _journal.Position) -> int:
-    return max(0, (b[0] - a[0]) * _journal.SEGMENT_SIZE + b[1] - a[1])
-
-
-def _count_lines(path: Path) -> int:
-    try:
-        with open(path, "rb") as lines:
-            return sum(1 for line in lines if line.strip())
-    except OSError:
-        return 0
 
 
 def sync_all(
@@ -567,7 +555,7 @@ def command(
             print(f"  sent {short} as run {outcome.run_id}, NOT IN FULL:", file=out)
             for line in summary.describe_damage():
                 print(f"    {line}", file=out)
-            refused = _count_lines((outcome.kept_at or Path()) / "rejected.jsonl")
+            refused = _journal.count_lines((outcome.kept_at or Path()) / "rejected.jsonl")
             if refused:
                 print(f"    {refused} request(s) refused by the store, kept in full", file=out)
             print(f"    kept in {outcome.kept_at} (see KEPT.txt there)", file=out)
