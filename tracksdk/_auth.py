@@ -65,9 +65,3 @@ class TrackSDKAuthProvider:
     def get_auth(self) -> _ScopedAuth:
         """The auth object MLflow attaches to each request."""
         return _ScopedAuth()
-
-
-def after_fork_in_child() -> None:
-    """In a forked child: a fresh lock (a parent thread may have held this one)."""
-    global _lock
-    _lock = threading.Lock()

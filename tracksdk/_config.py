@@ -143,9 +143,3 @@ def _resolve(
             _cache.clear()
         _cache[key] = (explained, conn)
     return explained, conn
-
-
-def after_fork_in_child() -> None:
-    """In a forked child: a fresh lock (a parent thread may have held this one)."""
-    global _lock
-    _lock = threading.Lock()

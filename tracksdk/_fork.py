@@ -40,21 +40,35 @@ def _after_in_parent() -> None:
         writer.after_fork_in_parent()
 
 
+# Module-level locks a thread of the parent may have held at the fork: the child gets
+# fresh ones (its copy would stay locked for ever).
+_LOCKS = (
+    ("tracksdk._auth", "_lock"),
+    ("tracksdk._config", "_lock"),
+    ("tracksdk._plugins", "_lock"),
+    ("tracksdk._redact", "_lock"),
+    ("tracksdk._sync", "_background_lock"),
+    ("tracksdk._mlflow", "_clients_lock"),
+    ("tracksdk._writer", "_drainer_lock"),
+)
+# Modules with more state than a lock to reset, in this order.
+_HOOKS = (
+    ("tracksdk._journal", "after_fork_in_child"),
+    ("tracksdk._context", "reset_after_fork"),
+    ("tracksdk._writer", "after_fork_in_child"),
+    ("tracksdk._run", "after_fork_in_child"),
+    ("tracksdk._sync", "after_fork_in_child"),
+    ("tracksdk._mlflow", "after_fork_in_child"),
+)
+
+
 def _after_in_child() -> None:
     # Each step is guarded: a failure here must never break the user's child process.
-    steps = (
-        ("tracksdk._journal", "after_fork_in_child"),
-        ("tracksdk._context", "reset_after_fork"),
-        ("tracksdk._writer", "after_fork_in_child"),
-        ("tracksdk._run", "after_fork_in_child"),
-        ("tracksdk._redact", "after_fork_in_child"),
-        ("tracksdk._auth", "after_fork_in_child"),
-        ("tracksdk._config", "after_fork_in_child"),
-        ("tracksdk._plugins", "after_fork_in_child"),
-        ("tracksdk._sync", "after_fork_in_child"),
-        ("tracksdk._mlflow", "after_fork_in_child"),
-    )
-    for module_name, function in steps:
+    for module_name, name in _LOCKS:
+        module = sys.modules.get(module_name)
+        if module is not None and hasattr(module, name):
+            setattr(module, name, threading.Lock())
+    for module_name, function in _HOOKS:
         module = sys.modules.get(module_name)
         hook = getattr(module, function, None) if module is not None else None
         if hook is not None:

@@ -614,8 +614,8 @@ def _beat_forever() -> None:
             journal.beat()
 
 
-def after_fork_in_child() -> list[Journal]:
-    """Drop the parent's journals in a forked child; return them (the runs they hold)."""
+def after_fork_in_child() -> None:
+    """Drop the parent's journals in a forked child (see tracksdk._fork)."""
     global _heart, _live_lock
     _live_lock = threading.Lock()
     _heart = None
@@ -623,7 +623,6 @@ def after_fork_in_child() -> list[Journal]:
     _live.clear()
     for journal in inherited:
         journal.abandon_in_child()
-    return inherited
 
 
 _PUNCH_MIN = 256 << 10

@@ -1035,8 +1035,6 @@ def after_fork_in_child() -> None:
     ``Engine.dispose(close=False)`` in the child); the parent keeps using them. MLflow
     caches one engine per database URI on the store class.
     """
-    global _clients_lock
-    _clients_lock = threading.Lock()
     _clients.clear()
     store_module = sys.modules.get("mlflow.store.tracking.sqlalchemy_store")
     engines = getattr(getattr(store_module, "SqlAlchemyStore", None), "_engine_map", None)

@@ -107,9 +107,3 @@ def framework_of(pm: pluggy.PluginManager, model: Any) -> str | None:
     """The framework that owns ``model``, or None."""
     result = call_first(pm, "tracksdk_model_framework", model=model)
     return str(result) if result is not None else None
-
-
-def after_fork_in_child() -> None:
-    """In a forked child: a fresh lock (a parent thread may have held this one)."""
-    global _lock
-    _lock = threading.Lock()

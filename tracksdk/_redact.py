@@ -427,9 +427,3 @@ def strip_userinfo(text: str) -> str:
     if "@" not in text:
         return text
     return _USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
-
-
-def after_fork_in_child() -> None:
-    """In a forked child: a fresh lock (a parent thread may have held this one)."""
-    global _lock
-    _lock = threading.Lock()

@@ -52,7 +52,6 @@ MAX_ENTITIES = 1000
 MAX_BYTES = 800_000  # MLflow refuses requests over 1 MB; keep room for the framing
 
 MAX_BACKOFF = 10.0
-HEARTBEAT_EVERY = 5.0
 POLL = 0.5
 POISON_TRIES = 5  # internal errors on the same request before it is set aside
 MAX_RESTARTS = 2  # times a run the store lost is created again from the journal
@@ -191,7 +190,6 @@ class Sender:
         self._warned_outage = False
         self.start_watched = False  # the run's start is waiting and reports failures itself
         self._attempts = 0
-        self._last_beat = 0.0
         self._thread: threading.Thread | None = None
         self._transport: Transport | None = None
         self._progress_at = time.monotonic()  # when an ack last moved (see flush's stall)
@@ -383,7 +381,6 @@ class Sender:
         )
         try:
             while not self._stop.is_set():
-                self._beat()
                 # Read "final" only once the journal is: a live journal's bad header is a
                 # record not written yet, to be read again, not damage to skip.
                 final = self._final()
@@ -540,12 +537,6 @@ class Sender:
         except (OSError, ValueError):
             return int(time.time() * 1000)
 
-    def _beat(self) -> None:
-        now = time.monotonic()
-        if self.journal is not None and now - self._last_beat >= HEARTBEAT_EVERY:
-            self._last_beat = now
-            self.journal.beat()
-
     def _ack(self, position: _journal.Position, *, ended: bool = False) -> None:
         durable = True
         try:
@@ -606,11 +597,8 @@ class Sender:
                 if exc.retry_after is None:
                     wait *= random.uniform(0.5, 1.0)  # jitter: clients do not retry in step
                 delay = min(delay * 2, MAX_BACKOFF)
-                deadline = time.monotonic() + wait
-                while (left := deadline - time.monotonic()) > 0:
-                    self._beat()
-                    if self._stop.wait(min(left, HEARTBEAT_EVERY)):
-                        return False
+                if self._stop.wait(wait):
+                    return False
             except AuthFailed as exc:
                 self.first_outcome.set()
                 self.auth_error = exc

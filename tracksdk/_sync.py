@@ -587,6 +587,4 @@ def _mention_kept(folder: Path, out: TextIO) -> None:
 
 def after_fork_in_child() -> None:
     """In a forked child: the parent's background syncs do not run here."""
-    global _background_lock
     _background.clear()
-    _background_lock = threading.Lock()

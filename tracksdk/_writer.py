@@ -84,6 +84,7 @@ class Writer:
         self._child_of: _journal.Journal | None = None  # set in a forked child until it logs
         self._child_exit_hooked = False
         self._parent_run_id: str | None = None
+        self.attach_to: str | None = None  # in a forked child: the parent run's client id
         _writers.add(self)
 
     @property
@@ -418,8 +419,6 @@ class Writer:
 
     # -- fork ------------------------------------------------------------------------
 
-    attach_to: str | None = None  # in a forked child: the parent run's client id
-
     def forked(self) -> None:
         """In a forked child: forget the parent's sender; journal anew on the first write.
 
@@ -556,9 +555,8 @@ class Writer:
 
 def after_fork_in_child() -> None:
     """In a forked child: every live writer forgets the parent's journal and sender."""
-    global _the_drainer, _drainer_lock
+    global _the_drainer
     _the_drainer = None
-    _drainer_lock = threading.Lock()
     for writer in list(_writers):
         writer.forked()
 
@@ -618,10 +616,6 @@ class _Drainer:
                 )
                 self._thread.start()
         self._wake.set()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._items)
 
     def _main(self) -> None:
         pause = 1.0
