@@ -17,6 +17,7 @@ Mark tests that use them with ``@pytest.mark.server``.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,6 +64,21 @@ def dagshub_server(request: pytest.FixtureRequest, _server_pool: ServerPool) -> 
 
 # Core fixtures (fresh project folders with their own local store).
 from core_fixtures import empty_store, fresh_project, project  # noqa: E402, F401
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_environment() -> Iterator[None]:
+    """Undo MLflow's own changes to the environment after each test.
+
+    ``mlflow.set_experiment`` exports ``MLFLOW_EXPERIMENT_ID`` so that subprocesses
+    inherit it; one test's experiment id must not reach a later test's server.
+    """
+    before = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    yield
+    for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
+        if key not in before:
+            del os.environ[key]
+    os.environ.update(before)
 
 
 @pytest.fixture(autouse=True)

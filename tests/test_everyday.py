@@ -485,6 +485,8 @@ def test_set_experiment_before_the_run_is_honoured(
     from mlflow.tracking import fluent
 
     monkeypatch.setattr(fluent, "_active_experiment_id", None)
+    # mlflow.set_experiment exports MLFLOW_EXPERIMENT_ID for subprocesses: undone at the end.
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
     sub = project / "notebooks"
     sub.mkdir()
     monkeypatch.chdir(sub)  # MLflow's default store is then ./mlflow.db here, not tracksdk's
