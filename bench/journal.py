@@ -462,7 +462,9 @@ WORKER_SOURCE = textwrap.dedent(
         import collections
         import functools
 
-        from tracksdk import _journal, _mlflow
+        from tracksdk import _journal
+        from tracksdk.stores.local import LocalStore
+        from tracksdk.stores.rest import RestStore
 
         sender_profiler = cProfile.Profile()
         original_main = _sender.Sender._main
@@ -493,10 +495,10 @@ WORKER_SOURCE = textwrap.dedent(
 
             setattr(owner, name, timed)
 
-        wrap(_mlflow.Transport, "log_batch", "Transport.log_batch (MLflow store)")
+        wrap(LocalStore, "log_batch", "LocalStore.log_batch")
+        wrap(RestStore, "log_batch", "RestStore.log_batch")
         wrap(_journal.Reader, "read", "Reader.read (JSON decode)")
         wrap(_journal, "write_ack", "write_ack (file + glob)")
-        wrap(_sender.Sender, "_beat", "Sender._beat")
         _sender.Sender._main = profiled_main
         t1 = perf()
         with tracked(experiment=exp) as run:

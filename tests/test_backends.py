@@ -210,5 +210,5 @@ def test_unknown_backend_lists_installed_third_party_ones(
 ) -> None:
     """The error for an unknown backend lists plugin backends too."""
     monkeypatch.setenv("TRACKSDK_BACKEND", "nope")
-    with pytest.raises(ConfigError, match="Valid backends: dagshub, folder, local, server"):
+    with pytest.raises(ConfigError, match="Valid backends: dagshub, folder, local, memory, server"):
         connect()

@@ -374,14 +374,14 @@ def test_server_without_registry_and_logged_models(
 ) -> None:
     """On a server answering 404 to the registry and logged-model routes: one warning each,
     the model stays logged in the run, and autolog drops log_models."""
-    from tracksdk import _mlflow
+    from tracksdk.stores.rest import forget_probes
 
     monkeypatch.setenv("TRACKSDK_BACKEND", "dagshub")
     monkeypatch.setenv("TRACKSDK_DAGSHUB__HOST", dagshub_server.host)
     monkeypatch.setenv("TRACKSDK_DAGSHUB__OWNER", dagshub_server.owner)
     monkeypatch.setenv("TRACKSDK_DAGSHUB__REPO", dagshub_server.repo)
     monkeypatch.setenv("TRACKSDK_DAGSHUB__TOKEN", dagshub_server.token)
-    _mlflow._capabilities.clear()
+    forget_probes()
     dagshub_server.fail_routes = {
         "/api/2.0/mlflow/registered-models/*": 404,
         "/api/2.0/mlflow/model-versions/*": 404,
@@ -399,7 +399,7 @@ def test_server_without_registry_and_logged_models(
             train()
     finally:
         dagshub_server.clear_failures()
-        _mlflow._capabilities.clear()
+        forget_probes()
     messages = [str(w.message) for w in record]
     assert any("no logged-model endpoints" in m for m in messages), messages
     assert any("has no model registry" in m for m in messages), messages

@@ -111,7 +111,7 @@ def test_unknown_backend_raises_before_function_runs(
         ran.append(True)
 
     with pytest.raises(
-        ConfigError, match=r"Unknown backend 's3'.*Valid backends: dagshub, .*local, server"
+        ConfigError, match=r"Unknown backend 's3'.*Valid backends: dagshub, .*local, memory, server"
     ):
         train()
     assert ran == []

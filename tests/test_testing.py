@@ -1,8 +1,17 @@
-"""tracksdk.testing.capture_runs: users test their own tracked code against a real store."""
+"""tracksdk.testing.capture_runs: users test their own tracked code.
+
+Every behaviour is checked on both stores capture_runs offers: the memory store (the
+default, no MLflow) and MLflow's own sqlite store, and the two are compared.
+"""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+import warnings
 from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 
@@ -19,10 +28,16 @@ def train(learning_rate: float = 0.1) -> dict[str, float]:
     return {"val_auc": 0.9}
 
 
-def test_capture_runs_reads_back_everything(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+STORES = pytest.mark.parametrize("store", ["memory", "sqlite"])
+
+
+@STORES
+def test_capture_runs_reads_back_everything(
+    project: Path, monkeypatch: pytest.MonkeyPatch, store: Literal["memory", "sqlite"]
+) -> None:
     """capture_runs hands back params, metrics, history, tags and artifacts as stored."""
     monkeypatch.setenv("TRACKSDK_MODE", "disabled")  # capture_runs turns tracking on
-    with capture_runs() as captured:
+    with capture_runs(store=store) as captured:
         train(learning_rate=0.2)
         run = captured.only()
     assert run.status == "FINISHED"
@@ -38,9 +53,12 @@ def test_capture_runs_reads_back_everything(project: Path, monkeypatch: pytest.M
     assert all_runs(project) == []  # nothing reached the project's own store
 
 
-def test_capture_runs_sees_children_and_failures(project: Path) -> None:
+@STORES
+def test_capture_runs_sees_children_and_failures(
+    project: Path, store: Literal["memory", "sqlite"]
+) -> None:
     """Child runs carry their parent id; a failing run is FAILED."""
-    with capture_runs() as captured:
+    with capture_runs(store=store) as captured:
         with tracked(experiment="p") as parent:
             train()
         with pytest.raises(ZeroDivisionError), tracked():
@@ -52,10 +70,13 @@ def test_capture_runs_sees_children_and_failures(project: Path) -> None:
         captured.only()
 
 
-def test_capture_runs_restores_configuration(project: Path) -> None:
+@STORES
+def test_capture_runs_restores_configuration(
+    project: Path, store: Literal["memory", "sqlite"]
+) -> None:
     """After the block, tracked code goes back to the configured store."""
     tracksdk.configure(experiment="mine")
-    with capture_runs():
+    with capture_runs(store=store):
         pass
     with tracked() as run:
         pass
@@ -63,3 +84,112 @@ def test_capture_runs_restores_configuration(project: Path) -> None:
     from core_fixtures import local_client
 
     assert local_client(project).get_experiment(run.experiment_id).name == "mine"
+
+
+@tracked(experiment="compare")
+def rich_run(rows: int = 4) -> dict[str, Any]:
+    """Everything a run can hold, for comparing the two stores."""
+    tracksdk.log_params({"rows": rows, "kind": "full"})
+    for step in range(rows):
+        tracksdk.log_metric("loss", 1.0 / (step + 1), step=step)
+        tracksdk.log_metric("loss", 1.0 / (step + 1), step=step)  # a duplicate row
+    tracksdk.log_metric("odd", float("nan"))
+    tracksdk.log_metric("big", float("inf"), step=1)
+    tracksdk.set_tags({"team": "ml", "long": "x" * 9000})
+    tracksdk.log_dict({"a": 1}, "config/run.json")
+    with tracked(run_name="child"):
+        tracksdk.log_metric("inner", 2.0)
+    return {"auc": 0.75, "converged": True}
+
+
+def _snapshot(captured: Any) -> list[dict[str, Any]]:
+    """What a user would compare: everything but ids, times and machine details."""
+    volatile = ("tracksdk.client_run_id", "mlflow.parentRunId")
+    out = []
+    for run in captured.runs:
+        out.append(
+            {
+                "name": run.name if run.parent_run_id else None,  # MLflow invents top names
+                "status": run.status,
+                "experiment": run.experiment,
+                "params": run.params,
+                "metrics": {k: ("nan" if v != v else v) for k, v in run.metrics.items()},
+                "history": {
+                    k: [(step, "nan" if v != v else v) for step, v in run.metric_history(k)]
+                    for k in run.metrics
+                },
+                "tags": {k: v for k, v in run.tags.items() if k not in volatile},
+                "artifacts": run.artifacts,
+                "has_parent": run.parent_run_id is not None,
+                "config": (
+                    run.artifact_text("config/run.json")
+                    if "config/run.json" in run.artifacts
+                    else None
+                ),
+            }
+        )
+    return out
+
+
+def test_memory_store_shows_what_sqlite_shows(project: Path) -> None:
+    """The same tracked code, captured on both stores, reads back the same."""
+    snapshots = []
+    for store in ("memory", "sqlite"):
+        with capture_runs(store=store) as captured, warnings.catch_warnings(record=True) as w:  # type: ignore[arg-type]
+            warnings.simplefilter("always")
+            rich_run()
+            snapshots.append(_snapshot(captured))
+        said = " ".join(str(x.message) for x in w)
+        assert "NaN" in said and "9000" in said, said  # normalised values are announced
+    memory, sqlite = snapshots
+    for run in sqlite:  # the run name MLflow generated, kept in its tag
+        run["tags"].pop("mlflow.runName", None)
+    for run in memory:
+        run["tags"].pop("mlflow.runName", None)
+    assert memory == sqlite
+    assert memory[0]["params"] == {"rows": "4", "kind": "full"}
+    # Each point twice (tracksdk's timestamps keep both), in MLflow's order: by time.
+    assert memory[0]["history"]["loss"] == [(0, 1.0), (1, 0.5), (2, 1 / 3), (3, 0.25)] * 2
+
+
+def test_memory_capture_does_not_import_mlflow(project: Path) -> None:
+    """A user's test of tracked code on the memory store never imports MLflow."""
+    code = textwrap.dedent(
+        """
+        import sys
+        import tracksdk
+        from tracksdk.testing import capture_runs
+
+        @tracksdk.tracked(experiment="fast")
+        def train(lr):
+            tracksdk.log_metric("loss", lr)
+            tracksdk.log_text("card", "card.md")
+            return {"auc": 0.5}
+
+        with capture_runs() as captured:
+            for i in range(20):
+                train(lr=i)
+        runs = captured.runs
+        assert len(runs) == 20 and {r.status for r in runs} == {"FINISHED"}
+        assert sorted(r.metrics["loss"] for r in runs) == list(range(20))
+        print("mlflow" in sys.modules)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=project, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"
+
+
+def test_capture_runs_refuses_a_root_for_the_memory_store(tmp_path: Path) -> None:
+    with (
+        pytest.raises(ValueError, match="memory store has no folder"),
+        capture_runs(root=tmp_path, store="memory"),
+    ):
+        pass
+    with (
+        pytest.raises(ValueError, match="use 'memory' or 'sqlite'"),
+        capture_runs(store="postgres"),  # type: ignore[arg-type]
+    ):
+        pass

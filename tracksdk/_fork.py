@@ -48,7 +48,9 @@ _LOCKS = (
     ("tracksdk._plugins", "_lock"),
     ("tracksdk._redact", "_lock"),
     ("tracksdk._sync", "_background_lock"),
-    ("tracksdk._mlflow", "_clients_lock"),
+    ("tracksdk.stores._client", "_clients_lock"),
+    ("tracksdk.stores.local", "_fast_lock"),
+    ("tracksdk.stores.rest", "_probed_lock"),
     ("tracksdk._writer", "_drainer_lock"),
 )
 # Modules with more state than a lock to reset, in this order.
@@ -58,7 +60,7 @@ _HOOKS = (
     ("tracksdk._writer", "after_fork_in_child"),
     ("tracksdk._run", "after_fork_in_child"),
     ("tracksdk._sync", "after_fork_in_child"),
-    ("tracksdk._mlflow", "after_fork_in_child"),
+    ("tracksdk.stores.local", "after_fork_in_child"),
 )
 
 

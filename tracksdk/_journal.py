@@ -232,12 +232,14 @@ class Journal:
 
     @classmethod
     def in_memory(
-        cls, folder: Path, meta: dict[str, Any], *, max_bytes: int, reason: str
+        cls, folder: Path, meta: dict[str, Any], *, max_bytes: int, reason: str | None
     ) -> Journal:
-        """A journal that keeps its records in memory: the disk cannot take them.
+        """A journal that keeps its records in memory.
 
-        The run is still delivered while the process lives; what the store has not taken
-        when the process dies is lost, so the caller warns once.
+        With a ``reason``, the disk cannot take them: the run is still delivered while
+        the process lives, and what the store has not taken when the process dies is
+        lost, so the caller warns once. Without one, memory is all the run needs (its
+        store lives in this process too: the memory store).
         """
         meta = {**meta, "pid": os.getpid(), "host": socket.gethostname(), "created": time.time()}
         journal = cls(folder / meta["client_id"], meta, max_bytes=max_bytes)

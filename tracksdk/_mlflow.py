@@ -1,18 +1,17 @@
-"""The only module that imports MLflow.
+"""MLflow's process-wide state: the one module besides the stores that imports MLflow.
 
-Everything MLflow-specific lives here: the process-wide MLflow state a run sets and
-restores, the calls that write to a store, and the translation of MLflow's exceptions into
-:class:`~tracksdk.exceptions.TrackingError`. The rest of tracksdk speaks its own types.
-Importing this module imports mlflow (1-2 s), so it is only imported when a run starts.
+What a run sets and restores (tracking URI, credentials hand-over, the active run that
+autolog and ``mlflow.log_*`` write to, the active experiment), and MLflow's helpers for
+reading runs and models and describing datasets. Writes to a store go through
+:mod:`tracksdk.stores`. Importing this module imports mlflow (1-2 s), so it is only
+imported when a run starts.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import sys
-import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,14 +21,17 @@ from typing import TYPE_CHECKING, Any
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import mlflow
-from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from tracksdk import _auth, _redact
 from tracksdk.exceptions import TrackingError
+from tracksdk.stores import errors as _errors
+from tracksdk.stores._client import mlflow_client
+from tracksdk.stores.base import DATASET_FIELDS
 
 if TYPE_CHECKING:
     from tracksdk.backends import Connection
+    from tracksdk.stores import CreatedRun
 
 MLFLOW_VERSION: str = mlflow.__version__
 
@@ -51,13 +53,8 @@ _ENV_KEYS = (
 )
 
 
-def describe(exc: BaseException) -> str:
-    """A short, secret-free description of an exception from MLflow or the network."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if len(text) > 300:
-        text = text[:300] + "…"
-    name = type(exc).__name__
-    return _redact.strip_userinfo(_redact.redact(f"{name}: {text}" if text else name))
+describe = _errors.describe
+client = mlflow_client
 
 
 @contextlib.contextmanager
@@ -285,97 +282,6 @@ def active_experiment(saved: SavedState | None, conn: Connection | None) -> str 
     return None
 
 
-_clients: dict[tuple[str, str], MlflowClient] = {}
-_clients_lock = threading.Lock()
-
-
-def client(conn: Connection) -> MlflowClient:
-    """One MlflowClient per store, reused across runs."""
-    key = (conn.tracking_uri, conn.registry_uri)
-    with _clients_lock:
-        if key not in _clients:
-            _clients[key] = MlflowClient(tracking_uri=conn.tracking_uri, registry_uri=key[1])
-        return _clients[key]
-
-
-_experiments: dict[tuple[str, str], str] = {}
-
-
-def ensure_experiment(conn: Connection, name: str) -> str:
-    """Return the id of experiment ``name``, creating it if needed."""
-    key = (conn.tracking_uri, name)
-    if key in _experiments:
-        return _experiments[key]
-    with errors(f"Opening experiment {name!r} on {conn.tracking_uri}"):
-        if conn.artifact_root is not None:
-            experiment_id = _ensure_local_experiment(conn, name, conn.artifact_root)
-        else:
-            experiment_id = _get_or_create(client(conn), name)
-    _experiments[key] = experiment_id
-    return experiment_id
-
-
-def _get_or_create(store: Any, name: str) -> str:
-    from mlflow.exceptions import MlflowException
-
-    experiment = store.get_experiment_by_name(name)
-    if experiment is not None:
-        if experiment.lifecycle_stage == "deleted":
-            # Rejected (a TrackingError): the sender must not retry this for ever.
-            raise Rejected(
-                f"Experiment {name!r} is deleted (in the trash). Restore it in the MLflow UI "
-                "or with `mlflow experiments restore`, or choose another name",
-                "INVALID_STATE",
-            )
-        return str(experiment.experiment_id)
-    try:
-        return str(store.create_experiment(name))
-    except MlflowException:
-        # Another process created it between our read and our write.
-        experiment = store.get_experiment_by_name(name)
-        if experiment is None:
-            raise
-        return str(experiment.experiment_id)
-
-
-def _ensure_local_experiment(conn: Connection, name: str, artifact_root: str) -> str:
-    """Create the sqlite store and the experiment under a file lock.
-
-    Several processes creating a new sqlite store at once break its schema migration
-    (FACTS.md); the lock makes the first creation serial. The store is built with the
-    project's artifact root so new experiments keep artifacts in ``<root>/mlruns``.
-    """
-    from filelock import FileLock
-
-    tracking_utils = _internals()[2]
-
-    root = Path(artifact_root).parent
-    lock_dir = root / ".tracksdk"
-    lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    import logging
-
-    # "Creating initial MLflow database tables..." is noise on a store tracksdk manages.
-    db_logger = logging.getLogger("mlflow.store.db.utils")
-    level = db_logger.level
-    db_logger.setLevel(logging.WARNING)
-    try:
-        with FileLock(str(lock_dir / "store.lock"), timeout=120):
-            store = tracking_utils._get_store(conn.tracking_uri, artifact_root)
-            return _get_or_create(store, name)
-    finally:
-        db_logger.setLevel(level)
-
-
-@dataclass(frozen=True)
-class CreatedRun:
-    """What tracksdk keeps of a run MLflow created."""
-
-    run_id: str
-    experiment_id: str
-    artifact_uri: str
-    entity: Any = field(repr=False)
-
-
 # Runs made MLflow's active run, and their experiment ids: an experiment id tracksdk set
 # (for an open run in another thread or task, or an outer run) is not the user's choice.
 _pushed: dict[str, str] = {}
@@ -389,7 +295,16 @@ def push_active(created: CreatedRun) -> None:
     """Make the run MLflow's active run, so autolog and ``mlflow.log_*`` write to it."""
     fluent = _internals()[0]
 
-    fluent._active_run_stack.get().append(fluent.ActiveRun(created.entity))
+    entity = created.entity
+    if isinstance(entity, dict):  # the REST store's JSON answer
+        from mlflow.entities import Run
+        from mlflow.protos.service_pb2 import Run as RunProto
+        from mlflow.utils.proto_json_utils import parse_dict
+
+        proto = RunProto()
+        parse_dict(js_dict=entity, message=proto)  # type: ignore[no-untyped-call]
+        entity = Run.from_proto(proto)
+    fluent._active_run_stack.get().append(fluent.ActiveRun(entity))
     fluent._active_experiment_id = created.experiment_id
     _pushed[created.run_id] = created.experiment_id
 
@@ -419,24 +334,6 @@ def search_runs(conn: Connection, experiment_name: str, max_results: int) -> lis
         )
 
 
-def model_versions(conn: Connection, name: str) -> tuple[list[Any], dict[str, list[str]]]:
-    """Every version of a registered model, newest first, and each version's aliases."""
-    from mlflow.exceptions import MlflowException
-
-    with errors(f"Listing versions of model {name!r}"):
-        versions = client(conn).search_model_versions(f"name='{name}'")
-        aliases: dict[str, list[str]] = {}
-        if versions:
-            try:
-                registered = client(conn).get_registered_model(name)
-            except MlflowException:
-                registered = None
-            # search_model_versions leaves aliases out; the registered model has them.
-            for alias, version in (getattr(registered, "aliases", None) or {}).items():
-                aliases.setdefault(str(version), []).append(alias)
-    return sorted(versions, key=lambda v: int(v.version), reverse=True), aliases
-
-
 def download_model(conn: Connection, model_uri: str, dst: str) -> str:
     """Download a model (``runs:/``, ``models:/`` or any artifact URI) into ``dst``."""
     from mlflow.artifacts import download_artifacts
@@ -445,563 +342,6 @@ def download_model(conn: Connection, model_uri: str, dst: str) -> str:
         return str(
             download_artifacts(artifact_uri=model_uri, dst_path=dst, tracking_uri=conn.tracking_uri)
         )
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """What a tracking server supports, probed once per connection.
-
-    DagsHub's hosted MLflow has been reported at MLflow 2.x, without MLflow 3's
-    logged-model endpoints and sometimes without the model registry.
-
-    Attributes:
-        registry: The model registry endpoints exist.
-        logged_models: MLflow 3's logged-model endpoints exist.
-        notes: Why a capability was judged from something other than its endpoint's
-            answer (a 403), one line each, for ``tracksdk doctor``.
-    """
-
-    registry: bool = True
-    logged_models: bool = True
-    notes: tuple[str, ...] = ()
-
-
-_capabilities: dict[str, Capabilities] = {}
-
-
-def capabilities(conn: Connection, timeout: float = 10.0) -> Capabilities:
-    """Probe the registry and logged-model endpoints; cached per tracking URI.
-
-    A 404 means missing; any other answer means present, except a 403. A 403 says
-    nothing about the route: MLflow 3's basic-auth app answers 403 "Permission denied"
-    to a non-admin user on routes it does not know, and so may any auth proxy. On a 403
-    the server's version (``GET /version``) decides: MLflow 3 has the logged-model
-    endpoints, and every MLflow server has the registry. Without a version the
-    capability counts as missing, since tracksdk's fallback for a missing one always
-    works (a model saved as a run artifact, registration skipped with a warning), while
-    calling a missing endpoint fails.
-    """
-    if not conn.is_remote:
-        return Capabilities()
-    if conn.tracking_uri in _capabilities:
-        return _capabilities[conn.tracking_uri]
-    import requests
-
-    headers = {"Authorization": conn.credentials.header()} if conn.credentials else {}
-    verify: bool | str = conn.ca_bundle or conn.verify_tls
-
-    def status(method: str, path: str, **kwargs: Any) -> int | None:
-        try:
-            response = requests.request(
-                method, conn.tracking_uri + path, headers=headers, timeout=timeout,
-                verify=verify, **kwargs,
-            )  # fmt: skip
-        except requests.RequestException:
-            return None  # unknown: let the real call report the failure
-        return response.status_code
-
-    version: list[str | None] = []
-
-    def server_version() -> str | None:
-        if not version:
-            got = None
-            try:
-                response = requests.get(
-                    conn.tracking_uri + "/version", headers=headers, timeout=timeout,
-                    verify=verify,
-                )  # fmt: skip
-                text = response.text.strip()
-                if response.ok and 0 < len(text) < 40 and text[0].isdigit():
-                    got = text
-            except requests.RequestException:
-                pass
-            version.append(got)
-        return version[0]
-
-    notes: list[str] = []
-
-    def present(label: str, method: str, path: str, needs_major: int, **kwargs: Any) -> bool:
-        code = status(method, path, **kwargs)
-        if code != 403:
-            return code != 404
-        found = server_version()
-        if found is None:
-            notes.append(
-                f"{label}: the endpoint answered 403 (permission denied, which says nothing "
-                "about whether it exists) and the server tells no version: counted as "
-                "missing"
-            )
-            return False
-        major = int(found.split(".")[0]) if found.split(".")[0].isdigit() else 0
-        notes.append(
-            f"{label}: the endpoint answered 403 (permission denied); judged from the "
-            f"server's version, MLflow {found}"
-        )
-        return major >= needs_major
-
-    prefix = "/api/2.0/mlflow"
-    found = Capabilities(
-        registry=present(
-            "model registry", "GET", prefix + "/registered-models/search", 1,
-            params={"max_results": 1},
-        ),
-        logged_models=present(
-            "logged models", "POST", prefix + "/logged-models/search", 3,
-            json={"max_results": 1},
-        ),
-        notes=tuple(notes),
-    )  # fmt: skip
-    _capabilities[conn.tracking_uri] = found
-    return found
-
-
-# -- the journal's sender: store calls with failures classified --------------------------
-
-
-class Transient(TrackingError):
-    """The store could not be reached or asked to come back later: retry.
-
-    ``unreachable`` is set when nothing answered at all (connection refused, a name that
-    does not resolve, no route): unlike a timeout or a 5xx, waiting a little longer at
-    the end of a run cannot help then.
-    """
-
-    def __init__(
-        self, message: str, retry_after: float | None = None, *, unreachable: bool = False
-    ) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-        self.unreachable = unreachable
-
-
-def _unreachable(exc: BaseException) -> bool:
-    """Whether a network error means that nothing answered: no connection was made.
-
-    A connection refused or a name that does not resolve, not a timeout, and not a
-    connection the server accepted and then dropped.
-    """
-    import socket
-
-    import requests
-    from urllib3.exceptions import NewConnectionError
-
-    if isinstance(exc, requests.Timeout | TimeoutError):
-        return False
-    if isinstance(exc, ConnectionRefusedError | socket.gaierror | NewConnectionError):
-        return True
-    for arg in getattr(exc, "args", ())[:1]:
-        reason = getattr(arg, "reason", arg)  # requests wraps urllib3's MaxRetryError
-        if isinstance(reason, NewConnectionError | ConnectionRefusedError | socket.gaierror):
-            return True
-    return False
-
-
-class AuthFailed(TrackingError):
-    """The store refused the credentials (401/403): retrying cannot help."""
-
-
-class Rejected(TrackingError):
-    """The store refused the request itself (4xx): retrying the same request cannot help."""
-
-    def __init__(self, message: str, code: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (a number or an HTTP date)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    from email.utils import parsedate_to_datetime
-
-    try:
-        import time as _time
-
-        return max(0.0, parsedate_to_datetime(value).timestamp() - _time.time())
-    except (TypeError, ValueError):
-        return None
-
-
-def auth_message(conn: Connection, status: int, target: str | None = None) -> str:
-    """Say why the store refused a request and how to fix it. Never shows the secret.
-
-    A 401 means the credentials are missing or wrong. A 403 with credentials means they
-    were accepted but lack a permission on ``target`` (an experiment or a model, when
-    known): fixing the password cannot help.
-    """
-    creds = conn.credentials
-    where = f"{conn.display_uri} answered HTTP {status}"
-    if status == 403 and creds is not None:
-        what = target or "the experiment or model this request is for"
-        if conn.backend == "dagshub":
-            return (
-                f"{where}: the DagsHub token (from {creds.source}) was accepted, but "
-                f"{creds.username or 'its user'!r} may not write to this repository "
-                f"({what}). Ask the repository's owner for write access, or log to a "
-                "repository of yours (TRACKSDK_DAGSHUB__OWNER, TRACKSDK_DAGSHUB__REPO)"
-            )
-        who = repr(creds.username) if creds.username else "the bearer token's user"
-        return (
-            f"{where}: the credentials were accepted ({who}, from {creds.source}), but "
-            f"they lack permission on {what}. Ask the server's admin to give {who} EDIT "
-            "or MANAGE permission on it, or log to an experiment you may write to "
-            "(TRACKSDK_EXPERIMENT, or tracked(experiment=...))"
-        )
-    if conn.backend == "dagshub":
-        fix = (
-            "fix the DagsHub token (TRACKSDK_DAGSHUB__TOKEN or DAGSHUB_USER_TOKEN; "
-            f"now from {creds.source if creds else 'nowhere'}) and check that it may write "
-            "to the repository"
-        )
-    elif creds is None and conn.backend == "mlflow-env":
-        fix = (
-            "the server needs credentials: set MLFLOW_TRACKING_USERNAME and "
-            "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN), or use "
-            "TRACKSDK_BACKEND=server with TRACKSDK_SERVER__USERNAME and "
-            "TRACKSDK_SERVER__PASSWORD"
-        )
-    elif creds is None:
-        fix = (
-            "the server needs credentials: set TRACKSDK_SERVER__TOKEN, or "
-            "TRACKSDK_SERVER__USERNAME and TRACKSDK_SERVER__PASSWORD"
-        )
-    elif creds.kind == "bearer":
-        fix = f"the bearer token was refused: fix it (from {creds.source})"
-    else:
-        fix = (
-            f"the user name or password was refused: fix the password of "
-            f"{creds.username!r} (user name and password from {creds.source})"
-        )
-    return f"{where}: {fix}"
-
-
-def _classify(conn: Connection, exc: BaseException, action: str) -> TrackingError:
-    """Sort an exception from MLflow or the network into the sender's three cases."""
-    import requests
-    from mlflow.exceptions import MlflowException
-
-    if isinstance(exc, (Transient, AuthFailed, Rejected)):
-        return exc
-    chain: list[BaseException] = []
-    seen: BaseException | None = exc
-    while seen is not None and len(chain) < 10:
-        chain.append(seen)
-        seen = seen.__cause__ or seen.__context__
-    for item in chain:
-        response = getattr(item, "response", None)
-        status = getattr(response, "status_code", None)
-        if isinstance(status, int):
-            if status in (401, 403):
-                return AuthFailed(auth_message(conn, status))
-            if status in (408, 429) or status >= 500:
-                headers = getattr(response, "headers", None) or {}
-                return Transient(
-                    f"{action}: HTTP {status}", _retry_after(headers.get("Retry-After"))
-                )
-        if isinstance(item, (requests.ConnectionError, requests.Timeout, ConnectionError)):
-            return Transient(f"{action}: {describe(item)}", unreachable=_unreachable(item))
-    if not conn.is_remote:
-        for item in chain:
-            # A local store that cannot be written (a file where a folder should be, no
-            # permission) will not heal by retrying; "database is locked" is no OSError.
-            if isinstance(item, OSError) and not isinstance(item, ConnectionError):
-                return Rejected(f"{action}: {describe(item)}", "LOCAL_STORE")
-    if isinstance(exc, MlflowException):
-        code = str(exc.error_code)
-        if code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
-            return AuthFailed(auth_message(conn, 401 if code == "UNAUTHENTICATED" else 403))
-        if code in (
-            "INVALID_PARAMETER_VALUE",
-            "RESOURCE_DOES_NOT_EXIST",
-            "RESOURCE_ALREADY_EXISTS",
-            "INVALID_STATE",
-            "BAD_REQUEST",
-        ):
-            return Rejected(f"{action}: {describe(exc)}", code)
-    return Transient(f"{action}: {describe(exc)}")
-
-
-class Transport:
-    """The sender's calls to one store.
-
-    Over HTTP it speaks MLflow's REST API itself, with one attempt per call, a timeout,
-    and the credentials as a header: the sender owns the retry policy (backoff with
-    jitter, Retry-After, no retry on 401/403), which MLflow's client hides. A local store
-    is written through MlflowClient. Every failure is raised as :class:`Transient`,
-    :class:`AuthFailed` or :class:`Rejected`.
-    """
-
-    def __init__(self, conn: Connection, timeout: float) -> None:
-        self.conn = conn
-        self.timeout = timeout
-        self._experiments: dict[str, str] = {}
-        self._run_experiments: dict[str, str] = {}  # run id -> experiment id, for messages
-        self._session: Any = None
-        if conn.is_remote:
-            import requests
-
-            session = requests.Session()
-            if conn.credentials is not None:
-                session.headers["Authorization"] = conn.credentials.header()
-            session.verify = conn.ca_bundle or conn.verify_tls
-            self._session = session
-
-    def close(self) -> None:
-        """Close the HTTP connections."""
-        if self._session is not None:
-            self._session.close()
-
-    # -- REST ------------------------------------------------------------------------
-
-    def _call(self, api: Any, message: Any) -> Any:
-        import json
-
-        import requests
-        from mlflow.store.tracking.rest_store import RestStore
-        from mlflow.utils.proto_json_utils import message_to_json, parse_dict
-
-        endpoint, method = RestStore._METHOD_TO_INFO[api]
-        body = json.loads(message_to_json(message))
-        url = self.conn.tracking_uri.rstrip("/") + endpoint
-        try:
-            if method == "GET":
-                response = self._session.get(url, params=body, timeout=self.timeout)
-            else:
-                response = self._session.request(method, url, json=body, timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise Transient(describe(exc), unreachable=_unreachable(exc)) from None
-        status = response.status_code
-        if status == 200:
-            reply = api.Response()
-            parse_dict(  # type: ignore[no-untyped-call]
-                js_dict=response.json() if response.text.strip() else {}, message=reply
-            )
-            return reply
-        if status in (401, 403):
-            raise AuthFailed(auth_message(self.conn, status, self._target(endpoint, body)))
-        if status in (408, 429) or status >= 500:
-            raise Transient(
-                f"{endpoint}: HTTP {status}", _retry_after(response.headers.get("Retry-After"))
-            )
-        try:
-            error = response.json()
-        except ValueError:
-            error = {}
-        code = str(error.get("error_code", ""))
-        text = _redact.redact(str(error.get("message", response.text[:200])))
-        raise Rejected(f"{endpoint}: HTTP {status} {code}: {text}", code)
-
-    def _target(self, endpoint: str, body: Mapping[str, Any]) -> str | None:
-        """The experiment or model a request is for, named for a person, when known."""
-        if "registered-models" in endpoint or "model-versions" in endpoint:
-            return f"model {body['name']!r}" if body.get("name") else None
-        experiment_id = body.get("experiment_id") or self._run_experiments.get(
-            str(body.get("run_id") or body.get("run_uuid") or "")
-        )
-        ids = body.get("experiment_ids")
-        if not experiment_id and isinstance(ids, list) and len(ids) == 1:
-            experiment_id = ids[0]
-        name = body.get("experiment_name") or (
-            body.get("name") if endpoint.endswith("/experiments/create") else None
-        )
-        if not name and experiment_id:
-            names = {v: k for k, v in self._experiments.items()}
-            name = names.get(str(experiment_id))
-        if name:
-            return f"experiment {name!r}"
-        return f"experiment id {experiment_id}" if experiment_id else None
-
-    # -- operations ------------------------------------------------------------------
-
-    def experiment_id(self, name: str) -> str:
-        """The experiment's id, created when missing."""
-        if name in self._experiments:
-            return self._experiments[name]
-        if not self.conn.is_remote:
-            try:
-                found = ensure_experiment(self.conn, name)
-            except TrackingError as exc:
-                raise _classify(self.conn, exc.__cause__ or exc, "Opening experiment") from None
-        else:
-            found = self._rest_experiment(name)
-        self._experiments[name] = found
-        return found
-
-    def _rest_experiment(self, name: str) -> str:
-        from mlflow.protos.service_pb2 import CreateExperiment, GetExperimentByName
-
-        for _ in range(3):
-            try:
-                reply = self._call(GetExperimentByName, GetExperimentByName(experiment_name=name))
-                if reply.experiment.lifecycle_stage == "deleted":
-                    raise Rejected(
-                        f"Experiment {name!r} is deleted (in the trash): restore it in the "
-                        "MLflow UI or choose another name",
-                        "INVALID_STATE",
-                    )
-                return str(reply.experiment.experiment_id)
-            except Rejected as exc:
-                if exc.code != "RESOURCE_DOES_NOT_EXIST":
-                    raise
-            try:
-                reply = self._call(CreateExperiment, CreateExperiment(name=name))
-                return str(reply.experiment_id)
-            except Rejected as exc:
-                if exc.code != "RESOURCE_ALREADY_EXISTS":  # created meanwhile: read it again
-                    raise
-        raise Transient(f"Experiment {name!r} could not be read or created")
-
-    def find_run(self, experiment_id: str, client_id: str) -> CreatedRun | None:
-        """The run an earlier attempt created for ``client_id``, if any."""
-        query = f"tags.`tracksdk.client_run_id` = '{client_id}'"
-        if self.conn.is_remote:
-            from mlflow.entities import Run as RunEntity
-            from mlflow.entities import ViewType
-            from mlflow.protos.service_pb2 import SearchRuns
-
-            reply = self._call(
-                SearchRuns,
-                SearchRuns(
-                    experiment_ids=[experiment_id],
-                    filter=query,
-                    run_view_type=ViewType.to_proto(ViewType.ALL),  # type: ignore[arg-type]
-                    max_results=1,
-                ),
-            )
-            runs = [RunEntity.from_proto(r) for r in reply.runs]
-        else:
-            try:
-                runs = list(
-                    client(self.conn).search_runs(
-                        [experiment_id], query, run_view_type=3, max_results=1
-                    )
-                )
-            except Exception as exc:
-                raise _classify(self.conn, exc, "Looking for the run") from None
-        if not runs:
-            return None
-        run = runs[0]
-        self._run_experiments[run.info.run_id] = run.info.experiment_id
-        return CreatedRun(run.info.run_id, run.info.experiment_id, run.info.artifact_uri, run)
-
-    def create_run(
-        self,
-        experiment_id: str,
-        run_name: str | None,
-        tags: Mapping[str, str],
-        start_ms: int,
-    ) -> CreatedRun:
-        """Create a RUNNING run."""
-        if self.conn.is_remote:
-            from mlflow.entities import Run as RunEntity
-            from mlflow.protos.service_pb2 import CreateRun
-
-            reply = self._call(
-                CreateRun,
-                CreateRun(
-                    experiment_id=experiment_id,
-                    user_id=tags.get("mlflow.user", ""),
-                    start_time=start_ms,
-                    tags=[RunTag(k, v).to_proto() for k, v in tags.items()],
-                    run_name=run_name or "",
-                ),
-            )
-            run = RunEntity.from_proto(reply.run)
-        else:
-            try:
-                run = client(self.conn).create_run(
-                    experiment_id, start_time=start_ms, tags=dict(tags), run_name=run_name
-                )
-            except Exception as exc:
-                raise _classify(self.conn, exc, "Creating the run") from None
-        self._run_experiments[run.info.run_id] = run.info.experiment_id
-        return CreatedRun(run.info.run_id, run.info.experiment_id, run.info.artifact_uri, run)
-
-    def log_batch(
-        self,
-        run_id: str,
-        metrics: Sequence[Sequence[Any]],
-        params: Mapping[str, str],
-        tags: Mapping[str, str],
-    ) -> None:
-        """Write one batch (the caller keeps MLflow's per-request limits)."""
-        metric_list = [Metric(k, float(v), int(ts), int(step)) for k, v, ts, step in metrics]
-        param_list = [Param(k, v) for k, v in params.items()]
-        tag_list = [RunTag(k, v) for k, v in tags.items()]
-        if self.conn.is_remote:
-            from mlflow.protos.service_pb2 import LogBatch
-
-            self._call(
-                LogBatch,
-                LogBatch(
-                    run_id=run_id,
-                    metrics=[m.to_proto() for m in metric_list],
-                    params=[p.to_proto() for p in param_list],
-                    tags=[t.to_proto() for t in tag_list],
-                ),
-            )
-            return
-        try:
-            client(self.conn).log_batch(
-                run_id, metrics=metric_list, params=param_list, tags=tag_list, synchronous=True
-            )
-        except Exception as exc:
-            raise _classify(self.conn, exc, "Logging to the run") from None
-
-    def end_run(self, run_id: str, status: str, end_ms: int) -> None:
-        """Set the run's final status and end time."""
-        if self.conn.is_remote:
-            from mlflow.protos.service_pb2 import UpdateRun
-
-            self._call(
-                UpdateRun,
-                UpdateRun(
-                    run_id=run_id,
-                    run_uuid=run_id,
-                    status=RunStatus.from_string(status),  # type: ignore[arg-type]
-                    end_time=end_ms,
-                ),
-            )
-            return
-        try:
-            client(self.conn).set_terminated(run_id, status, end_time=end_ms)
-        except Exception as exc:
-            raise _classify(self.conn, exc, "Ending the run") from None
-
-    def upload(self, run_id: str, path: str, artifact_path: str | None) -> None:
-        """Upload a file, or a folder's contents, into the run's artifacts."""
-        try:
-            if Path(path).is_dir():
-                client(self.conn).log_artifacts(run_id, path, artifact_path)
-            else:
-                client(self.conn).log_artifact(run_id, path, artifact_path)
-        except Exception as exc:
-            raise _classify(self.conn, exc, f"Uploading {Path(path).name}") from None
-
-    def log_input(self, run_id: str, dataset: Mapping[str, Any], context: str | None) -> None:
-        """Record a dataset input described by :func:`describe_dataset`."""
-        from mlflow.entities import Dataset, DatasetInput, InputTag
-        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
-
-        entity = Dataset(**{k: dataset.get(k) for k in _DATASET_FIELDS})  # type: ignore[arg-type]
-        tags = [InputTag(MLFLOW_DATASET_CONTEXT, context)] if context else []
-        item = DatasetInput(entity, tags)
-        if self.conn.is_remote:
-            from mlflow.protos.service_pb2 import LogInputs
-
-            self._call(LogInputs, LogInputs(run_id=run_id, datasets=[item.to_proto()]))
-            return
-        try:
-            client(self.conn).log_inputs(run_id, [item])
-        except Exception as exc:
-            raise _classify(self.conn, exc, "Logging a dataset input") from None
-
-
-_DATASET_FIELDS = ("name", "digest", "source_type", "source", "schema", "profile")
 
 
 def describe_dataset(data: Any, *, name: str | None, targets: str | None) -> dict[str, Any]:
@@ -1025,19 +365,4 @@ def describe_dataset(data: Any, *, name: str | None, targets: str | None) -> dic
 
             dataset = from_numpy(np.asarray(data), name=name)
         entity = dataset._to_mlflow_entity()
-    return {k: getattr(entity, k) for k in _DATASET_FIELDS}
-
-
-def after_fork_in_child() -> None:
-    """In a forked child: no database connection or HTTP session of the parent's.
-
-    SQLAlchemy's pooled connections must not be shared across a fork (its docs:
-    ``Engine.dispose(close=False)`` in the child); the parent keeps using them. MLflow
-    caches one engine per database URI on the store class.
-    """
-    _clients.clear()
-    store_module = sys.modules.get("mlflow.store.tracking.sqlalchemy_store")
-    engines = getattr(getattr(store_module, "SqlAlchemyStore", None), "_engine_map", None)
-    for engine in list((engines or {}).values()):
-        with contextlib.suppress(Exception):
-            engine.dispose(close=False)
+    return {k: getattr(entity, k) for k in DATASET_FIELDS}

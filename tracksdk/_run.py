@@ -23,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from tracksdk import _context, _redact, _warn
+from tracksdk import _context, _redact, _warn, stores
 from tracksdk._context import active_run
 from tracksdk._context import current as _current
 from tracksdk._options import RunOptions
@@ -115,7 +115,7 @@ class Run:
         created = writer.sender.created if writer is not None and writer.sender else None
         if created is None:
             return None
-        name = getattr(getattr(created.entity, "info", None), "run_name", None)
+        name = created.run_name
         if isinstance(name, str) and name:
             self._name = name
         return self._name
@@ -397,12 +397,12 @@ class Run:
         self._register_now(spec)
 
     def _register_now(self, spec: Any) -> None:
-        from tracksdk import _mlflow, registry
+        from tracksdk import registry, stores
         from tracksdk.settings import find_project_root
 
         assert self._conn is not None and self.run_id is not None
         model_uri = f"runs:/{self.run_id}/model"
-        if not _mlflow.capabilities(self._conn).registry:
+        if not stores.capabilities(self._conn).registry:
             _warn.warn(
                 f"tracksdk: {self._conn.tracking_uri} has no model registry, so "
                 f"{spec.name!r} was not registered. The model is logged in the run: "
@@ -663,7 +663,7 @@ class Session:
 
         settings = explained.settings
         self._conn = conn
-        if parent is None and conn is not None:
+        if parent is None and conn is not None and stores.uses_mlflow(conn):
             from tracksdk import _mlflow
 
             self._saved = _mlflow.activate(
@@ -704,9 +704,13 @@ class Session:
         }
         max_bytes = settings.journal.max_mb << 20
         try:
-            journal = _journal.Journal.create(
-                folder, meta, max_bytes=max_bytes, memory_fallback=conn is not None
-            )
+            if conn is not None and not stores.uses_mlflow(conn):
+                # The memory store dies with the process: a journal on disk would outlive it.
+                journal = _journal.Journal.in_memory(folder, meta, max_bytes=max_bytes, reason=None)
+            else:
+                journal = _journal.Journal.create(
+                    folder, meta, max_bytes=max_bytes, memory_fallback=conn is not None
+                )
         except OSError as exc:
             if conn is None:  # offline: memory would die with the process
                 raise TrackingError(
@@ -767,7 +771,8 @@ class Session:
 
     def _mlflow_experiment(self) -> str | None:
         """MLflow's active experiment (``mlflow.set_experiment``), when tracksdk names none."""
-        if self._saved is None and "mlflow" not in sys.modules:
+        in_mlflow = self._conn is None or stores.uses_mlflow(self._conn)
+        if self._saved is None and ("mlflow" not in sys.modules or not in_mlflow):
             return os.environ.get("MLFLOW_EXPERIMENT_NAME") or None  # MLflow never ran here
         from tracksdk import _mlflow
 
@@ -792,6 +797,8 @@ class Session:
         created = sender.wait_created(wait)
         sender.start_watched = False
         if created and sender.created is not None:
+            if not stores.uses_mlflow(conn):
+                return  # no MLflow state to hand the run to
             from tracksdk import _mlflow
 
             _mlflow.push_active(sender.created)
@@ -864,10 +871,10 @@ class Session:
                 self._autolog_off.append(off)
 
     def _server_logs_models(self) -> bool:
-        from tracksdk import _mlflow
+        from tracksdk import stores
 
         conn = self._conn
-        return conn is None or _mlflow.capabilities(conn).logged_models
+        return conn is None or stores.capabilities(conn).logged_models
 
     def _disable_autolog(self) -> None:
         while self._autolog_off:

@@ -7,7 +7,7 @@ sent in the order they were written. Consecutive metrics, params and tags are me
 journal position it reached (the ack), so a restart resends at most the one request
 whose answer was lost, and the store de-duplicates identical metric rows and params.
 
-Failures (see :class:`tracksdk._mlflow.Transport`):
+Failures (kinds of :mod:`tracksdk.stores.errors`):
 
 - transient (unreachable, timeout, 5xx, 429): retried with exponential backoff and
   jitter, at most ``MAX_BACKOFF`` seconds apart, or after the server's Retry-After;
@@ -39,10 +39,11 @@ from typing import TYPE_CHECKING, Any
 
 from tracksdk import _journal, _warn
 from tracksdk.exceptions import TrackingError
+from tracksdk.stores.errors import AuthFailed, Kind, Rejected, StoreError, Transient
 
 if TYPE_CHECKING:
-    from tracksdk._mlflow import CreatedRun, Transport
     from tracksdk.backends import Connection
+    from tracksdk.stores import CreatedRun, Store
 
 # MLflow's limits per log_batch request.
 MAX_METRICS = 1000
@@ -191,7 +192,7 @@ class Sender:
         self.start_watched = False  # the run's start is waiting and reports failures itself
         self._attempts = 0
         self._thread: threading.Thread | None = None
-        self._transport: Transport | None = None
+        self._transport: Store | None = None
         self._progress_at = time.monotonic()  # when an ack last moved (see flush's stall)
         self._unreachable = False  # the last failure: nothing answered (see in_outage)
         # A forked child's journal adds to its parent's run (docs/offline.md, "Fork"):
@@ -253,8 +254,6 @@ class Sender:
         For ``tracksdk sync --rejected``: the run is found (or created from meta.json)
         first. Returns None when all were sent, else the error that stopped them.
         """
-        from tracksdk._mlflow import AuthFailed, Rejected, Transient
-
         entries = [_journal.Entry(r, _journal.START) for r in records if _journal.well_formed(r)]
         if len(entries) != len(records):
             return TrackingError("the line holds records this tracksdk cannot read")
@@ -272,8 +271,6 @@ class Sender:
             for op in _plan(entries):
                 if op.kind != "c":
                     self._do(op)
-        except (Transient, AuthFailed, Rejected) as exc:
-            return exc
         except TrackingError as exc:
             return exc
         except (ValueError, TypeError, OverflowError, KeyError, IndexError) as exc:
@@ -550,20 +547,18 @@ class Sender:
         with self._changed:
             self._changed.notify_all()
 
-    def _transport_for(self) -> Transport:
+    def _transport_for(self) -> Store:
         if self._transport is None:
-            from tracksdk._mlflow import Transport
+            from tracksdk.stores import open_store
 
             assert self.conn is not None
-            self._transport = Transport(self.conn, self.http_timeout)
+            self._transport = open_store(self.conn, self.http_timeout)
         return self._transport
 
     # -- one request, with the retry policy ------------------------------------------
 
     def _send(self, op: _Op) -> bool:
         """Send ``op`` until it succeeds or is refused; False when the sender must stop."""
-        from tracksdk._mlflow import AuthFailed, Rejected, Transient
-
         delay = 0.5
         odd_failures = 0
         while not self._stop.is_set():
@@ -584,8 +579,9 @@ class Sender:
                 # error, is not an outage: after a few tries the request is set aside
                 # instead of blocking everything behind it.
                 # A create is never set aside: the run's tags and parent live in it.
-                poison = (op.kind != "c" and "HTTP 500" in str(exc)) or (
-                    op.kind in ("f", "r") and "HTTP" not in str(exc) and not _is_network(exc)
+                poison = op.kind != "c" and (
+                    exc.status == 500
+                    or (op.kind in ("f", "r") and exc.status is None and not exc.network)
                 )
                 if poison:
                     odd_failures += 1
@@ -631,11 +627,11 @@ class Sender:
                 return True
         return False
 
-    def _run_lost(self, exc: TrackingError) -> bool:
+    def _run_lost(self, exc: StoreError) -> bool:
         """Whether a 404 means the store lost the run (no run with our client id)."""
-        if getattr(exc, "code", "") != "RESOURCE_DOES_NOT_EXIST" or self.run_id is None:
+        if exc.kind is not Kind.NOT_FOUND or exc.subject != "run" or self.run_id is None:
             return False
-        if self.restarts >= MAX_RESTARTS or "run" not in str(exc).lower():
+        if self.restarts >= MAX_RESTARTS:
             return False
         if self._transport is not None:  # its experiment ids may be the lost store's
             self._transport.close()
@@ -742,9 +738,7 @@ class Sender:
             self._ended = True
         # Unknown kinds come from a newer tracksdk: skipped, never a crash.
 
-    def _create(self, transport: Transport, info: dict[str, Any]) -> None:
-        from tracksdk._mlflow import Transient
-
+    def _create(self, transport: Store, info: dict[str, Any]) -> None:
         if self.run_id is not None:
             return
         self._experiment = str(info["experiment"])
@@ -788,10 +782,8 @@ class Sender:
                 },
             )
 
-    def _attach(self, transport: Transport, experiment_id: str, info: dict[str, Any]) -> None:
+    def _attach(self, transport: Store, experiment_id: str, info: dict[str, Any]) -> None:
         """Find the parent's run that a forked child's journal adds to."""
-        from tracksdk._mlflow import Transient
-
         parent = str(info["attach"])
         run_id = info.get("run_id") or _server_ids.get(parent)
         if run_id is None:
@@ -803,9 +795,7 @@ class Sender:
         self.experiment_id = experiment_id
         self.attach_to = parent
 
-    def _upload(self, transport: Transport, record: list[Any]) -> None:
-        from tracksdk._mlflow import Rejected
-
+    def _upload(self, transport: Store, record: list[Any]) -> None:
         assert self.run_id is not None
         local = self.path / "files" / str(record[1])
         if not local.exists() and self.restarts:
@@ -828,11 +818,11 @@ class Sender:
             self.journal.files_bytes = max(0, self.journal.files_bytes - size)
 
     def _register(self, record: list[Any]) -> None:
-        from tracksdk import _mlflow, registry
-        from tracksdk._mlflow import Rejected
+        from tracksdk import registry
+        from tracksdk.stores._client import classify
 
         assert self.conn is not None and self.run_id is not None
-        if not _mlflow.capabilities(self.conn).registry:
+        if not self._transport_for().capabilities().registry:
             raise Rejected(f"{self.conn.tracking_uri} has no model registry")
         from tracksdk.settings import find_project_root
 
@@ -844,9 +834,4 @@ class Sender:
                 self.conn, self.run_id, model_uri, spec, dict(record[2]), lock_dir
             )
         except TrackingError as exc:
-            raise _mlflow._classify(self.conn, exc.__cause__ or exc, "Registering") from None
-
-
-def _is_network(exc: BaseException) -> bool:
-    text = str(exc)
-    return any(word in text for word in ("Connection", "connect", "Timeout", "timed out"))
+            raise classify(self.conn, exc.__cause__ or exc, "Registering") from None

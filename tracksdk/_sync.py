@@ -218,14 +218,14 @@ def sync_one(
 
 def _refused_run(sender: Sender) -> bool:
     """The store refused the run itself because it or its experiment is deleted."""
-    from tracksdk._mlflow import Rejected
+    from tracksdk.stores.errors import Rejected
 
     error = sender.last_error
     return (
         sender.auth_error is None
         and isinstance(error, Rejected)
         and error.code == "INVALID_STATE"
-        and (sender.run_id is None or "active" in str(error) or "deleted" in str(error))
+        and error.subject in ("run", "experiment")
     )
 
 

@@ -135,9 +135,9 @@ def _capability_lines(conn: Connection, timeout: float) -> list[str]:
     403 is judged from the server's version), so the lines say what a run will do on this
     server.
     """
-    from tracksdk import _mlflow
+    from tracksdk import stores
 
-    found = _mlflow.capabilities(conn, timeout=timeout)
+    found = stores.capabilities(conn, timeout=timeout)
     if not conn.is_remote:
         # Not probed: MLflow opens these stores itself, and its own stores have both.
         how = "local store" if conn.tracking_uri.startswith("sqlite:///") else "not probed"
@@ -381,7 +381,7 @@ def models(
     With --set-alias the alias moves first (exit 1 for an unknown model or version, or a
     server without a registry), then the versions are listed.
     """
-    from tracksdk import _mlflow, registry
+    from tracksdk import registry, stores
 
     if reason is not None and set_alias is None:
         err.print("[red]error:[/red] --reason goes with --set-alias ALIAS VERSION.")
@@ -404,14 +404,14 @@ def models(
                 f"reason: {moved.reason}.",
                 highlight=False,
             )
-        versions, aliases = _mlflow.model_versions(conn, name)
+        versions = stores.open_registry(conn).model_versions(name)
     if not versions:
         out.print(f"No versions of model {name!r} on {conn.display_uri}.", highlight=False)
         return
     table = Table("version", "aliases", "created", "run id", "gate", title=name)
-    for version in versions:
-        created = datetime.fromtimestamp(version.creation_timestamp / 1000)
-        tags = version.tags or {}
+    for found in versions:
+        created = datetime.fromtimestamp(found.created_ms / 1000)
+        tags = found.tags or {}
         gate = ""
         if "tracksdk.gate.verdict" in tags:
             gate = (
@@ -419,10 +419,10 @@ def models(
                 f"{tags.get('tracksdk.gate.value', '')}"
             )
         table.add_row(
-            str(version.version),
-            ", ".join(sorted(aliases.get(str(version.version), []))),
+            found.version,
+            ", ".join(found.aliases),
             created.strftime("%Y-%m-%d %H:%M:%S"),
-            (version.run_id or "")[:12],
+            (found.run_id or "")[:12],
             gate,
         )
     out.print(table)

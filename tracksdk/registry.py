@@ -12,19 +12,21 @@ The seed tutorial's stages map to aliases: Staging is ``challenger``, Production
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from tracksdk import _warn
-from tracksdk.exceptions import ConfigError
+from tracksdk.exceptions import ConfigError, TrackingError
 
 if TYPE_CHECKING:
     from tracksdk.backends import Connection
+    from tracksdk.stores import Registry
 
 __all__ = ["AliasMove", "Gate", "GateVerdict", "Register", "Result", "set_alias"]
 
@@ -162,18 +164,18 @@ def register_version(
     Returns:
         The new version number and the gate's verdict (None without a gate).
     """
-    from tracksdk import _mlflow
+    from tracksdk.stores import open_registry
 
-    client = _mlflow.client(conn)
-    with _mlflow.errors(f"Registering model {spec.name!r}"):
-        _ensure_registered_model(client, spec.name)
-        version = str(client.create_model_version(spec.name, model_uri, run_id=run_id).version)
+    client = open_registry(conn)
+    with _failed(f"Registering model {spec.name!r}"):
+        client.ensure_registered_model(spec.name)
+        version = client.create_model_version(spec.name, model_uri, run_id).version
         _wait_ready(client, spec.name, version)
         if spec.alias:
-            client.set_registered_model_alias(spec.name, spec.alias, version)
+            client.set_alias(spec.name, spec.alias, version)
         if spec.gate is None:
             return version, None
-        verdict = _gate(conn, spec, version, metrics, lock_dir)
+        verdict = _gate(client, spec, version, metrics, lock_dir)
         if verdict.promoted:
             _write_alias_audit(
                 client,
@@ -193,7 +195,7 @@ def register_version(
             "tracksdk.gate.reason": verdict.reason,
         }
         for key, value in tags.items():
-            client.set_model_version_tag(spec.name, version, key, value)
+            client.set_version_tag(spec.name, version, key, value)
     return version, verdict
 
 
@@ -244,10 +246,17 @@ def alias_audit_tags(
 
 
 def _write_alias_audit(
-    client: Any, name: str, version: str, alias: str, *, previous: str | None, reason: str, via: str
+    client: Registry,
+    name: str,
+    version: str,
+    alias: str,
+    *,
+    previous: str | None,
+    reason: str,
+    via: str,
 ) -> None:
     for key, value in alias_audit_tags(alias, previous=previous, reason=reason, via=via).items():
-        client.set_model_version_tag(name, version, key, value)
+        client.set_version_tag(name, version, key, value)
 
 
 def set_alias(
@@ -263,49 +272,39 @@ def set_alias(
             the versions), or the server has no model registry.
         TrackingError: The registry could not be reached or refused the change.
     """
-    from mlflow.exceptions import MlflowException
+    from tracksdk import stores
 
-    from tracksdk import _mlflow
-
-    if not _mlflow.capabilities(conn).registry:
+    if not stores.capabilities(conn).registry:
         raise ConfigError(
             f"{conn.tracking_uri} has no model registry (it answers 404), so there are no "
             "aliases to move. Load or serve models from their runs (runs:/<run_id>/model), "
             "or use a server with a registry."
         )
-    client = _mlflow.client(conn)
+    client = stores.open_registry(conn)
     action = f"Setting alias {alias!r} of model {name!r}"
-    with _mlflow.errors(action):
+    with _failed(action):
         problem = _missing(client, conn, name, version)
     if problem:
         raise ConfigError(problem)
-    with _mlflow.errors(action):
+    with _failed(action):
         with _GateLock(conn, name, lock_dir):
-            try:
-                previous: str | None = str(client.get_model_version_by_alias(name, alias).version)
-            except MlflowException:
-                previous = None
-            client.set_registered_model_alias(name, alias, version)
+            current = client.version_by_alias(name, alias)
+            previous = current.version if current is not None else None
+            client.set_alias(name, alias, version)
         _write_alias_audit(
             client, name, version, alias, previous=previous, reason=reason, via="hand"
         )
     return AliasMove(name, alias, version, previous, reason)
 
 
-def _missing(client: Any, conn: Connection, name: str, version: str) -> str | None:
+def _missing(client: Registry, conn: Connection, name: str, version: str) -> str | None:
     """What is wrong with ``name`` version ``version``, or None when both exist."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.get_registered_model(name)
-    except MlflowException as exc:
-        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
-            raise
+    if not client.has_registered_model(name):
         return (
             f"There is no registered model {name!r} on {conn.tracking_uri}. Check the name "
             "(it is case-sensitive); a tracked function registers one with register=."
         )
-    versions = sorted(int(v.version) for v in client.search_model_versions(f"name='{name}'"))
+    versions = sorted(int(v.version) for v in client.model_versions(name) if v.version.isdigit())
     if version.isdigit() and int(version) in versions:
         return None
     listed = ", ".join(map(str, versions)) or "none"
@@ -319,19 +318,7 @@ def _fmt(value: float | None) -> str:
     return "" if value is None else repr(value)
 
 
-def _ensure_registered_model(client: Any, name: str) -> None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        try:
-            client.create_registered_model(name)
-        except MlflowException:
-            client.get_registered_model(name)  # created meanwhile by another process
-
-
-def _wait_ready(client: Any, name: str, version: str, timeout: float = 60.0) -> None:
+def _wait_ready(client: Registry, name: str, version: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = client.get_model_version(name, version).status
@@ -340,22 +327,17 @@ def _wait_ready(client: Any, name: str, version: str, timeout: float = 60.0) -> 
         time.sleep(0.2)
 
 
-def _champion(client: Any, spec: Register, metric: str) -> tuple[str | None, float | None]:
+def _champion(client: Registry, spec: Register, metric: str) -> tuple[str | None, float | None]:
     """The version at ``promote_to`` and its gate metric, read back from the registry."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        current = client.get_model_version_by_alias(spec.name, spec.promote_to)
-    except MlflowException:
+    current = client.version_by_alias(spec.name, spec.promote_to)
+    if current is None:
         return None, None
-    value = None
-    if current.run_id:
-        value = client.get_run(current.run_id).data.metrics.get(metric)
-    return str(current.version), value
+    value = client.run_metrics(current.run_id).get(metric) if current.run_id else None
+    return current.version, value
 
 
 def _gate(
-    conn: Connection,
+    client: Registry,
     spec: Register,
     version: str,
     metrics: Mapping[str, float],
@@ -370,17 +352,14 @@ def _gate(
             "logged no such metric: the version is not promoted. Log it, or return it."
         )
         return GateVerdict(gate.metric, None, None, None, False, "metric missing in the run")
-    from tracksdk import _mlflow
-
-    client = _mlflow.client(conn)
-    with _GateLock(conn, spec.name, lock_dir):
+    with _GateLock(client.conn, spec.name, lock_dir):
         # Read the champion right before moving the alias: a concurrent training that
         # finished first is then compared against, not overwritten.
         champion_version, champion = _champion(client, spec, gate.metric)
         if not gate.beats(new, champion):
             reason = f"{new!r} does not beat champion v{champion_version}'s {champion!r}"
             return GateVerdict(gate.metric, new, champion, champion_version, False, reason)
-        client.set_registered_model_alias(spec.name, spec.promote_to, version)
+        client.set_alias(spec.name, spec.promote_to, version)
     reason = (
         "no champion yet"
         if champion_version is None
@@ -412,3 +391,20 @@ class _GateLock:
 
     def __exit__(self, *exc: object) -> None:
         self._lock.release()
+
+
+@contextlib.contextmanager
+def _failed(action: str) -> Iterator[None]:
+    """Say which registry step failed; the store's typed failure is kept as the cause.
+
+    A :class:`~tracksdk.stores.errors.StoreError` passes through unchanged, so the
+    journal's sender still decides on its kind (retry, stop, set aside).
+    """
+    try:
+        yield
+    except TrackingError:
+        raise
+    except Exception as exc:  # a bug or an unexpected answer: reported, never raised raw
+        from tracksdk.stores.errors import describe
+
+        raise TrackingError(f"{action} failed: {describe(exc)}") from exc

@@ -1,7 +1,7 @@
 """Helpers for testing your own tracked code.
 
-:func:`capture_runs` points every tracked call inside it at a fresh local store in a
-temporary folder and reads back what was logged, as MLflow stored it::
+:func:`capture_runs` points every tracked call inside it at a fresh store and reads back
+what was logged::
 
     from tracksdk.testing import capture_runs
 
@@ -13,8 +13,10 @@ temporary folder and reads back what was logged, as MLflow stored it::
         assert run.metrics["val_auc"] > 0.5
         assert run.status == "FINISHED"
 
-The store is real (sqlite and a folder of artifacts), so what you assert is what a user
-would see in the MLflow UI.
+By default the store is tracksdk's memory store (:mod:`tracksdk.stores.memory`): no
+database, no MLflow import, a few milliseconds per run, and MLflow's rules for params,
+metrics and tags. ``capture_runs(store="sqlite")`` uses a real MLflow sqlite store instead,
+for tests that need MLflow's own storage (``mlflow.log_*`` calls, autolog, the registry).
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
+import uuid
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tracksdk import _config
 
@@ -61,12 +64,26 @@ class CapturedRun:
     _store: CapturedRuns = field(repr=False, compare=False)
 
     def metric_history(self, key: str) -> list[tuple[int, float]]:
-        """Every ``(step, value)`` point of a metric, in logged order."""
+        """Every ``(step, value)`` point of a metric, ordered as MLflow orders them.
+
+        That is by timestamp, then step: the order they were logged in, except that
+        points logged in the same millisecond come by step.
+        """
+        memory = self._store._memory()
+        if memory is not None:
+            points = memory.runs[self.run_id].metric_history(key)
+            return [(step, value) for step, _, value in points]
         client = self._store._client()
         return [(m.step, m.value) for m in client.get_metric_history(self.run_id, key)]
 
     def artifact_text(self, path: str) -> str:
         """The content of a text artifact."""
+        memory = self._store._memory()
+        if memory is not None:
+            try:
+                return str(memory.runs[self.run_id].artifacts[path].decode("utf-8"))
+            except KeyError:
+                raise FileNotFoundError(f"run {self.run_id} has no artifact {path!r}") from None
         client = self._store._client()
         with tempfile.TemporaryDirectory() as tmp:
             local = client.download_artifacts(self.run_id, path, tmp)
@@ -74,20 +91,61 @@ class CapturedRun:
 
 
 class CapturedRuns:
-    """The runs logged inside :func:`capture_runs`, read fresh from the store."""
+    """The runs logged inside :func:`capture_runs`, read fresh from the store.
 
-    def __init__(self, root: Path) -> None:
+    Attributes:
+        root: The sqlite store's folder; None for the memory store.
+        tracking_uri: ``sqlite:///<root>/mlflow.db``, or ``memory://<name>``.
+    """
+
+    def __init__(self, root: Path | None, tracking_uri: str | None = None) -> None:
         self.root = root
-        self.tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+        if tracking_uri is None:
+            assert root is not None
+            tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+        self.tracking_uri = tracking_uri
 
     def _client(self) -> Any:
         from mlflow.tracking import MlflowClient
 
         return MlflowClient(tracking_uri=self.tracking_uri)
 
+    def _memory(self) -> Any:
+        """The memory store, or None for a sqlite store."""
+        if self.root is not None:
+            return None
+        from tracksdk.backends import Connection
+        from tracksdk.stores.memory import MemoryStore
+
+        uri = self.tracking_uri
+        return MemoryStore.named(Connection(backend="memory", tracking_uri=uri, registry_uri=uri))
+
+    def _memory_runs(self, memory: Any) -> list[CapturedRun]:
+        found = sorted(memory.runs.values(), key=lambda r: r.start_time)
+        return [
+            CapturedRun(
+                run_id=run.run_id,
+                name=run.run_name,
+                status=run.status,
+                experiment=memory.experiments[run.experiment_id][0],
+                params=dict(run.params),
+                metrics=run.metrics,
+                tags=dict(run.tags),
+                artifacts=sorted(run.artifacts),
+                parent_run_id=run.tags.get("mlflow.parentRunId"),
+                _store=self,
+            )
+            for run in found
+            if run.lifecycle_stage == "active"
+        ]
+
     @property
     def runs(self) -> list[CapturedRun]:
         """Every run, oldest first."""
+        memory = self._memory()
+        if memory is not None:
+            return self._memory_runs(memory)
+        assert self.root is not None
         if not (self.root / "mlflow.db").exists():
             return []
         from tracksdk import _mlflow  # noqa: F401 - applies tracksdk's MLflow defaults
@@ -136,21 +194,55 @@ class CapturedRuns:
 
 
 @contextlib.contextmanager
-def capture_runs(root: str | Path | None = None) -> Iterator[CapturedRuns]:
-    """Send every tracked run inside the block to a temporary local store.
+def capture_runs(
+    root: str | Path | None = None, store: Literal["memory", "sqlite"] | None = None
+) -> Iterator[CapturedRuns]:
+    """Send every tracked run inside the block to a fresh store of its own.
 
     Overrides the backend, the local root and the mode (always online) for the block,
     above environment variables and files; other settings (experiment, capture, strict)
     still apply. Settings given to ``tracked(settings=...)`` still win.
 
     Args:
-        root: Folder for the store. When omitted, a temporary folder that lives as long as
-            the yielded object, so runs can be inspected after the block.
+        root: Folder for a sqlite store (implies ``store="sqlite"``). When omitted, a
+            temporary folder that lives as long as the yielded object, so runs can be
+            inspected after the block.
+        store: ``"memory"`` (the default without ``root``): tracksdk's in-process store,
+            no MLflow import. ``"sqlite"``: MLflow's own sqlite store and artifact folder.
 
     Yields:
         A :class:`CapturedRuns`; its ``runs`` are read from the store on each access.
+
+    Raises:
+        ValueError: ``root`` given with ``store="memory"``, or an unknown ``store``.
     """
+    if store is None:
+        store = "sqlite" if root is not None else "memory"
+    if store not in ("memory", "sqlite"):
+        raise ValueError(f"capture_runs(store={store!r}): use 'memory' or 'sqlite'")
+    if store == "memory" and root is not None:
+        raise ValueError(
+            "capture_runs(root=...) keeps a sqlite store in that folder; the memory store "
+            "has no folder. Drop root=, or use store='sqlite'."
+        )
     saved = dict(_config._overrides)
+    if store == "memory":
+        from tracksdk.stores import memory
+
+        uri = f"memory://capture-{uuid.uuid4().hex}"
+        captured = CapturedRuns(None, uri)
+        # The runs stay readable after the block; the store goes with the object.
+        weakref.finalize(captured, memory.forget, uri)
+        memory.push_uri(uri)
+        _config.configure(backend="memory", mode="online")
+        try:
+            yield captured
+        finally:
+            memory.pop_uri(uri)
+            _config.reset()
+            if saved:
+                _config.configure(**saved)
+        return
     folder = Path(root or tempfile.mkdtemp(prefix="tracksdk-")).resolve()
     captured = CapturedRuns(folder)
     if root is None:

@@ -127,9 +127,11 @@ class Backend(Protocol):
 def _builtin() -> dict[str, Backend]:
     from tracksdk.backends.dagshub import DagsHubBackend
     from tracksdk.backends.local import LocalBackend
+    from tracksdk.backends.memory import MemoryBackend
     from tracksdk.backends.server import ServerBackend
 
-    return {b.name: b for b in (LocalBackend(), DagsHubBackend(), ServerBackend())}
+    backends = (LocalBackend(), DagsHubBackend(), ServerBackend(), MemoryBackend())
+    return {b.name: b for b in backends}
 
 
 _third_party: dict[str, Backend] | None = None

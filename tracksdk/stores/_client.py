@@ -1,0 +1,115 @@
+"""MLflow's client for the stores: one per store, its exceptions classified, uploads.
+
+MLflow's artifact repositories know every artifact scheme (``mlflow-artifacts:``, ``s3:``,
+a local folder), so both stores upload through them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tracksdk.stores.errors import (
+    Rejected,
+    StoreError,
+    Transient,
+    auth_message,
+    describe,
+    error_for,
+    kind_of,
+    retry_after,
+    unreachable,
+)
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from tracksdk.backends import Connection
+
+_clients: dict[tuple[str, str], MlflowClient] = {}
+_clients_lock = threading.Lock()
+
+
+def mlflow_client(conn: Connection) -> MlflowClient:
+    """One MlflowClient per store, reused across runs."""
+    from mlflow import MlflowClient
+
+    key = (conn.tracking_uri, conn.registry_uri)
+    with _clients_lock:
+        if key not in _clients:
+            _clients[key] = MlflowClient(tracking_uri=conn.tracking_uri, registry_uri=key[1])
+        return _clients[key]
+
+
+def classify(conn: Connection, exc: BaseException, action: str, subject: str = "") -> StoreError:
+    """Sort an exception from MLflow's client or the network into a failure kind.
+
+    ``subject`` is what a refusal concerns (``"run"`` for calls on an existing run).
+    """
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, StoreError):
+        return exc
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(chain) < 10:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    for item in chain:
+        response = getattr(item, "response", None)
+        status = getattr(response, "status_code", None)
+        if isinstance(status, int):
+            kind = kind_of(status)
+            if status in (401, 403):
+                return error_for(kind, auth_message(conn, status), status=status)
+            if status in (408, 429) or status >= 500:
+                headers = getattr(response, "headers", None) or {}
+                return Transient(
+                    f"{action}: HTTP {status}",
+                    status=status,
+                    retry_after=retry_after(headers.get("Retry-After")),
+                )
+        if isinstance(item, (requests.ConnectionError, requests.Timeout, ConnectionError)):
+            return Transient(
+                f"{action}: {describe(item)}", unreachable=unreachable(item), network=True
+            )
+    if not conn.is_remote:
+        for item in chain:
+            # A local store that cannot be written (a file where a folder should be, no
+            # permission) will not heal by retrying; "database is locked" is no OSError.
+            if isinstance(item, OSError) and not isinstance(item, ConnectionError):
+                return Rejected(f"{action}: {describe(item)}", code="LOCAL_STORE")
+    if isinstance(exc, MlflowException):
+        code = str(exc.error_code)
+        kind = kind_of(None, code)
+        if code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+            status = 401 if code == "UNAUTHENTICATED" else 403
+            return error_for(kind, auth_message(conn, status), code=code)
+        return error_for(kind, f"{action}: {describe(exc)}", code=code, subject=subject)
+    return Transient(f"{action}: {describe(exc)}")
+
+
+@contextlib.contextmanager
+def classified(conn: Connection, action: str, subject: str = "") -> Iterator[None]:
+    """Raise any exception of the block as the :class:`StoreError` it means."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except Exception as exc:
+        raise classify(conn, exc, action, subject) from None
+
+
+def upload_through_mlflow(
+    conn: Connection, run_id: str, path: str, artifact_path: str | None
+) -> None:
+    """Upload a file, or a folder's contents, with MLflow's artifact repository."""
+    with classified(conn, f"Uploading {Path(path).name}", "run"):
+        if Path(path).is_dir():
+            mlflow_client(conn).log_artifacts(run_id, path, artifact_path)
+        else:
+            mlflow_client(conn).log_artifact(run_id, path, artifact_path)
