@@ -63,47 +63,24 @@ def reset() -> None:
         _manager, _manager_key = None, None
 
 
-def _results(pm: pluggy.PluginManager, hook: str, kwargs: dict[str, Any]) -> Any:
-    """Yield ``(plugin name, result)`` plugin by plugin, skipping a raising plugin.
-
-    Unlike pluggy's own call, one plugin's exception does not abort the others: it is
-    reported as a warning naming the plugin.
-    """
-    caller = getattr(pm.hook, hook)
-    # pluggy calls the last registered first; keep that order.
-    for impl in reversed(caller.get_hookimpls()):
-        try:
-            result = impl.function(**{k: kwargs[k] for k in impl.argnames})
-        except Exception as exc:
-            _warn.warn(
-                f"tracksdk: plugin {impl.plugin_name!r} failed in {hook}: "
-                f"{type(exc).__name__}: {exc}. It is skipped for this call."
-            )
-            continue
-        if result is not None:
-            yield impl.plugin_name, result
-
-
 def call_first(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> Any:
-    """Call ``hook`` plugin by plugin; the first non-None result wins."""
-    return next((result for _, result in _results(pm, hook, kwargs)), None)
+    """Call ``hook`` plugin by plugin; the first non-None result wins.
+
+    Untyped: prefer the typed ``call_*`` functions of :mod:`tracksdk.hookspecs`.
+    """
+    return next((result for _, result in hookspecs.call_each(pm, hook, kwargs)), None)
 
 
 def call_all(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
     """Call ``hook`` on every plugin; return ``(plugin name, result)`` for non-None results."""
-    return list(_results(pm, hook, kwargs))
+    return list(hookspecs.call_each(pm, hook, kwargs))
 
 
 def frameworks(pm: pluggy.PluginManager) -> dict[str, str]:
     """Framework name to the plugin that provides it."""
-    found: dict[str, str] = {}
-    for plugin, names in call_all(pm, "tracksdk_frameworks"):
-        for name in names:
-            found.setdefault(str(name), plugin)
-    return found
+    return hookspecs.call_frameworks(pm)
 
 
 def framework_of(pm: pluggy.PluginManager, model: Any) -> str | None:
     """The framework that owns ``model``, or None."""
-    result = call_first(pm, "tracksdk_model_framework", model=model)
-    return str(result) if result is not None else None
+    return hookspecs.call_model_framework(pm, model)
