@@ -1,12 +1,16 @@
-"""Loading framework plugins and calling their hooks, one broken plugin at a time.
+"""Loading framework plugins, one broken plugin at a time.
 
 Plugins are found through the ``tracksdk`` entry-point group, the project's own
 (``plugins/tracksdk-sklearn``, ``plugins/tracksdk-lightgbm``, separate distributions)
 exactly like third-party ones. ``TRACKSDK_PLUGINS`` (a comma-separated list of
 entry-point names) limits which load. One plugin is part of tracksdk itself and always
 loaded: :mod:`tracksdk._pyfunc`, for returned ``mlflow.pyfunc.PythonModel`` instances.
-A plugin that fails to import, or a hook that raises, is a warning naming the plugin;
-the other plugins and the run go on.
+A plugin that fails to import is a warning naming the plugin; the others load.
+
+The hooks are called through the typed ``call_*`` functions of :mod:`tracksdk.hookspecs`,
+where a hook that raises or returns the wrong type is a warning naming the plugin and the
+other plugins and the run go on. :func:`call_first` is their untyped form, kept for the
+callers in ``_run`` and ``_api`` until they use the typed ones.
 """
 
 from __future__ import annotations
@@ -69,11 +73,6 @@ def call_first(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> Any:
     Untyped: prefer the typed ``call_*`` functions of :mod:`tracksdk.hookspecs`.
     """
     return next((result for _, result in hookspecs.call_each(pm, hook, kwargs)), None)
-
-
-def call_all(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
-    """Call ``hook`` on every plugin; return ``(plugin name, result)`` for non-None results."""
-    return list(hookspecs.call_each(pm, hook, kwargs))
 
 
 def frameworks(pm: pluggy.PluginManager) -> dict[str, str]:

@@ -52,7 +52,19 @@ from tracksdk._warn import warn
 if TYPE_CHECKING:
     from tracksdk.autolog import AutologSpec
 
-__all__ = ["Evaluation", "FrameworkHooks", "hookimpl", "hookspec", "warn"]
+__all__ = [
+    "Evaluation",
+    "FrameworkHooks",
+    "call_autolog",
+    "call_each",
+    "call_evaluate",
+    "call_frameworks",
+    "call_model_framework",
+    "call_save_model",
+    "hookimpl",
+    "hookspec",
+    "warn",
+]
 
 PROJECT = "tracksdk"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -333,7 +345,9 @@ def call_evaluate(
     return None
 
 
-def call_each(pm: pluggy.PluginManager, hook: str, kwargs: Mapping[str, Any]) -> Iterator[Any]:
+def call_each(
+    pm: pluggy.PluginManager, hook: str, kwargs: Mapping[str, Any]
+) -> Iterator[tuple[str, Any]]:
     """Yield ``(plugin name, result)`` plugin by plugin, skipping a raising plugin.
 
     Unlike pluggy's own call, one plugin's exception does not abort the others: it is
