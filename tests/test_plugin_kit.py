@@ -79,7 +79,6 @@ def _spec() -> AutologSpec:
     return AutologSpec(
         framework="toyml",
         package=__name__,  # the "framework" is this module, imported already
-        mlflow_options=(),
         engine_options={"fail_after_fit": False},
         install=_install,
     )

@@ -48,9 +48,7 @@ hook. A minimal engine for a framework whose models train with ``Model.fit``::
 
 
     def autolog_spec() -> AutologSpec:
-        return AutologSpec(
-            framework="toyml", mlflow_options=(), engine_options={}, install=install
-        )
+        return AutologSpec(framework="toyml", engine_options={}, install=install)
 
 Importing this package imports neither MLflow nor any framework; only the functions of
 :mod:`tracksdk.autolog._handover` import MLflow, when called.
@@ -62,6 +60,7 @@ from tracksdk.autolog._engines import (
     COMMON_DEFAULTS,
     ENGINES,
     MLFLOW_ONLY,
+    MLFLOW_OPTIONS,
     AddUndo,
     AutologSpec,
     choose_engine,
@@ -93,6 +92,7 @@ __all__ = [
     "ENGINE_OFF",
     "ENGINE_TRACKSDK",
     "MLFLOW_ONLY",
+    "MLFLOW_OPTIONS",
     "AddUndo",
     "AutologSpec",
     "Scope",

@@ -44,6 +44,7 @@ __all__ = [
     "COMMON_DEFAULTS",
     "ENGINES",
     "MLFLOW_ONLY",
+    "MLFLOW_OPTIONS",
     "AutologSpec",
     "choose_engine",
     "start_autolog",
@@ -71,6 +72,21 @@ ENGINES = (ENGINE_TRACKSDK, ENGINE_MLFLOW)
 #: tracksdk's runs. Without ``engine``, any of them set to true selects MLflow's engine.
 MLFLOW_ONLY = ("log_models", "log_post_training_metrics", "exclusive")
 
+#: The options every ``mlflow.<flavor>.autolog`` takes (MLflow 3.17): the default of
+#: ``AutologSpec.mlflow_options``; a flavor with more lists them too.
+MLFLOW_OPTIONS = (
+    "log_input_examples",
+    "log_model_signatures",
+    "log_models",
+    "log_datasets",
+    "disable",
+    "exclusive",
+    "disable_for_unsupported_versions",
+    "silent",
+    "registered_model_name",
+    "extra_tags",
+)
+
 #: What ``AutologSpec.install`` receives: ``add_undo(step)`` records one undo step.
 AddUndo = Callable[[Callable[[], None]], None]
 
@@ -82,11 +98,12 @@ class AutologSpec:
     Attributes:
         framework: The framework name, also MLflow's flavor and autolog integration
             name (``"sklearn"``, ``"lightgbm"``).
-        mlflow_options: The option names of ``mlflow.<flavor>.autolog`` in the supported
-            MLflow version (a name outside it is looked up in the installed MLflow).
         engine_options: tracksdk's engine's options and their defaults.
         install: Installs tracksdk's engine's patches, calling ``add_undo`` with each
             undo step (see :func:`~tracksdk.autolog.acquire_patches`).
+        mlflow_options: The option names of ``mlflow.<flavor>.autolog`` in the supported
+            MLflow version (default :data:`MLFLOW_OPTIONS`; a name outside them is looked
+            up in the installed MLflow).
         package: The framework's import name (default: ``framework``). It is imported
             first, so that hooks a user's earlier ``mlflow.autolog()`` left for that import
             have run and the MLflow state read here is the one the user set up.
@@ -101,9 +118,9 @@ class AutologSpec:
     """
 
     framework: str
-    mlflow_options: tuple[str, ...]
     engine_options: Mapping[str, Any]
     install: Callable[[AddUndo], None]
+    mlflow_options: tuple[str, ...] = MLFLOW_OPTIONS
     package: str = ""
     mlflow_defaults: Mapping[str, Any] = field(default_factory=lambda: dict(COMMON_DEFAULTS))
     mlflow_switches: Mapping[str, Callable[[], Callable[[], None]]] = field(default_factory=dict)

@@ -57,20 +57,6 @@ ENGINE_OPTIONS: dict[str, Any] = {
     "importance_plots": False,
 }
 
-# The option names of mlflow.lightgbm.autolog in MLflow 3.17.
-_MLFLOW_OPTIONS = (
-    "log_input_examples",
-    "log_model_signatures",
-    "log_models",
-    "log_datasets",
-    "disable",
-    "exclusive",
-    "disable_for_unsupported_versions",
-    "silent",
-    "registered_model_name",
-    "extra_tags",
-)
-
 # LightGBM objectives whose Booster.predict returns class probabilities.
 _BINARY = frozenset({"binary"})
 _MULTICLASS = frozenset({"multiclass", "softmax", "multiclassova", "multiclass_ova", "ova", "ovr"})
@@ -92,8 +78,7 @@ def autolog_spec() -> AutologSpec:
     from tracksdk_lightgbm.engine import install
 
     return AutologSpec(
-        framework=FRAMEWORK,
-        mlflow_options=_MLFLOW_OPTIONS,
+        framework=FRAMEWORK,  # mlflow.lightgbm.autolog takes the common options only
         engine_options=ENGINE_OPTIONS,
         install=install,
         mlflow_defaults=AUTOLOG_DEFAULTS,

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracksdk.autolog import COMMON_DEFAULTS
+from tracksdk.autolog import COMMON_DEFAULTS, MLFLOW_OPTIONS
 from tracksdk.hookspecs import Evaluation, FrameworkHooks, warn
 
 if TYPE_CHECKING:
@@ -79,20 +79,11 @@ ENGINE_OPTIONS: dict[str, Any] = {
 
 # The option names of mlflow.sklearn.autolog in MLflow 3.17.
 _MLFLOW_OPTIONS = (
-    "log_input_examples",
-    "log_model_signatures",
-    "log_models",
-    "log_datasets",
-    "disable",
-    "exclusive",
-    "disable_for_unsupported_versions",
-    "silent",
+    *MLFLOW_OPTIONS,
     "max_tuning_runs",
     "log_post_training_metrics",
     "serialization_format",
-    "registered_model_name",
     "pos_label",
-    "extra_tags",
 )
 
 # Top-level packages with their own MLflow flavor and tracksdk plugin territory: their
@@ -127,9 +118,9 @@ def autolog_spec() -> AutologSpec:
 
     return AutologSpec(
         framework=FRAMEWORK,
-        mlflow_options=_MLFLOW_OPTIONS,
         engine_options=ENGINE_OPTIONS,
         install=install,
+        mlflow_options=_MLFLOW_OPTIONS,
         mlflow_defaults=AUTOLOG_DEFAULTS,
         mlflow_switches={"training_plots": _skip_training_plots},
         mlflow_always={
