@@ -1,12 +1,16 @@
-"""Loading framework plugins and calling their hooks, one broken plugin at a time.
+"""Loading framework plugins, one broken plugin at a time.
 
 Plugins are found through the ``tracksdk`` entry-point group, the project's own
 (``plugins/tracksdk-sklearn``, ``plugins/tracksdk-lightgbm``, separate distributions)
 exactly like third-party ones. ``TRACKSDK_PLUGINS`` (a comma-separated list of
 entry-point names) limits which load. One plugin is part of tracksdk itself and always
 loaded: :mod:`tracksdk._pyfunc`, for returned ``mlflow.pyfunc.PythonModel`` instances.
-A plugin that fails to import, or a hook that raises, is a warning naming the plugin;
-the other plugins and the run go on.
+A plugin that fails to import is a warning naming the plugin; the others load.
+
+The hooks are called through the typed ``call_*`` functions of :mod:`tracksdk.hookspecs`,
+where a hook that raises or returns the wrong type is a warning naming the plugin and the
+other plugins and the run go on. :func:`call_first` is their untyped form, kept for the
+callers in ``_run`` and ``_api`` until they use the typed ones.
 """
 
 from __future__ import annotations
@@ -63,47 +67,19 @@ def reset() -> None:
         _manager, _manager_key = None, None
 
 
-def _results(pm: pluggy.PluginManager, hook: str, kwargs: dict[str, Any]) -> Any:
-    """Yield ``(plugin name, result)`` plugin by plugin, skipping a raising plugin.
-
-    Unlike pluggy's own call, one plugin's exception does not abort the others: it is
-    reported as a warning naming the plugin.
-    """
-    caller = getattr(pm.hook, hook)
-    # pluggy calls the last registered first; keep that order.
-    for impl in reversed(caller.get_hookimpls()):
-        try:
-            result = impl.function(**{k: kwargs[k] for k in impl.argnames})
-        except Exception as exc:
-            _warn.warn(
-                f"tracksdk: plugin {impl.plugin_name!r} failed in {hook}: "
-                f"{type(exc).__name__}: {exc}. It is skipped for this call."
-            )
-            continue
-        if result is not None:
-            yield impl.plugin_name, result
-
-
 def call_first(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> Any:
-    """Call ``hook`` plugin by plugin; the first non-None result wins."""
-    return next((result for _, result in _results(pm, hook, kwargs)), None)
+    """Call ``hook`` plugin by plugin; the first non-None result wins.
 
-
-def call_all(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
-    """Call ``hook`` on every plugin; return ``(plugin name, result)`` for non-None results."""
-    return list(_results(pm, hook, kwargs))
+    Untyped: prefer the typed ``call_*`` functions of :mod:`tracksdk.hookspecs`.
+    """
+    return next((result for _, result in hookspecs.call_each(pm, hook, kwargs)), None)
 
 
 def frameworks(pm: pluggy.PluginManager) -> dict[str, str]:
     """Framework name to the plugin that provides it."""
-    found: dict[str, str] = {}
-    for plugin, names in call_all(pm, "tracksdk_frameworks"):
-        for name in names:
-            found.setdefault(str(name), plugin)
-    return found
+    return hookspecs.call_frameworks(pm)
 
 
 def framework_of(pm: pluggy.PluginManager, model: Any) -> str | None:
     """The framework that owns ``model``, or None."""
-    result = call_first(pm, "tracksdk_model_framework", model=model)
-    return str(result) if result is not None else None
+    return hookspecs.call_model_framework(pm, model)

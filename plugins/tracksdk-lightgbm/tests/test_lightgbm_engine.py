@@ -23,10 +23,10 @@ from sklearn.datasets import load_breast_cancer  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
-from tracksdk_sklearn.autolog import choose_engine  # noqa: E402
 
 import tracksdk  # noqa: E402
 from tracksdk import tracked  # noqa: E402
+from tracksdk.autolog import choose_engine  # noqa: E402
 from tracksdk.exceptions import TrackSDKWarning  # noqa: E402
 from tracksdk.testing import capture_runs  # noqa: E402
 

@@ -14,24 +14,24 @@ time through tracksdk's API, importance plots opt-in), and MLflow's
 ``mlflow.lightgbm.autolog`` with cheap defaults (``{"engine": "mlflow"}``, chosen
 automatically for MLflow-only options or when MLflow's lightgbm autolog is already on).
 
-The metric code, the autolog machinery, the model saving and the requirement pinning are
-shared with tracksdk-sklearn, which this distribution depends on (LightGBM's scikit-learn
-API needs scikit-learn anyway); only ``tracksdk_sklearn``'s helper modules are imported,
-never its hooks.
+The hooks are written by :class:`tracksdk.hookspecs.FrameworkHooks`. The autolog
+machinery, the model saving and the metric code are tracksdk's public plugin modules
+(:mod:`tracksdk.autolog`, :mod:`tracksdk.saving`, :mod:`tracksdk.evaluation`), shared with
+tracksdk-sklearn; this distribution depends on tracksdk only, and works without
+tracksdk-sklearn installed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracksdk_sklearn.autolog import COMMON_DEFAULTS
-
-from tracksdk.hookspecs import Evaluation, hookimpl
+from tracksdk.autolog import COMMON_DEFAULTS
+from tracksdk.hookspecs import Evaluation, FrameworkHooks, warn
 
 if TYPE_CHECKING:
-    from tracksdk_sklearn.autolog import AutologSpec
+    from tracksdk.autolog import AutologSpec
 
 __all__ = [
     "AUTOLOG_DEFAULTS",
@@ -57,20 +57,6 @@ ENGINE_OPTIONS: dict[str, Any] = {
     "importance_plots": False,
 }
 
-# The option names of mlflow.lightgbm.autolog in MLflow 3.17.
-_MLFLOW_OPTIONS = (
-    "log_input_examples",
-    "log_model_signatures",
-    "log_models",
-    "log_datasets",
-    "disable",
-    "exclusive",
-    "disable_for_unsupported_versions",
-    "silent",
-    "registered_model_name",
-    "extra_tags",
-)
-
 # LightGBM objectives whose Booster.predict returns class probabilities.
 _BINARY = frozenset({"binary"})
 _MULTICLASS = frozenset({"multiclass", "softmax", "multiclassova", "multiclass_ova", "ova", "ovr"})
@@ -78,63 +64,30 @@ _MULTICLASS = frozenset({"multiclass", "softmax", "multiclassova", "multiclass_o
 _PICKLE_WARNING = "Saving the models in the pickle or cloudpickle format"
 
 
-@hookimpl
-def tracksdk_frameworks() -> list[str]:
-    """This plugin handles ``lightgbm``."""
-    return [FRAMEWORK]
-
-
-@hookimpl
-def tracksdk_model_framework(model: Any) -> str | None:
-    """``"lightgbm"`` for LightGBM models, else None. Imports nothing."""
+def _is_lightgbm_model(model: Any) -> bool:
+    """Whether ``model`` is LightGBM's (its class or a base from ``lightgbm``). Imports nothing."""
     for cls in type(model).__mro__:
         if cls.__module__.partition(".")[0] == "lightgbm":
-            return FRAMEWORK if hasattr(model, "predict") else None
-    return None
-
-
-@hookimpl
-def tracksdk_autolog(
-    framework: str, options: Mapping[str, Any], in_store: bool
-) -> Callable[[], None] | None:
-    """Autolog for one run, tracksdk's engine or MLflow's; returns the restore callable.
-
-    A run only in tracksdk's journal (``in_store`` False) gets tracksdk's engine.
-    """
-    if framework != FRAMEWORK:
-        return None
-    from tracksdk_sklearn.autolog import start_autolog
-
-    return start_autolog(autolog_spec(), options, in_store=in_store)
+            return hasattr(model, "predict")
+    return False
 
 
 def autolog_spec() -> AutologSpec:
     """How lightgbm autolog is turned on, under either engine (docs/autolog.md)."""
-    from tracksdk_sklearn.autolog import AutologSpec
-
+    from tracksdk.autolog import AutologSpec
     from tracksdk_lightgbm.engine import install
 
     return AutologSpec(
-        framework=FRAMEWORK,
-        package="lightgbm",
-        mlflow_options=_MLFLOW_OPTIONS,
-        mlflow_defaults=AUTOLOG_DEFAULTS,
+        framework=FRAMEWORK,  # mlflow.lightgbm.autolog takes the common options only
         engine_options=ENGINE_OPTIONS,
         install=install,
-        mlflow_extras={"log_post_training_metrics": False},
+        mlflow_defaults=AUTOLOG_DEFAULTS,
+        mlflow_switches={"log_post_training_metrics": _skip_post_training_metrics},
         mlflow_always={
             "importance_plots": "feature_importance_{split,gain}.png and .json after every "
             "training",
         },
-        enable_mlflow_extras=_mlflow_extras,
     )
-
-
-def _mlflow_extras(extras: Mapping[str, Any]) -> Callable[[], None]:
-    """Apply the ``log_post_training_metrics`` option to MLflow's lightgbm engine."""
-    if extras.get("log_post_training_metrics"):
-        return lambda: None
-    return _skip_post_training_metrics()
 
 
 def _skip_post_training_metrics() -> Callable[[], None]:
@@ -152,7 +105,8 @@ def _skip_post_training_metrics() -> Callable[[], None]:
     MLflow internal: if it is gone in another MLflow version, the plugin warns and MLflow
     logs the post-training metrics.
     """
-    from tracksdk_sklearn.support import import_mlflow, warn
+    from tracksdk.autolog import once
+    from tracksdk.saving import import_mlflow
 
     manager = getattr(import_mlflow("mlflow.sklearn"), "_AUTOLOGGING_METRICS_MANAGER", None)
     register = getattr(manager, "register_model", None)
@@ -164,7 +118,7 @@ def _skip_post_training_metrics() -> Callable[[], None]:
         return lambda: None
 
     def register_model(model: Any, *args: Any, **kwargs: Any) -> Any:
-        if tracksdk_model_framework(model) == FRAMEWORK:
+        if _is_lightgbm_model(model):
             return None
         return register(model, *args, **kwargs)
 
@@ -172,30 +126,23 @@ def _skip_post_training_metrics() -> Callable[[], None]:
     # one and puts it back when it ends; the outermost removes the attribute.
     previous = manager.__dict__.get("register_model")
     manager.register_model = register_model
-    restored = False
 
+    @once
     def restore() -> None:
-        nonlocal restored
-        if not restored:
-            restored = True
-            if manager.__dict__.get("register_model") is register_model:
-                if previous is None:
-                    del manager.register_model
-                else:
-                    manager.register_model = previous
+        if manager.__dict__.get("register_model") is register_model:
+            if previous is None:
+                del manager.register_model
+            else:
+                manager.register_model = previous
 
     return restore
 
 
-@hookimpl
-def tracksdk_save_model(
-    model: Any, framework: str, path: Path, input_example: Any, formats: tuple[str, ...]
-) -> str | None:
+def _save(model: Any, path: Path, input_example: Any, formats: tuple[str, ...]) -> None:
     """Save with ``mlflow.lightgbm.save_model``: signature, pinned requirements."""
-    if framework != FRAMEWORK:
-        return None
     import lightgbm
-    from tracksdk_sklearn.support import save_mlflow_model, warn
+
+    from tracksdk.saving import save_mlflow_model
 
     # A Booster is saved in LightGBM's own text format (no pickle). The scikit-learn API
     # models (LGBMClassifier, ...) are pickled with cloudpickle, for the same reasons as in
@@ -209,17 +156,14 @@ def tracksdk_save_model(
     )
     for extra in formats:
         warn(f"tracksdk-lightgbm cannot save format {extra!r}; only the MLflow model is saved.")
-    return FRAMEWORK
 
 
-@hookimpl
-def tracksdk_evaluate(model: Any, framework: str, X: Any, y: Any) -> Evaluation | None:
+def _evaluate(model: Any, X: Any, y: Any) -> Evaluation:
     """Metrics and figures as tracksdk-sklearn's, plus ``feature_importance.png`` (gain)."""
-    if framework != FRAMEWORK:
-        return None
     import lightgbm
     import numpy as np
-    from tracksdk_sklearn.evaluation import (
+
+    from tracksdk.evaluation import (
         classification_evaluation,
         evaluate_estimator,
         feature_importance_figure,
@@ -267,3 +211,11 @@ def _objective(booster: Any) -> str:
                 objective = line.partition("=")[2].split()[0]
                 break
     return str(objective or "regression")
+
+
+_hooks = FrameworkHooks(FRAMEWORK)
+tracksdk_frameworks = _hooks.frameworks()
+tracksdk_model_framework = _hooks.model_framework(_is_lightgbm_model)
+tracksdk_autolog = _hooks.autolog(autolog_spec)
+tracksdk_save_model = _hooks.save_model(_save)
+tracksdk_evaluate = _hooks.evaluate(_evaluate)

@@ -3,8 +3,8 @@
 While a tracked run has lightgbm autolog on, ``lightgbm.train`` and ``fit`` of the
 scikit-learn API models (``LGBMClassifier``, ``LGBMRegressor``, ``LGBMRanker`` and
 subclasses) are patched. The outermost call in the run's own thread or task logs, through
-``tracksdk.log_params`` and ``log_metrics`` (the machinery is tracksdk-sklearn's
-:mod:`tracksdk_sklearn.engine`):
+``tracksdk.log_params`` and ``log_metrics`` (the machinery is tracksdk's
+:mod:`tracksdk.autolog`):
 
 - before training: the params, a superset of what ``mlflow.lightgbm.autolog`` logs for
   the same call (a test compares them). ``lightgbm.train``: its ``params`` dict and its
@@ -37,7 +37,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tracksdk_sklearn.engine import (
+import tracksdk
+from tracksdk.autolog import (
     Scope,
     bind_arguments,
     estimator_tags,
@@ -169,7 +170,6 @@ class EvalRecorder:
 
     def __call__(self, env: Any) -> None:
         """Record and log ``env.evaluation_result_list`` at step ``env.iteration``."""
-        import tracksdk
 
         def record() -> None:
             # (dataset, metric, value, higher-is-better[, stdv]) per result.
@@ -200,17 +200,13 @@ def log_train(
     scope: Scope, original: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     """Log one outermost ``lightgbm.train`` call around ``original(*args, **kwargs)``."""
-    import tracksdk
-
-    found = guarded(scope, "read the training params", lambda: train_params(original, args, kwargs))
-    if found:
-        guarded(scope, "log the training params", lambda: tracksdk.log_params(found))
-    if scope.options.get("log_datasets"):
-        guarded(scope, "log the training data", lambda: _log_train_set(original, args, kwargs))
-    call = guarded(
-        scope, "add the evaluation callback", lambda: _with_recorder(scope, original, args, kwargs)
+    _, (call_args, call_kwargs, recorder) = _before_training(
+        scope,
+        "training",
+        lambda: train_params(original, args, kwargs),
+        lambda: _log_train_set(original, args, kwargs),
+        (original, args, kwargs),
     )
-    call_args, call_kwargs, recorder = call if call is not None else (args, kwargs, None)
     start = time.perf_counter()
     booster = original(*call_args, **call_kwargs)
     elapsed = time.perf_counter() - start
@@ -226,8 +222,6 @@ def log_sklearn_fit(
     scope: Scope, original: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     """Log one outermost ``fit`` of a scikit-learn API model around the original call."""
-    import tracksdk
-
     model = args[0]
 
     def params() -> dict[str, Any]:
@@ -237,18 +231,16 @@ def log_sklearn_fit(
             del found["objective"]  # logged after training, as chosen by LightGBM
         return found
 
-    found = guarded(scope, "read the model's params", params)
-    if found:
-        guarded(scope, "log the model's params", lambda: tracksdk.log_params(found))
-    logged = set(found or ())
     tags = estimator_tags(model)
     guarded(scope, "set the estimator tags", lambda: tracksdk.set_tags(tags))
-    if scope.options.get("log_datasets"):
-        guarded(scope, "log the training data", lambda: _log_X(original, args, kwargs))
-    call = guarded(
-        scope, "add the evaluation callback", lambda: _with_recorder(scope, original, args, kwargs)
+    found, (call_args, call_kwargs, recorder) = _before_training(
+        scope,
+        "model's",
+        params,
+        lambda: _log_X(original, args, kwargs),
+        (original, args, kwargs),
     )
-    call_args, call_kwargs, recorder = call if call is not None else (args, kwargs, None)
+    logged = set(found or ())
 
     trained = False
 
@@ -288,11 +280,34 @@ def log_sklearn_fit(
     return result
 
 
+def _before_training(
+    scope: Scope,
+    whose: str,
+    read_params: Callable[[], dict[str, Any]],
+    log_data: Callable[[], None],
+    call: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]],
+) -> tuple[dict[str, Any] | None, tuple[tuple[Any, ...], dict[str, Any], EvalRecorder | None]]:
+    """Log the params (and, with ``log_datasets``, the data); add the evaluation recorder.
+
+    Returns:
+        The params logged (None when they could not be read), and the call's arguments
+        with the recorder added (the original arguments, without recorder, if that failed).
+    """
+    found = guarded(scope, f"read the {whose} params", read_params)
+    if found:
+        guarded(scope, f"log the {whose} params", lambda: tracksdk.log_params(found))
+    if scope.options.get("log_datasets"):
+        guarded(scope, "log the training data", log_data)
+    original, args, kwargs = call
+    added = guarded(
+        scope, "add the evaluation callback", lambda: _with_recorder(scope, original, args, kwargs)
+    )
+    return found, added if added is not None else (args, kwargs, None)
+
+
 def _after_training(
     scope: Scope, booster: Any, best_iteration: int, recorder: EvalRecorder | None, elapsed: float
 ) -> None:
-    import tracksdk
-
     metrics: dict[str, float] = {"fit_time_s": elapsed}
     results = recorder.results if recorder is not None else []
     # LightGBM sets best_iteration (1-based) with early stopping only; MLflow logs these
@@ -310,9 +325,7 @@ def _after_training(
 
 def _log_importance(booster: Any) -> None:
     """``feature_importance_{split,gain}.json`` and ``.png``, MLflow's artifact names."""
-    from tracksdk_sklearn.evaluation import feature_importance_figure
-
-    import tracksdk
+    from tracksdk.evaluation import feature_importance_figure
 
     names = booster.feature_name()
     for kind in ("split", "gain"):
@@ -326,8 +339,6 @@ def _log_importance(booster: Any) -> None:
 
 
 def _log_train_set(original: Callable[..., Any], args: tuple[Any, ...], kwargs: Any) -> None:
-    import tracksdk
-
     bound = bind_arguments(original, args, kwargs)
     train_set = bound.arguments.get("train_set") if bound is not None else None
     data = getattr(train_set, "data", None)
@@ -337,8 +348,6 @@ def _log_train_set(original: Callable[..., Any], args: tuple[Any, ...], kwargs: 
 
 
 def _log_X(original: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
-    import tracksdk
-
     bound = bind_arguments(original, args, kwargs)
     X = bound.arguments.get("X") if bound is not None else None
     if X is not None:

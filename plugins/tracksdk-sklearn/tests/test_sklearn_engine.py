@@ -32,10 +32,10 @@ from sklearn.linear_model import LinearRegression, LogisticRegression  # noqa: E
 from sklearn.model_selection import GridSearchCV  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
-from tracksdk_sklearn.autolog import choose_engine, mlflow_autolog_enabled  # noqa: E402
 
 import tracksdk  # noqa: E402
 from tracksdk import tracked  # noqa: E402
+from tracksdk.autolog import choose_engine, mlflow_autolog_enabled  # noqa: E402
 from tracksdk.exceptions import TrackSDKWarning  # noqa: E402
 from tracksdk.testing import capture_runs  # noqa: E402
 
@@ -588,7 +588,8 @@ def test_returned_model_is_saved_while_autolog_is_on(client: Any) -> None:
 def test_a_journaled_only_run_falls_back_to_tracksdks_engine() -> None:
     """in_store=False (offline run): MLflow's engine would make runs of its own; not used."""
     from mlflow.utils.autologging_utils import AUTOLOGGING_INTEGRATIONS
-    from tracksdk_sklearn.autolog import start_autolog
+
+    from tracksdk.autolog import start_autolog
 
     spec = tracksdk_sklearn.autolog_spec()
     with pytest.warns(TrackSDKWarning, match="uses tracksdk's engine in this run"):

@@ -21,19 +21,23 @@ Autolog has two engines (docs/autolog.md): tracksdk's own, the default
 API, costly extras opt-in), and MLflow's ``mlflow.sklearn.autolog`` with cheap defaults
 (``{"engine": "mlflow"}``, chosen automatically for MLflow-only options or when MLflow's
 sklearn autolog is already on).
+
+The hooks are written by :class:`tracksdk.hookspecs.FrameworkHooks`; the machinery is
+tracksdk's public plugin modules: :mod:`tracksdk.autolog`, :mod:`tracksdk.saving`,
+:mod:`tracksdk.evaluation`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracksdk.hookspecs import Evaluation, hookimpl
-from tracksdk_sklearn.autolog import COMMON_DEFAULTS
+from tracksdk.autolog import COMMON_DEFAULTS, MLFLOW_OPTIONS
+from tracksdk.hookspecs import Evaluation, FrameworkHooks, warn
 
 if TYPE_CHECKING:
-    from tracksdk_sklearn.autolog import AutologSpec
+    from tracksdk.autolog import AutologSpec
 
 __all__ = [
     "AUTOLOG_DEFAULTS",
@@ -75,20 +79,11 @@ ENGINE_OPTIONS: dict[str, Any] = {
 
 # The option names of mlflow.sklearn.autolog in MLflow 3.17.
 _MLFLOW_OPTIONS = (
-    "log_input_examples",
-    "log_model_signatures",
-    "log_models",
-    "log_datasets",
-    "disable",
-    "exclusive",
-    "disable_for_unsupported_versions",
-    "silent",
+    *MLFLOW_OPTIONS,
     "max_tuning_runs",
     "log_post_training_metrics",
     "serialization_format",
-    "registered_model_name",
     "pos_label",
-    "extra_tags",
 )
 
 # Top-level packages with their own MLflow flavor and tracksdk plugin territory: their
@@ -98,20 +93,6 @@ _FOREIGN = frozenset(
 )
 
 _PICKLE_WARNING = "Saving scikit-learn models in the pickle or cloudpickle format"
-
-
-@hookimpl
-def tracksdk_frameworks() -> list[str]:
-    """This plugin handles ``sklearn``."""
-    return [FRAMEWORK]
-
-
-# trylast: more specific plugins (whose estimators may also subclass sklearn's classes) are
-# asked first.
-@hookimpl(trylast=True)
-def tracksdk_model_framework(model: Any) -> str | None:
-    """``"sklearn"`` for scikit-learn estimators and Pipelines, else None. Imports nothing."""
-    return FRAMEWORK if is_sklearn_class(type(model)) else None
 
 
 def is_sklearn_class(cls: type) -> bool:
@@ -125,47 +106,28 @@ def is_sklearn_class(cls: type) -> bool:
     return False
 
 
-@hookimpl
-def tracksdk_autolog(
-    framework: str, options: Mapping[str, Any], in_store: bool
-) -> Callable[[], None] | None:
-    """Autolog for one run, tracksdk's engine or MLflow's; returns the restore callable.
-
-    A run only in tracksdk's journal (``in_store`` False) gets tracksdk's engine.
-    """
-    if framework != FRAMEWORK:
-        return None
-    from tracksdk_sklearn.autolog import start_autolog
-
-    return start_autolog(autolog_spec(), options, in_store=in_store)
+def _is_sklearn_model(model: Any) -> bool:
+    """Whether ``model`` is scikit-learn's: estimators, Pipelines, ... Imports nothing."""
+    return is_sklearn_class(type(model))
 
 
 def autolog_spec() -> AutologSpec:
     """How sklearn autolog is turned on, under either engine (docs/autolog.md)."""
-    from tracksdk_sklearn.autolog import AutologSpec
+    from tracksdk.autolog import AutologSpec
     from tracksdk_sklearn.sklearn_engine import install
 
     return AutologSpec(
         framework=FRAMEWORK,
-        package="sklearn",
-        mlflow_options=_MLFLOW_OPTIONS,
-        mlflow_defaults=AUTOLOG_DEFAULTS,
         engine_options=ENGINE_OPTIONS,
         install=install,
-        mlflow_extras={"training_plots": False},
+        mlflow_options=_MLFLOW_OPTIONS,
+        mlflow_defaults=AUTOLOG_DEFAULTS,
+        mlflow_switches={"training_plots": _skip_training_plots},
         mlflow_always={
             "training_metrics": "training_* metrics on the training set",
             "estimator_html": "the estimator.html artifact",
         },
-        enable_mlflow_extras=_mlflow_extras,
     )
-
-
-def _mlflow_extras(extras: Mapping[str, Any]) -> Callable[[], None]:
-    """Apply tracksdk's ``training_plots`` option to MLflow's engine."""
-    if extras.get("training_plots"):
-        return lambda: None
-    return _skip_training_plots()
 
 
 def _skip_training_plots() -> Callable[[], None]:
@@ -181,7 +143,7 @@ def _skip_training_plots() -> Callable[[], None]:
     """
     from mlflow.sklearn import utils
 
-    from tracksdk_sklearn.support import warn
+    from tracksdk.autolog import once
 
     name = "_get_classifier_artifacts"
     original = getattr(utils, name, None)
@@ -193,26 +155,18 @@ def _skip_training_plots() -> Callable[[], None]:
         return []
 
     setattr(utils, name, no_plots)
-    restored = False
 
+    @once
     def restore() -> None:
-        nonlocal restored
-        if not restored:
-            restored = True
-            if getattr(utils, name, None) is no_plots:
-                setattr(utils, name, original)
+        if getattr(utils, name, None) is no_plots:
+            setattr(utils, name, original)
 
     return restore
 
 
-@hookimpl
-def tracksdk_save_model(
-    model: Any, framework: str, path: Path, input_example: Any, formats: tuple[str, ...]
-) -> str | None:
+def _save(model: Any, path: Path, input_example: Any, formats: tuple[str, ...]) -> None:
     """Save with ``mlflow.sklearn.save_model``: cloudpickle, signature, pinned requirements."""
-    if framework != FRAMEWORK:
-        return None
-    from tracksdk_sklearn.support import save_mlflow_model, used_modules, warn
+    from tracksdk.saving import save_mlflow_model, used_modules
 
     # Serialization: cloudpickle, for every estimator. MLflow 3.17 defaults to skops, which
     # refuses to load anything outside its short list of trusted types (RandomForest's
@@ -239,14 +193,11 @@ def tracksdk_save_model(
             _save_onnx(model, Path(path).parent / "onnx", example)
         else:
             warn(f"tracksdk-sklearn cannot save format {extra!r}; supported: 'onnx'.")
-    return FRAMEWORK
 
 
 def _save_onnx(model: Any, folder: Path, example: Any) -> None:
     """An ONNX copy of ``model`` in ``folder/model.onnx``, if skl2onnx is installed."""
     import importlib
-
-    from tracksdk_sklearn.support import warn
 
     try:
         skl2onnx = importlib.import_module("skl2onnx")
@@ -272,12 +223,19 @@ def _save_onnx(model: Any, folder: Path, example: Any) -> None:
     (folder / "model.onnx").write_bytes(onnx_model.SerializeToString())
 
 
-@hookimpl
-def tracksdk_evaluate(model: Any, framework: str, X: Any, y: Any) -> Evaluation | None:
-    """Classification or regression metrics and figures (see ``tracksdk_sklearn.evaluation``)."""
-    if framework != FRAMEWORK:
-        return None
-    from tracksdk_sklearn.evaluation import evaluate_estimator, unseen_by_autolog
+def _evaluate(model: Any, X: Any, y: Any) -> Evaluation:
+    """Classification or regression metrics and figures (see ``tracksdk.evaluation``)."""
+    from tracksdk.evaluation import evaluate_estimator, unseen_by_autolog
 
     with unseen_by_autolog():
         return evaluate_estimator(model, X, y)
+
+
+_hooks = FrameworkHooks(FRAMEWORK)
+tracksdk_frameworks = _hooks.frameworks()
+# trylast: more specific plugins (whose estimators may also subclass sklearn's classes) are
+# asked first.
+tracksdk_model_framework = _hooks.model_framework(_is_sklearn_model, trylast=True)
+tracksdk_autolog = _hooks.autolog(autolog_spec)
+tracksdk_save_model = _hooks.save_model(_save)
+tracksdk_evaluate = _hooks.evaluate(_evaluate)

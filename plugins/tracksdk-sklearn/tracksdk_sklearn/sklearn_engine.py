@@ -39,7 +39,8 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tracksdk_sklearn.engine import (
+import tracksdk
+from tracksdk.autolog import (
     Scope,
     bind_arguments,
     estimator_tags,
@@ -164,8 +165,6 @@ def log_fit(
     kwargs: dict[str, Any],
 ) -> Any:
     """Log one outermost fit of ``args[0]`` around ``original(*args, **kwargs)``."""
-    import tracksdk
-
     estimator = args[0]
     options = scope.options
     described = guarded(scope, "read the estimator's params", lambda: _describe(estimator))
@@ -233,8 +232,6 @@ def _after_fit(
     kwargs: dict[str, Any],
     elapsed: float,
 ) -> None:
-    import tracksdk
-
     estimator = args[0]
     options = scope.options
     metrics: dict[str, float] = {"fit_time_s": elapsed}
@@ -281,8 +278,6 @@ def _training_data(
 
 
 def _log_dataset(original: Callable[..., Any], args: tuple[Any, ...], kwargs: Any) -> None:
-    import tracksdk
-
     X, _, _ = _training_data(original, args, kwargs)
     if X is not None:
         tracksdk.log_input(X, "train")
@@ -304,7 +299,7 @@ def training_metrics(
     from sklearn import metrics as skm
     from sklearn.base import is_classifier, is_regressor
 
-    from tracksdk_sklearn.evaluation import unseen_by_autolog
+    from tracksdk.evaluation import unseen_by_autolog
 
     out: dict[str, float] = {}
     weight = {"sample_weight": sample_weight}
@@ -356,8 +351,7 @@ def training_metrics(
 
 
 def _log_training_plots(estimator: Any, X: Any, y: Any) -> None:
-    import tracksdk
-    from tracksdk_sklearn.evaluation import evaluate_estimator, unseen_by_autolog
+    from tracksdk.evaluation import evaluate_estimator, unseen_by_autolog
 
     with unseen_by_autolog():
         figures = evaluate_estimator(estimator, X, y).figures
@@ -367,8 +361,6 @@ def _log_training_plots(estimator: Any, X: Any, y: Any) -> None:
 
 def _log_estimator_html(estimator: Any) -> None:
     from sklearn.utils import estimator_html_repr
-
-    import tracksdk
 
     # The charset keeps the toggle arrows of scikit-learn's HTML readable.
     html = (
@@ -380,8 +372,6 @@ def _log_estimator_html(estimator: Any) -> None:
 
 def _log_search(scope: Scope, search: Any) -> None:
     """A search's best params, ``cv_results.csv`` and child runs for its best candidates."""
-    import tracksdk
-
     best = getattr(search, "best_params_", None)
     if best:
         tracksdk.log_params({f"best_{key}": readable(value) for key, value in best.items()})
@@ -413,14 +403,10 @@ def _log_search(scope: Scope, search: Any) -> None:
 def _log_cv_results(results: Mapping[str, Any]) -> None:
     import pandas as pd
 
-    import tracksdk
-
     tracksdk.log_text(pd.DataFrame(dict(results)).to_csv(index=False), "cv_results.csv")
 
 
 def _log_candidate(results: Mapping[str, Any], index: int, tags: Mapping[str, str]) -> None:
-    import tracksdk
-
     params = {str(k): readable(v) for k, v in results["params"][index].items()}
     metrics: dict[str, float] = {}
     for key, values in results.items():

@@ -1,9 +1,9 @@
 """Autolog for one tracked run: choose the engine, turn it on, put everything back after.
 
-Shared by tracksdk-sklearn and tracksdk-lightgbm. Each framework has two engines:
+Each framework has two engines:
 
 - ``"tracksdk"`` (the default): tracksdk's own lightweight engine
-  (:mod:`tracksdk_sklearn.engine`), which logs cheap facts through tracksdk's API and
+  (:mod:`tracksdk.autolog._patching`), which logs cheap facts through tracksdk's API and
   leaves the costly extras opt-in.
 - ``"mlflow"``: MLflow's ``mlflow.<flavor>.autolog``, with tracksdk's cheap defaults
   (:data:`COMMON_DEFAULTS`) merged under the user's options.
@@ -13,46 +13,40 @@ else MLflow's when the user already has MLflow's autolog on for that flavor in t
 (their own ``mlflow.autolog()``, or a parent run's MLflow engine: tracksdk does not run a
 second engine next to it); else MLflow's when an option asks for something only MLflow's
 engine does (:data:`MLFLOW_ONLY`: ``log_models``, ``log_post_training_metrics`` or
-``exclusive`` set to true); else tracksdk's.
-
-MLflow keeps each flavor's autolog configuration in
-``mlflow.utils.autologging_utils.AUTOLOGGING_INTEGRATIONS[flavor]``: the keyword arguments
-of the last ``mlflow.<flavor>.autolog(...)`` call merged over the function's defaults.
-:func:`enable_autolog` copies that entry before it changes anything, and the callable it
-returns either calls ``autolog(**previous)`` again (the user had it on) or
-``autolog(disable=True)`` and then puts the exact previous entry back. The same mechanism
-switches MLflow's autolog off while tracksdk's engine runs in its place. Restores are meant
-to run in reverse order of enables (nested runs).
-
-Only the hook functions and this module's functions import MLflow, and only when called.
+``exclusive`` set to true); else tracksdk's. MLflow's state is saved and restored by
+:mod:`tracksdk.autolog._handover`.
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracksdk_sklearn.engine import (
+from tracksdk._warn import warn
+from tracksdk.autolog._handover import (
+    drop_registered_model_name,
+    enable_autolog,
+    mlflow_accepts,
+    mlflow_autolog_enabled,
+)
+from tracksdk.autolog._patching import (
     ENGINE_MLFLOW,
     ENGINE_OFF,
     ENGINE_TRACKSDK,
     acquire_patches,
+    once,
     open_scope,
 )
-from tracksdk_sklearn.support import warn
 
 __all__ = [
     "COMMON_DEFAULTS",
     "ENGINES",
     "MLFLOW_ONLY",
+    "MLFLOW_OPTIONS",
     "AutologSpec",
     "choose_engine",
-    "enable_autolog",
-    "mlflow_autolog_enabled",
     "start_autolog",
 ]
 
@@ -78,23 +72,23 @@ ENGINES = (ENGINE_TRACKSDK, ENGINE_MLFLOW)
 #: tracksdk's runs. Without ``engine``, any of them set to true selects MLflow's engine.
 MLFLOW_ONLY = ("log_models", "log_post_training_metrics", "exclusive")
 
-# Options of mlflow.<flavor>.autolog that tracksdk's engine accepts and that change
-# nothing there: they only matter with log_models (input examples, signatures,
-# serialization), for runs MLflow creates itself (extra_tags), or for MLflow's own
-# messages and version checks.
-_NO_EFFECT = (
-    "silent",
+#: The options every ``mlflow.<flavor>.autolog`` takes (MLflow 3.17): the default of
+#: ``AutologSpec.mlflow_options``; a flavor with more lists them too.
+MLFLOW_OPTIONS = (
     "log_input_examples",
     "log_model_signatures",
-    "serialization_format",
-    "extra_tags",
+    "log_models",
+    "log_datasets",
+    "disable",
+    "exclusive",
     "disable_for_unsupported_versions",
+    "silent",
+    "registered_model_name",
+    "extra_tags",
 )
 
-# MLflow's own lock (autologging_conf_lock) is held only inside one autolog() call; this one
-# makes "read the previous state, then enable" a single step between two tracked runs
-# starting in two threads of one process.
-_LOCK = threading.RLock()
+#: What ``AutologSpec.install`` receives: ``add_undo(step)`` records one undo step.
+AddUndo = Callable[[Callable[[], None]], None]
 
 
 @dataclass(frozen=True)
@@ -104,55 +98,42 @@ class AutologSpec:
     Attributes:
         framework: The framework name, also MLflow's flavor and autolog integration
             name (``"sklearn"``, ``"lightgbm"``).
-        package: The framework's import name. It is imported first, so that hooks a
-            user's earlier ``mlflow.autolog()`` left for that import have run and the
-            MLflow state read here is the one the user set up.
-        mlflow_options: The option names of ``mlflow.<flavor>.autolog`` in the supported
-            MLflow version (a name outside it is looked up in the installed MLflow).
-        mlflow_defaults: tracksdk's defaults for MLflow's engine.
         engine_options: tracksdk's engine's options and their defaults.
-        mlflow_extras: tracksdk's own options for MLflow's engine and their defaults
-            (e.g. ``training_plots``); not passed to ``mlflow.<flavor>.autolog``.
+        install: Installs tracksdk's engine's patches, calling ``add_undo`` with each
+            undo step (see :func:`~tracksdk.autolog.acquire_patches`).
+        mlflow_options: The option names of ``mlflow.<flavor>.autolog`` in the supported
+            MLflow version (default :data:`MLFLOW_OPTIONS`; a name outside them is looked
+            up in the installed MLflow).
+        package: The framework's import name (default: ``framework``). It is imported
+            first, so that hooks a user's earlier ``mlflow.autolog()`` left for that import
+            have run and the MLflow state read here is the one the user set up.
+        mlflow_defaults: tracksdk's defaults for MLflow's engine (default
+            :data:`COMMON_DEFAULTS`).
+        mlflow_switches: tracksdk's own boolean options for MLflow's engine (not passed to
+            ``mlflow.<flavor>.autolog``), each false by default, with the switch that
+            turns off what MLflow would otherwise always do. While the option is false,
+            the switch is called when MLflow's autolog is on, and returns its undo.
         mlflow_always: Options of tracksdk's engine that MLflow's engine cannot turn off,
             each with what MLflow's engine does instead (for the warning).
-        install: Installs tracksdk's engine's patches (see
-            :func:`tracksdk_sklearn.engine.acquire_patches`).
-        enable_mlflow_extras: Applies ``mlflow_extras`` once MLflow's autolog is on;
-            returns the callable undoing that.
     """
 
     framework: str
-    package: str
-    mlflow_options: tuple[str, ...]
-    mlflow_defaults: Mapping[str, Any]
     engine_options: Mapping[str, Any]
-    install: Callable[[Callable[[Callable[[], None]], None]], None]
-    mlflow_extras: Mapping[str, Any] = field(default_factory=dict)
+    install: Callable[[AddUndo], None]
+    mlflow_options: tuple[str, ...] = MLFLOW_OPTIONS
+    package: str = ""
+    mlflow_defaults: Mapping[str, Any] = field(default_factory=lambda: dict(COMMON_DEFAULTS))
+    mlflow_switches: Mapping[str, Callable[[], Callable[[], None]]] = field(default_factory=dict)
     mlflow_always: Mapping[str, str] = field(default_factory=dict)
-    enable_mlflow_extras: Callable[[Mapping[str, Any]], Callable[[], None]] | None = None
 
-
-def mlflow_autolog_enabled(flavor: str) -> bool:
-    """Whether MLflow's autolog is on for ``flavor`` in this process.
-
-    Reads MLflow's state without importing MLflow: when its autolog module was never
-    imported, nobody turned autolog on.
-    """
-    utils = sys.modules.get("mlflow.utils.autologging_utils")
-    integrations = getattr(utils, "AUTOLOGGING_INTEGRATIONS", None) or {}
-    config = integrations.get(flavor)
-    # Same rule as MLflow's autologging_is_disabled(): no config, or disable=True, is off.
-    return config is not None and config.get("disable", True) is False
+    def __post_init__(self) -> None:
+        if not self.package:
+            object.__setattr__(self, "package", self.framework)
 
 
 def _mlflow_accepts(spec: AutologSpec, name: str) -> bool:
-    if name in spec.mlflow_options:
-        return True
     # A newer MLflow may have more options: ask the installed one (imports the flavor).
-    import inspect
-
-    autolog = importlib.import_module(f"mlflow.{spec.framework}").autolog
-    return name in inspect.signature(autolog).parameters
+    return name in spec.mlflow_options or mlflow_accepts(spec.framework, name)
 
 
 def choose_engine(spec: AutologSpec, options: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -172,13 +153,8 @@ def choose_engine(spec: AutologSpec, options: Mapping[str, Any]) -> tuple[str, d
     framework = spec.framework
     config = dict(options)
     engine = config.pop("engine", None)
-    if config.pop("registered_model_name", None) is not None:
-        warn(
-            f"tracksdk ignores registered_model_name in {framework} autolog options: MLflow "
-            "would register a new model version for every fit, tuning trials included. "
-            "Register the model tracksdk saves for the run instead."
-        )
-    ours = set(spec.engine_options) | set(spec.mlflow_extras)
+    drop_registered_model_name(framework, config)
+    ours = set(spec.engine_options) | set(spec.mlflow_switches)
     unknown = sorted(k for k in config if k not in ours and not _mlflow_accepts(spec, k))
     if unknown:
         accepted = sorted({"engine", *ours, *spec.mlflow_options} - {"registered_model_name"})
@@ -215,7 +191,7 @@ def choose_engine(spec: AutologSpec, options: Mapping[str, Any]) -> tuple[str, d
         # tracksdk's engine's own options mean nothing to mlflow.<flavor>.autolog.
         for name in list(config):
             if name in spec.engine_options and not (
-                name in spec.mlflow_extras or name in spec.mlflow_options
+                name in spec.mlflow_switches or name in spec.mlflow_options
             ):
                 del config[name]
         return ENGINE_MLFLOW, config
@@ -235,7 +211,8 @@ def start_autolog(
 ) -> Callable[[], None]:
     """Turn on ``spec.framework``'s autolog for one tracked run; return how to undo it.
 
-    Called by the plugins' ``tracksdk_autolog`` hooks. The returned callable restores
+    Called by the plugins' ``tracksdk_autolog`` hooks (see
+    :meth:`tracksdk.hookspecs.FrameworkHooks.autolog`). The returned callable restores
     everything this call changed, newest first; calling it again does nothing.
 
     Args:
@@ -260,11 +237,11 @@ def start_autolog(
     try:
         undo.append(open_scope(framework, engine, config if engine == ENGINE_TRACKSDK else {}))
         if engine == ENGINE_MLFLOW:
-            extras = {**spec.mlflow_extras}
-            extras.update({k: config.pop(k) for k in list(config) if k in spec.mlflow_extras})
+            keep = {name: bool(config.pop(name, False)) for name in spec.mlflow_switches}
             undo.append(enable_autolog(framework, spec.package, spec.mlflow_defaults, config))
-            if spec.enable_mlflow_extras is not None:
-                undo.append(spec.enable_mlflow_extras(extras))
+            for name, switch_off in spec.mlflow_switches.items():
+                if not keep[name]:
+                    undo.append(switch_off())
         else:
             # tracksdk's engine replaces MLflow's for this run (or, with disable=True,
             # nothing is autologged): MLflow's own autolog, when the user explicitly chose
@@ -278,15 +255,7 @@ def start_autolog(
     except BaseException:
         _run_all(undo)
         raise
-    done = False
-
-    def restore() -> None:
-        nonlocal done
-        if not done:
-            done = True
-            _run_all(undo)
-
-    return restore
+    return once(lambda: _run_all(undo))
 
 
 def _run_all(steps: Iterable[Callable[[], None]]) -> None:
@@ -299,87 +268,3 @@ def _run_all(steps: Iterable[Callable[[], None]]) -> None:
             error = error or exc
     if error is not None:
         raise error
-
-
-def _merge_options(
-    flavor: str,
-    autolog: Callable[..., Any],
-    defaults: Mapping[str, Any],
-    options: Mapping[str, Any],
-) -> dict[str, Any]:
-    """The keyword arguments for ``autolog``: defaults, then the user's options, checked."""
-    config = {**defaults, **options}
-    if config.pop("registered_model_name", None) is not None:
-        warn(
-            f"tracksdk ignores registered_model_name in {flavor} autolog options: MLflow "
-            "would register a new model version for every fit, tuning trials included. "
-            "Register the model tracksdk saves for the run instead."
-        )
-    import inspect
-
-    accepted = inspect.signature(autolog).parameters
-    unknown = sorted(name for name in config if name not in accepted)
-    if unknown:
-        warn(
-            f"Unknown {flavor} autolog option(s) ignored: {', '.join(unknown)}. "
-            f"mlflow.{flavor}.autolog accepts: {', '.join(accepted)}."
-        )
-        for name in unknown:
-            del config[name]
-    return config
-
-
-def enable_autolog(
-    flavor: str,
-    package: str,
-    defaults: Mapping[str, Any],
-    options: Mapping[str, Any],
-) -> Callable[[], None]:
-    """Call ``mlflow.<flavor>.autolog`` with ``defaults`` merged under ``options``.
-
-    Args:
-        flavor: MLflow flavor and autolog integration name, e.g. ``"sklearn"``.
-        package: The framework's import name, e.g. ``"sklearn"``. It is imported first, so
-            that hooks a user's earlier ``mlflow.autolog()`` left for that import have run
-            and the state read here is the one the user set up.
-        defaults: tracksdk's defaults for this flavor.
-        options: The user's options; they win over ``defaults``. ``registered_model_name``
-            is dropped with a warning, unknown names are dropped with a warning.
-
-    Returns:
-        A callable that restores the autolog state found before this call. Calling it more
-        than once does nothing after the first time.
-    """
-    importlib.import_module(package)
-    module = importlib.import_module(f"mlflow.{flavor}")
-    from mlflow.utils import autologging_utils
-
-    autolog: Callable[..., Any] = module.autolog
-    config = _merge_options(flavor, autolog, defaults, options)
-    integrations: dict[str, Any] = autologging_utils.AUTOLOGGING_INTEGRATIONS
-
-    with _LOCK:
-        previous = integrations.get(flavor)
-        previous = dict(previous) if previous is not None else None
-        # Same rule as autologging_is_disabled(): no config, or disable=True, means off.
-        was_enabled = previous is not None and previous.get("disable", True) is False
-        autolog(**config)
-
-    restored = False
-
-    def restore() -> None:
-        nonlocal restored
-        with _LOCK:
-            if restored:
-                return
-            restored = True
-            if was_enabled and previous is not None:
-                autolog(**previous)
-            else:
-                autolog(disable=True, silent=True)
-                if previous is None:
-                    integrations.pop(flavor, None)
-                else:
-                    integrations[flavor] = previous
-
-    return restore

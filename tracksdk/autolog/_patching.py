@@ -1,12 +1,12 @@
-"""tracksdk's own autolog engine: the machinery both plugins' lightweight autolog shares.
+"""tracksdk's own autolog engine: scopes, patches, one record per outermost call.
 
 MLflow's autolog computes things on every fit that nobody asked for (training-set metrics
 and plots, ``estimator.html``, importance plots, requirements inference): seconds on a fit
 that takes milliseconds. tracksdk's engine patches the framework's training calls itself
 and logs only cheap facts through tracksdk's public API (``tracksdk.log_params``, ...),
-so every record goes through tracksdk's writer. What it logs per framework lives in
-:mod:`tracksdk_sklearn.sklearn_engine` and ``tracksdk_lightgbm.engine``; this module holds
-the parts they share:
+so every record goes through tracksdk's writer. What it logs per framework lives in each
+plugin (``tracksdk_sklearn.sklearn_engine``, ``tracksdk_lightgbm.engine``); this module
+holds the parts they share:
 
 - **Scopes.** A tracked run that turns autolog on opens a :class:`Scope` (engine and
   options) in a :class:`~contextvars.ContextVar`, the same mechanism tracksdk uses for its
@@ -19,8 +19,8 @@ the parts they share:
   patched call costs one context-variable lookup. Removal puts the original back only
   when the patch is still the attribute's value: if someone patched over it meanwhile
   (MLflow's own autolog, in another run), the patch stays, inert outside scopes.
-- **One record per fit.** Only the outermost patched call logs; the fits a Pipeline, a
-  search or a LightGBM scikit-learn model make inside it do not.
+- **One record per fit.** Only the outermost patched call logs, across frameworks: the
+  fits a Pipeline, a search or a LightGBM scikit-learn model make inside it do not.
 - **Never in the way.** Every logging step runs under :func:`guarded`: an exception
   becomes one warning per scope, and the user's fit always runs and returns (or raises)
   exactly as without autolog.
@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from tracksdk_sklearn.support import warn
+from tracksdk._warn import warn
 
 __all__ = [
     "ENGINE_MLFLOW",
@@ -50,6 +50,7 @@ __all__ = [
     "bind_arguments",
     "estimator_tags",
     "guarded",
+    "once",
     "open_scope",
     "patch_attribute",
     "patched_call",
@@ -195,19 +196,34 @@ def acquire_patches(
                 state.undo_all()
                 raise
         state.users += 1
-    released = False
 
+    @once
     def release() -> None:
-        nonlocal released
         with _lock:
-            if released:
-                return
-            released = True
             state.users -= 1
             if state.users == 0:
                 state.undo_all()
 
     return release
+
+
+def once(action: Callable[[], None]) -> Callable[[], None]:
+    """``action`` run by the first call only; later calls, from any thread, do nothing.
+
+    For restore callables, which the core and nested runs may call more than once.
+    """
+    lock = threading.Lock()
+    done = False
+
+    def run_once() -> None:
+        nonlocal done
+        with lock:
+            if done:
+                return
+            done = True
+        action()
+
+    return run_once
 
 
 def patch_attribute(
@@ -266,9 +282,9 @@ def estimator_tags(estimator: Any) -> dict[str, str]:
 
 def tracked_run() -> Any:
     """The current tracked run when it writes somewhere, else None."""
-    import tracksdk
+    from tracksdk._context import active_run
 
-    run = tracksdk.active_run()
+    run = active_run()
     return run if run is not None and run.tracked else None
 
 

@@ -1,8 +1,20 @@
-"""Helpers shared by the scikit-learn and LightGBM plugins.
+"""Saving a model as an MLflow model in about 0.1 s: for plugins' ``tracksdk_save_model``.
 
-Warnings that point at the user's line, pinned requirements, input examples, signatures,
-and :func:`save_mlflow_model`, the one model-saving path of both plugins. Nothing here
-imports a framework or MLflow at module level.
+MLflow's ``log_model`` takes seconds because it infers the model's pip requirements in a
+subprocess that re-imports the model. :func:`save_mlflow_model` gives MLflow the
+requirements pinned from the installed versions instead (:func:`pinned_requirements`),
+with a signature and an input example from the first rows of the training input. The
+scikit-learn and LightGBM plugins save through it; a plugin for another flavor does too::
+
+    from tracksdk.saving import save_mlflow_model
+
+
+    def save(model, path, input_example, formats):
+        save_mlflow_model(
+            "xgboost", model, path, input_example, ["xgboost"], serialization_format=None
+        )
+
+Nothing here imports a framework or MLflow at module level.
 """
 
 from __future__ import annotations
@@ -15,6 +27,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from tracksdk._warn import warn
+
 __all__ = [
     "EXAMPLE_ROWS",
     "head",
@@ -25,7 +39,6 @@ __all__ = [
     "quiet_logger",
     "save_mlflow_model",
     "used_modules",
-    "warn",
 ]
 
 #: Rows of the input example kept in the saved model (``input_example.json``).
@@ -47,9 +60,6 @@ _IMPORT_TIME_WARNINGS = (r".*Any type hint is inferred as AnyType",)
 # kept a warning (shown once, as without -W error) while a signature is inferred.
 _SCHEMA_HINTS = (r"Hint: Inferred schema contains integer column",)
 
-# Frames of these packages are skipped so a warning points at the user's line.
-_INTERNAL = frozenset({"tracksdk", "tracksdk_sklearn", "tracksdk_lightgbm", "pluggy"})
-
 # Import name -> distribution name, for the common cases; anything else is looked up.
 _DISTRIBUTIONS = {
     "sklearn": "scikit-learn",
@@ -64,21 +74,6 @@ _DISTRIBUTIONS = {
     "pandas": "pandas",
     "cloudpickle": "cloudpickle",
 }
-
-
-def warn(message: str) -> None:
-    """Warn (``TrackSDKWarning``) at the first caller outside tracksdk, its plugins, pluggy."""
-    from tracksdk.exceptions import TrackSDKWarning
-
-    level = 1
-    frame = sys._getframe(1)
-    while frame is not None:
-        level += 1
-        name = str(frame.f_globals.get("__name__", ""))
-        if name.partition(".")[0] not in _INTERNAL:
-            break
-        frame = frame.f_back  # type: ignore[assignment]
-    warnings.warn(message, TrackSDKWarning, stacklevel=level)
 
 
 def _version(distribution: str) -> str | None:
@@ -231,18 +226,19 @@ def save_mlflow_model(
     *,
     modules: Iterable[str] = (),
     quiet: Iterable[str] = (),
+    serialization_format: str | None = "cloudpickle",
 ) -> Any:
     """Save ``model`` with ``mlflow.<flavor>.save_model``, the fast way; return the example.
 
-    Both plugins save through here: cloudpickle serialization (why: tracksdk-sklearn's
-    README), a signature inferred from the first :data:`EXAMPLE_ROWS` rows of
+    The project's plugins save through here: cloudpickle serialization (why:
+    tracksdk-sklearn's README), a signature inferred from the first :data:`EXAMPLE_ROWS` rows of
     ``input_example`` (none without one), those rows as the input example, and
     requirements pinned from the installed versions, so MLflow's requirement inference (a
     subprocess, seconds) never runs. A ``Booster`` ignores ``serialization_format``: MLflow
     writes it in LightGBM's own text format.
 
     Args:
-        flavor: ``"sklearn"`` or ``"lightgbm"``.
+        flavor: The MLflow flavor module's name: ``"sklearn"``, ``"lightgbm"``, ...
         model: The fitted model.
         path: The new folder to save into.
         input_example: A sample of the training input, or None.
@@ -250,6 +246,8 @@ def save_mlflow_model(
             pandas example).
         modules: Modules the model uses; their distributions are pinned too.
         quiet: Prefixes of ``mlflow.<flavor>`` log messages to drop during the save.
+        serialization_format: Passed to ``save_model``; None for flavors without that
+            argument (they write their framework's own format).
 
     Returns:
         The input example actually saved (the first rows), for extra formats.
@@ -257,14 +255,15 @@ def save_mlflow_model(
     module = import_mlflow(f"mlflow.{flavor}")
     example = head(input_example)
     requirements = pinned_requirements(distributions, modules=modules, example=example)
+    extra = {} if serialization_format is None else {"serialization_format": serialization_format}
     with quiet_logger(f"mlflow.{flavor}", *quiet):
         module.save_model(
             model,
             str(path),
-            serialization_format="cloudpickle",
             signature=infer_signature(model, example),
             input_example=example,
             pip_requirements=requirements,
+            **extra,
         )
     return example
 

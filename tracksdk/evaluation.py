@@ -1,4 +1,10 @@
-"""Evaluation metrics and figures for scikit-learn-API models (shared with tracksdk-lightgbm).
+"""Metrics and figures of a fitted model, for plugins' ``tracksdk_evaluate`` hooks.
+
+The scikit-learn and LightGBM plugins evaluate through here; a plugin for another library
+with scikit-learn's API (``predict``, ``predict_proba``, ``classes_``) can too, and one
+without it can pass its predictions to :func:`classification_evaluation` or
+:func:`regression_evaluation`. The functions need scikit-learn and matplotlib, which
+such a plugin lists in its dependencies; this module imports them only when called.
 
 Classification (a classifier, or anything with ``predict_proba``):
 
@@ -275,35 +281,41 @@ def _enumerate(matrix: Any) -> list[tuple[tuple[int, int], int]]:
 
 def _roc_figure(curves: list[tuple[str, Any, Any]], binary: bool) -> Any:
     skm = _sklearn_metrics()
-
-    fig = _figure()
-    ax = fig.subplots()
+    lines = []
     for label, truth, score in curves:
         fpr, tpr, _ = skm.roc_curve(truth, score)
         name = "ROC" if binary else f"class {label}"
-        ax.plot(fpr, tpr, label=f"{name} (AUC {skm.auc(fpr, tpr):.3f})")
+        lines.append((fpr, tpr, f"{name} (AUC {skm.auc(fpr, tpr):.3f})"))
+    fig, ax = _curves(lines, "False positive rate", "True positive rate", "ROC curve", binary)
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
-    ax.set_xlabel("False positive rate")
-    ax.set_ylabel("True positive rate")
-    ax.set_title("ROC curve" + ("" if binary else " (one-vs-rest)"))
     ax.legend(loc="lower right")
     return fig
 
 
 def _precision_recall_figure(curves: list[tuple[str, Any, Any]], binary: bool) -> Any:
     skm = _sklearn_metrics()
-
-    fig = _figure()
-    ax = fig.subplots()
+    lines = []
     for label, truth, score in curves:
         precision, recall, _ = skm.precision_recall_curve(truth, score)
         average = skm.average_precision_score(truth, score)
         name = "PR" if binary else f"class {label}"
-        ax.plot(recall, precision, label=f"{name} (AP {average:.3f})")
-    ax.set_xlabel("Recall")
-    ax.set_ylabel("Precision")
+        lines.append((recall, precision, f"{name} (AP {average:.3f})"))
+    fig, ax = _curves(lines, "Recall", "Precision", "Precision-recall curve", binary)
     ax.set_xlim(0.0, 1.0)
     ax.set_ylim(0.0, 1.05)
-    ax.set_title("Precision-recall curve" + ("" if binary else " (one-vs-rest)"))
     ax.legend(loc="lower left")
     return fig
+
+
+def _curves(
+    lines: list[tuple[Any, Any, str]], xlabel: str, ylabel: str, title: str, binary: bool
+) -> tuple[Any, Any]:
+    """A figure with one labelled line per ``(x, y, label)``; returns it and its axes."""
+    fig = _figure()
+    ax = fig.subplots()
+    for x, y, label in lines:
+        ax.plot(x, y, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title + ("" if binary else " (one-vs-rest)"))
+    return fig, ax
