@@ -217,9 +217,9 @@ def evaluate(model: Any, X: Any, y: Any, prefix: str = "") -> dict[str, float]:
             f"No installed plugin can evaluate a {type(model).__module__}."
             f"{type(model).__qualname__}. Install its framework's tracksdk plugin."
         )
-    result = _plugins.call_first(
-        pm, "tracksdk_evaluate", model=model, framework=framework, X=X, y=y
-    )
+    from tracksdk import hookspecs
+
+    result = hookspecs.call_evaluate(pm, model, framework, X, y)
     if result is None:
         raise TrackSDKError(f"The {framework!r} plugin could not evaluate this model.")
     metrics = {f"{prefix}{k}": float(v) for k, v in result.metrics.items()}

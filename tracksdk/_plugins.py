@@ -9,8 +9,7 @@ A plugin that fails to import is a warning naming the plugin; the others load.
 
 The hooks are called through the typed ``call_*`` functions of :mod:`tracksdk.hookspecs`,
 where a hook that raises or returns the wrong type is a warning naming the plugin and the
-other plugins and the run go on. :func:`call_first` is their untyped form, kept for the
-callers in ``_run`` and ``_api`` until they use the typed ones.
+other plugins and the run go on.
 """
 
 from __future__ import annotations
@@ -65,14 +64,6 @@ def reset() -> None:
     global _manager, _manager_key
     with _lock:
         _manager, _manager_key = None, None
-
-
-def call_first(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> Any:
-    """Call ``hook`` plugin by plugin; the first non-None result wins.
-
-    Untyped: prefer the typed ``call_*`` functions of :mod:`tracksdk.hookspecs`.
-    """
-    return next((result for _, result in hookspecs.call_each(pm, hook, kwargs)), None)
 
 
 def frameworks(pm: pluggy.PluginManager) -> dict[str, str]:

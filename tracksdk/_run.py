@@ -343,21 +343,13 @@ class Run:
         """Save ``model`` through its plugin and upload it under ``dest``."""
         import tempfile
 
-        from tracksdk import _plugins
+        from tracksdk import hookspecs
 
         writer = self._writer
         assert writer is not None
         with tempfile.TemporaryDirectory(prefix="tracksdk-model-") as tmp:
             path = Path(tmp) / "model"
-            flavor = _plugins.call_first(
-                pm,
-                "tracksdk_save_model",
-                model=model,
-                framework=framework,
-                path=path,
-                input_example=example,
-                formats=formats,
-            )
+            flavor = hookspecs.call_save_model(pm, model, framework, path, example, formats)
             if flavor is None or not path.exists():
                 _warn.warn(f"tracksdk: the {framework!r} plugin did not save the model.")
                 return False
@@ -839,7 +831,7 @@ class Session:
 
     def _enable_autolog(self, settings: Any, run: Run) -> None:
         """Turn on the selected frameworks' autolog for this run only."""
-        from tracksdk import _plugins
+        from tracksdk import _plugins, hookspecs
 
         selection = _autolog_selection(settings.autolog)
         if not selection:
@@ -864,10 +856,8 @@ class Session:
                     f"autolog for {name!r} runs with log_models=False, since MLflow would "
                     "otherwise drop the metrics too. Return the model to log it instead."
                 )
-            off = _plugins.call_first(
-                pm, "tracksdk_autolog", framework=name, options=options, in_store=in_store
-            )
-            if callable(off):
+            off = hookspecs.call_autolog(pm, name, options, in_store)
+            if off is not None:
                 self._autolog_off.append(off)
 
     def _server_logs_models(self) -> bool:
