@@ -8,6 +8,7 @@ decorated function keeps its name, docstring, signature and static type (ParamSp
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -25,13 +26,31 @@ R = TypeVar("R")
 
 __all__ = ["Tracked", "tracked"]
 
+# The blocks entered in this thread or asyncio task and not yet left, innermost last. One
+# Tracked object may be entered in several threads and tasks at once (and inside itself):
+# each exit must end the run its own block opened, so what a block opened is kept per
+# context, not on the object.
+_entered: contextvars.ContextVar[tuple[tuple[Tracked, Session], ...]] = contextvars.ContextVar(
+    "tracksdk_entered", default=()
+)
+
 
 class Tracked:
-    """What ``tracked(...)`` returns: a decorator and a (sync or async) context manager."""
+    """What ``tracked(...)`` returns: a decorator and a (sync or async) context manager.
+
+    One object may be used as a context manager from several threads and asyncio tasks at
+    once, and nested inside itself: each ``with`` block's exit ends the run that block
+    opened.
+    """
 
     def __init__(self, options: RunOptions) -> None:
         self.options = options
-        self._sessions: list[Session] = []
+        # Every block entered and not yet left, in any context, oldest first: for an exit
+        # in another context than its entry (an async fixture's teardown runs in a task of
+        # its own), which finds no block of this object in its own context. No lock: a
+        # list's append, remove and [-1] are atomic, and a lock could be inherited held by
+        # a forked child.
+        self._open: list[Session] = []
 
     def __repr__(self) -> str:
         return f"tracked({self.options!r})"
@@ -129,11 +148,37 @@ class Tracked:
 
         session = Session(self.options, source_file=caller)
         _start(session)  # on an unexpected error the run is untracked; the block runs
-        self._sessions.append(session)
+        self._open.append(session)
+        _entered.set((*_entered.get(), (self, session)))
         return session.run
 
     def _exit(self, exc: BaseException | None) -> None:
-        _end(self._sessions.pop(), exc)
+        session = self._leave()
+        if session is not None:
+            _end(session, exc)
+
+    def _leave(self) -> Session | None:
+        """Forget the block being left; return the session it opened.
+
+        That is this object's innermost block in the calling thread or task. Left in
+        another context than it was entered in (none of this object's blocks is open here),
+        it is the block of this object entered last.
+        """
+        entered = _entered.get()
+        session: Session | None = None
+        for index in range(len(entered) - 1, -1, -1):
+            if entered[index][0] is self:
+                session = entered[index][1]
+                _entered.set(entered[:index] + entered[index + 1 :])
+                break
+        if session is None:
+            try:
+                session = self._open[-1]
+            except IndexError:
+                return None  # left without being entered: nothing to end
+        with contextlib.suppress(ValueError):  # gone: a block left elsewhere ended it
+            self._open.remove(session)
+        return session
 
     def __enter__(self) -> Run:
         return self._enter(sys._getframe(1).f_code.co_filename)
