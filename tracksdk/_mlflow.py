@@ -26,6 +26,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from tracksdk import _auth, _redact
+from tracksdk._schema import CLIENT_RUN_ID_TAG, USER_TAG
 from tracksdk.exceptions import TrackingError
 
 if TYPE_CHECKING:
@@ -857,7 +858,7 @@ class Transport:
 
     def find_run(self, experiment_id: str, client_id: str) -> CreatedRun | None:
         """The run an earlier attempt created for ``client_id``, if any."""
-        query = f"tags.`tracksdk.client_run_id` = '{client_id}'"
+        query = f"tags.`{CLIENT_RUN_ID_TAG}` = '{client_id}'"
         if self.conn.is_remote:
             from mlflow.entities import Run as RunEntity
             from mlflow.entities import ViewType
@@ -904,7 +905,7 @@ class Transport:
                 CreateRun,
                 CreateRun(
                     experiment_id=experiment_id,
-                    user_id=tags.get("mlflow.user", ""),
+                    user_id=tags.get(USER_TAG, ""),
                     start_time=start_ms,
                     tags=[RunTag(k, v).to_proto() for k, v in tags.items()],
                     run_name=run_name or "",

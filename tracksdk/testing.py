@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from tracksdk import _config
+from tracksdk._schema import PARENT_RUN_ID_TAG
 
 __all__ = ["CapturedRun", "CapturedRuns", "capture_runs"]
 
@@ -115,7 +116,7 @@ class CapturedRuns:
             metrics=dict(run.data.metrics),
             tags=dict(run.data.tags),
             artifacts=sorted(walk(None)),
-            parent_run_id=run.data.tags.get("mlflow.parentRunId"),
+            parent_run_id=run.data.tags.get(PARENT_RUN_ID_TAG),
             _store=self,
         )
 

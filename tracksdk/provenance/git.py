@@ -41,34 +41,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tracksdk._schema import (
+    GIT_BRANCH_TAG,
+    GIT_COMMIT_TAG,
+    GIT_DIFF_TRUNCATED_TAG,
+    GIT_DIRTY_TAG,
+    GIT_REPO_URL_TAG,
+    GIT_STATUS_TAG,
+    GIT_UNTRACKED_TAG,
+)
+
 if TYPE_CHECKING:
     import subprocess
 
 __all__ = [
-    "BRANCH_TAG",
-    "COMMIT_TAG",
     "DIFF_ARTIFACT",
-    "DIFF_TRUNCATED_TAG",
-    "DIRTY_TAG",
     "GIT_TIMEOUT_SECONDS",
-    "REPO_URL_TAG",
-    "STATUS_TAG",
     "UNTRACKED_ARTIFACT",
-    "UNTRACKED_COUNT_TAG",
     "GitCapture",
     "capture_git",
     "find_repo_root",
     "strip_url_credentials",
 ]
 
-# MLflow's own reserved names (mlflow/utils/mlflow_tags.py), so the MLflow UI shows them.
-COMMIT_TAG = "mlflow.source.git.commit"
-BRANCH_TAG = "mlflow.source.git.branch"
-REPO_URL_TAG = "mlflow.source.git.repoURL"
-DIRTY_TAG = "mlflow.source.git.dirty"
-STATUS_TAG = "tracksdk.git.status"
-UNTRACKED_COUNT_TAG = "tracksdk.git.untracked"
-DIFF_TRUNCATED_TAG = "tracksdk.git.diff_truncated"
 DIFF_ARTIFACT = "source/diff.txt"
 UNTRACKED_ARTIFACT = "source/untracked.txt"
 # What the local store itself writes at the project root: not the user's untracked work.
@@ -117,7 +112,7 @@ class GitCapture:
 
     Attributes:
         root: The repository's top folder, or None outside any repository.
-        tags: Run tags (see the module's ``*_TAG`` constants).
+        tags: Run tags (the ``GIT_*_TAG`` names of :mod:`tracksdk._schema`).
         texts: Artifact path inside the run -> text.
         warnings: Short sentences about anything that went wrong.
     """
@@ -215,7 +210,7 @@ def capture_git(
     """
     root = find_repo_root(start)
     if root is None:
-        return GitCapture(root=None, tags={STATUS_TAG: "no-repository"})
+        return GitCapture(root=None, tags={GIT_STATUS_TAG: "no-repository"})
     capture = GitCapture(root=root)
     try:
         _capture_into(
@@ -230,7 +225,7 @@ def capture_git(
     except _GitFailed as exc:
         capture.tags.clear()
         capture.texts.clear()
-        capture.tags[STATUS_TAG] = "error"
+        capture.tags[GIT_STATUS_TAG] = "error"
         capture.warnings.append(f"Git information not recorded: {exc}")
     return capture
 
@@ -276,19 +271,19 @@ def _capture_into(
             capture.warnings.append(f"Git remote URL not recorded: {exc}")
 
     tags = capture.tags
-    tags[STATUS_TAG] = "ok" if status.commit is not None else "no-commits"
+    tags[GIT_STATUS_TAG] = "ok" if status.commit is not None else "no-commits"
     if metadata:
         if status.commit is not None:
-            tags[COMMIT_TAG] = status.commit
+            tags[GIT_COMMIT_TAG] = status.commit
         if status.branch is not None:
-            tags[BRANCH_TAG] = status.branch
+            tags[GIT_BRANCH_TAG] = status.branch
         url = _pick_remote(remote_output.stdout if remote_output is not None else b"")
         if url is not None:
-            tags[REPO_URL_TAG] = strip_url_credentials(url)
+            tags[GIT_REPO_URL_TAG] = strip_url_credentials(url)
         # Untracked files do not count: they are listed separately.
-        tags[DIRTY_TAG] = "true" if status.changed else "false"
+        tags[GIT_DIRTY_TAG] = "true" if status.changed else "false"
     if untracked:
-        tags[UNTRACKED_COUNT_TAG] = str(len(status.untracked))
+        tags[GIT_UNTRACKED_TAG] = str(len(status.untracked))
         if status.untracked:
             capture.texts[UNTRACKED_ARTIFACT] = _untracked_text(
                 status.untracked, max_untracked_files
@@ -346,7 +341,7 @@ def _capture_diff(
     capture.texts[DIFF_ARTIFACT] = (
         f"{kept}# tracksdk: diff truncated at {len(data)} bytes of {output.total}\n"
     )
-    capture.tags[DIFF_TRUNCATED_TAG] = "true"
+    capture.tags[GIT_DIFF_TRUNCATED_TAG] = "true"
 
 
 def _parse_status(raw: bytes) -> _Status:

@@ -14,10 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = [
-    "COMMAND_TAG",
     "REDACTED",
-    "SOURCE_NAME_TAG",
-    "SOURCE_TYPE_TAG",
     "command_line",
     "read_sources",
     "redact_argv",
@@ -26,9 +23,6 @@ __all__ = [
     "source_name",
 ]
 
-SOURCE_NAME_TAG = "mlflow.source.name"
-SOURCE_TYPE_TAG = "mlflow.source.type"
-COMMAND_TAG = "tracksdk.command"
 REDACTED = "***"
 
 # Words that make an option or KEY=VALUE name secret. Names are split into words first
