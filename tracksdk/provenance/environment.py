@@ -16,6 +16,7 @@ import os
 import re
 from typing import TYPE_CHECKING
 
+from tracksdk._redact import strip_userinfo
 from tracksdk._schema import (
     ENV_CPU_COUNT_TAG,
     ENV_HOSTNAME_TAG,
@@ -25,7 +26,6 @@ from tracksdk._schema import (
     ENV_PYTHON_TAG,
     VERSION_TAG,
 )
-from tracksdk.provenance.source import redact_url_userinfo
 
 if TYPE_CHECKING:
     # importlib.metadata (with the email parser it pulls in) costs ~60 ms to import here;
@@ -168,5 +168,5 @@ def _install_note(distribution: Distribution) -> str:
         return "editable install"
     url = info.get("url")
     if isinstance(url, str) and url and not url.startswith("file:"):
-        return f"installed from {redact_url_userinfo(url)}"
+        return f"installed from {strip_userinfo(url)}"
     return "installed from a local path" if isinstance(url, str) else ""

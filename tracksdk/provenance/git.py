@@ -34,13 +34,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tracksdk._redact import strip_userinfo
 from tracksdk._schema import (
     GIT_BRANCH_TAG,
     GIT_COMMIT_TAG,
@@ -61,7 +61,6 @@ __all__ = [
     "GitCapture",
     "capture_git",
     "find_repo_root",
-    "strip_url_credentials",
 ]
 
 DIFF_ARTIFACT = "source/diff.txt"
@@ -101,9 +100,6 @@ _REPO_LOCAL_ENV = (
     "GIT_SHALLOW_FILE",
     "GIT_WORK_TREE",
 )
-
-_HTTP_USERINFO = re.compile(r"^(https?://)[^/]*@", re.IGNORECASE)
-_OTHER_PASSWORD = re.compile(r"^([a-z][a-z0-9+.-]*://[^/:@]*):[^/]*@", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -162,21 +158,6 @@ def find_repo_root(start: Path) -> Path | None:
         except OSError:  # unreadable folder: keep looking higher up, as git does
             continue
     return None
-
-
-def strip_url_credentials(url: str) -> str:
-    """Remove credentials from a remote URL.
-
-    ``https://user:token@host/x`` becomes ``https://host/x``: on http(s) the whole user part
-    goes, since tokens are often passed as the user name alone. For other schemes only a
-    password is removed (``ssh://git:pw@host`` -> ``ssh://git@host``); scp-like
-    ``git@host:path`` is left as it is.
-
-    Args:
-        url: The URL as configured.
-    """
-    stripped = _HTTP_USERINFO.sub(r"\1", url, count=1)
-    return _OTHER_PASSWORD.sub(r"\1@", stripped, count=1)
 
 
 def capture_git(
@@ -279,7 +260,7 @@ def _capture_into(
             tags[GIT_BRANCH_TAG] = status.branch
         url = _pick_remote(remote_output.stdout if remote_output is not None else b"")
         if url is not None:
-            tags[GIT_REPO_URL_TAG] = strip_url_credentials(url)
+            tags[GIT_REPO_URL_TAG] = strip_userinfo(url, remove=True)
         # Untracked files do not count: they are listed separately.
         tags[GIT_DIRTY_TAG] = "true" if status.changed else "false"
     if untracked:
