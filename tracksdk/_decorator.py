@@ -11,15 +11,14 @@ import contextlib
 import contextvars
 import functools
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, Unpack, cast, overload
 
-from tracksdk._options import RunOptions
+from tracksdk._options import RunOptions, TrackedOptions
 
 if TYPE_CHECKING:
     from tracksdk._run import Run, Session
-    from tracksdk.registry import Gate, Register
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -473,39 +472,11 @@ def tracked(func: Callable[P, R], /) -> Callable[P, R]: ...
 
 
 @overload
-def tracked(
-    func: None = None,
-    /,
-    *,
-    experiment: str | None = None,
-    run_name: str | None = None,
-    tags: Mapping[str, Any] | None = None,
-    params: bool | Iterable[str] = True,
-    nested: bool | None = None,
-    strict: bool | None = None,
-    settings: Mapping[str, Any] | None = None,
-    autolog: bool | Iterable[str] | Mapping[str, Mapping[str, Any]] | None = None,
-    register: str | Register | None = None,
-    formats: Iterable[str] = (),
-    best: str | Gate | None = None,
-) -> Tracked: ...
+def tracked(func: None = None, /, **options: Unpack[TrackedOptions]) -> Tracked: ...
 
 
 def tracked(
-    func: Callable[P, R] | None = None,
-    /,
-    *,
-    experiment: str | None = None,
-    run_name: str | None = None,
-    tags: Mapping[str, Any] | None = None,
-    params: bool | Iterable[str] = True,
-    nested: bool | None = None,
-    strict: bool | None = None,
-    settings: Mapping[str, Any] | None = None,
-    autolog: bool | Iterable[str] | Mapping[str, Mapping[str, Any]] | None = None,
-    register: str | Register | None = None,
-    formats: Iterable[str] = (),
-    best: str | Gate | None = None,
+    func: Callable[P, R] | None = None, /, **options: Unpack[TrackedOptions]
 ) -> Callable[P, R] | Tracked:
     """Track a function or a block as an MLflow run.
 
@@ -546,20 +517,9 @@ def tracked(
 
     Raises:
         ConfigError: When settings are invalid, before the function starts.
+        TypeError: An option that does not exist.
     """
-    options = RunOptions(
-        experiment=experiment,
-        run_name=run_name,
-        tags=tags,
-        params=params,
-        nested=nested,
-        strict=strict,
-        settings=settings,
-        autolog=autolog,
-        register=register,
-        formats=formats,
-        best=best,
-    )
+    run_options = RunOptions(**options)
     if func is not None:
-        return Tracked(options)(func)
-    return Tracked(options)
+        return Tracked(run_options)(func)
+    return Tracked(run_options)
