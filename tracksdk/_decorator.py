@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+# Makes the session of one call from its arguments.
+OpenSession = Callable[[tuple[Any, ...], dict[str, Any]], "Session"]
+# What __exit__ and __aexit__ are given: the type, the exception and its traceback.
+ExcInfo = tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
 
 __all__ = ["Tracked", "tracked"]
 
@@ -101,9 +105,7 @@ class Tracked:
 
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                if is_disabled():
-                    return await async_func(*args, **kwargs)
-                session = _begin(open_session, args, kwargs)
+                session = None if is_disabled() else _begin(open_session, args, kwargs)
                 if session is None:
                     return await async_func(*args, **kwargs)
                 try:
@@ -111,9 +113,7 @@ class Tracked:
                 except BaseException as exc:
                     _end(session, exc)
                     raise
-                _result(session, result)
-                _end(session, None)
-                return result
+                return _returned(session, result)
 
             return cast(Callable[P, R], async_wrapper)
 
@@ -124,9 +124,7 @@ class Tracked:
 
         @functools.wraps(func)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            if is_disabled():
-                return func(*args, **kwargs)
-            session = _begin(open_session, args, kwargs)
+            session = None if is_disabled() else _begin(open_session, args, kwargs)
             if session is None:
                 return func(*args, **kwargs)
             try:
@@ -134,9 +132,7 @@ class Tracked:
             except BaseException as exc:
                 _end(session, exc)
                 raise
-            _result(session, result)
-            _end(session, None)
-            return result
+            return _returned(session, result)
 
         return wrapper
 
@@ -182,24 +178,14 @@ class Tracked:
     def __enter__(self) -> Run:
         return self._enter(sys._getframe(1).f_code.co_filename)
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._exit(exc)
+    def __exit__(self, *exc_info: *ExcInfo) -> None:
+        self._exit(exc_info[1])
 
     async def __aenter__(self) -> Run:
         return self._enter(sys._getframe(1).f_code.co_filename)
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._exit(exc)
+    async def __aexit__(self, *exc_info: *ExcInfo) -> None:
+        self._exit(exc_info[1])
 
 
 # -- guards: a failure inside tracksdk never changes what the user's code does ----------
@@ -234,7 +220,7 @@ def _start(session: Session) -> bool:
 
 
 def _begin(
-    open_session: Callable[[tuple[Any, ...], dict[str, Any]], Session],
+    open_session: OpenSession,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> Session | None:
@@ -270,6 +256,13 @@ def _result(session: Session, result: Any) -> None:
         raise
     except Exception as exc:
         _internal_error("logging the returned value", exc, "The value is returned unchanged.")
+
+
+def _returned(session: Session, result: R) -> R:
+    """End the run of a call that returned ``result``, after logging it; return it."""
+    _result(session, result)
+    _end(session, None)
+    return result
 
 
 def _end(session: Session, exc: BaseException | None) -> None:
@@ -329,9 +322,7 @@ class _Steps:
 
 
 def _generator_wrapper(
-    func: Callable[..., Any],
-    open_session: Callable[[tuple[Any, ...], dict[str, Any]], Session],
-    is_disabled: Callable[[], bool],
+    func: Callable[..., Any], open_session: OpenSession, is_disabled: Callable[[], bool]
 ) -> Callable[..., Any]:
     @functools.wraps(func)
     def generator_wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -364,9 +355,7 @@ def _generator_wrapper(
                 else:
                     value = step(inner.send, sent)
         except StopIteration as stop:
-            _result(session, stop.value)
-            _end(session, None)
-            return stop.value
+            return _returned(session, stop.value)
         except GeneratorExit:  # closed early (break, close(), garbage collected)
             _end(session, None)
             raise
@@ -378,9 +367,7 @@ def _generator_wrapper(
 
 
 def _async_generator_wrapper(
-    func: Callable[..., Any],
-    open_session: Callable[[tuple[Any, ...], dict[str, Any]], Session],
-    is_disabled: Callable[[], bool],
+    func: Callable[..., Any], open_session: OpenSession, is_disabled: Callable[[], bool]
 ) -> Callable[..., Any]:
     @functools.wraps(func)
     async def async_generator_wrapper(*args: Any, **kwargs: Any) -> Any:
