@@ -168,15 +168,7 @@ def _collect_into(
     root: Path | None = None
     if options.git or options.diff or options.untracked:
         with _guard("git information", warnings):
-            captured = _git.capture_git(
-                _search_start(entry_script, function_file),
-                metadata=options.git,
-                diff=options.diff,
-                untracked=options.untracked,
-                max_diff_bytes=options.max_diff_bytes,
-                max_untracked_files=options.max_untracked_files,
-                redact=redact,
-            )
+            captured = _git.capture_git(_search_start(entry_script, function_file), options, redact)
             root = captured.root
             tags.update(captured.tags)
             texts.update(captured.texts)

@@ -54,6 +54,8 @@ from tracksdk._schema import (
 if TYPE_CHECKING:
     import subprocess
 
+    from tracksdk.provenance import CaptureOptions
+
 __all__ = [
     "DIFF_ARTIFACT",
     "GIT_TIMEOUT_SECONDS",
@@ -161,14 +163,7 @@ def find_repo_root(start: Path) -> Path | None:
 
 
 def capture_git(
-    start: Path,
-    *,
-    metadata: bool = True,
-    diff: bool = True,
-    untracked: bool = True,
-    max_diff_bytes: int = 1_000_000,
-    max_untracked_files: int = 1_000,
-    redact: Callable[[str], str] = lambda s: s,
+    start: Path, options: CaptureOptions, redact: Callable[[str], str] = lambda s: s
 ) -> GitCapture:
     """Describe the git repository that contains ``start``.
 
@@ -178,12 +173,11 @@ def capture_git(
 
     Args:
         start: Folder to search from; parent folders are searched too.
-        metadata: Record commit, branch, remote URL and the dirty flag as tags.
-        diff: Record ``git diff HEAD`` as ``source/diff.txt`` when non-empty.
-        untracked: Record untracked files (``.gitignore`` respected) as ``source/untracked.txt``
-            and their count as a tag.
-        max_diff_bytes: Longer diffs are cut, with a note line and a tag.
-        max_untracked_files: At most this many untracked paths are listed.
+        options: What to record: with ``git``, commit, branch, remote URL and the dirty flag
+            as tags; with ``diff``, ``git diff HEAD`` as ``source/diff.txt`` when non-empty
+            (cut at ``max_diff_bytes``, with a note line and a tag); with ``untracked``, the
+            untracked files (``.gitignore`` respected) as ``source/untracked.txt`` (at most
+            ``max_untracked_files`` paths) and their count as a tag.
         redact: Applied to the diff before it is cut, so that a cut never splits a secret.
 
     Returns:
@@ -194,15 +188,7 @@ def capture_git(
         return GitCapture(root=None, tags={GIT_STATUS_TAG: "no-repository"})
     capture = GitCapture(root=root)
     try:
-        _capture_into(
-            capture,
-            metadata=metadata,
-            diff=diff,
-            untracked=untracked,
-            max_diff_bytes=max_diff_bytes,
-            max_untracked_files=max_untracked_files,
-            redact=redact,
-        )
+        _capture_into(capture, options, redact)
     except _GitFailed as exc:
         capture.tags.clear()
         capture.texts.clear()
@@ -212,17 +198,11 @@ def capture_git(
 
 
 def _capture_into(
-    capture: GitCapture,
-    *,
-    metadata: bool,
-    diff: bool,
-    untracked: bool,
-    max_diff_bytes: int,
-    max_untracked_files: int,
-    redact: Callable[[str], str],
+    capture: GitCapture, options: CaptureOptions, redact: Callable[[str], str]
 ) -> None:
     root = capture.root
     assert root is not None
+    metadata, untracked = options.git, options.untracked
     # The remote lookup does not depend on the status: start it first so both run at once.
     remotes = None
     if metadata:
@@ -267,11 +247,11 @@ def _capture_into(
         tags[GIT_UNTRACKED_TAG] = str(len(status.untracked))
         if status.untracked:
             capture.texts[UNTRACKED_ARTIFACT] = _untracked_text(
-                status.untracked, max_untracked_files
+                status.untracked, options.max_untracked_files
             )
-    if diff and status.changed:
+    if options.diff and status.changed:
         try:
-            _capture_diff(capture, status, max_diff_bytes, redact)
+            _capture_diff(capture, status, options.max_diff_bytes, redact)
         except _GitFailed as exc:  # keep the rest: the diff is the least essential part
             capture.warnings.append(f"Uncommitted changes not recorded: {exc}")
 
