@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import tracksdk.provenance as provenance
+from tracksdk._redact import strip_userinfo
 from tracksdk.provenance import CaptureOptions, Provenance, collect, redact_argv
 from tracksdk.provenance import environment as environment_module
 from tracksdk.provenance import git as git_module
@@ -107,11 +108,12 @@ def test_first_remote_is_used_without_origin(tmp_path: Path) -> None:
         ("git@github.com:o/r.git", "git@github.com:o/r.git"),
         ("ssh://git@host/r.git", "ssh://git@host/r.git"),
         ("ssh://git:pw@host/r.git", "ssh://git@host/r.git"),
+        ("HTTPS://user:p@ss@host/x.git", "HTTPS://host/x.git"),  # an @ inside the password
     ],
 )
 def test_strip_url_credentials(url: str, expected: str) -> None:
     """Credentials leave http(s) URLs entirely and other URLs lose only their password."""
-    assert git_module.strip_url_credentials(url) == expected
+    assert strip_userinfo(url, remove=True) == expected
 
 
 def test_dirty_staged_and_unstaged_changes_are_in_the_diff(tmp_path: Path) -> None:

@@ -36,9 +36,9 @@ def configure(**settings: Any) -> None:
         ConfigError: A value is invalid (checked at once, not at the next run).
     """
     global _generation
-    from tracksdk.settings import load_settings
+    from tracksdk.settings import deep_merge, load_settings
 
-    merged = _merge(_overrides, settings)
+    merged = deep_merge(_overrides, settings)
     load_settings(merged)  # fail now, where the mistake was made
     with _lock:
         _overrides.clear()
@@ -63,16 +63,6 @@ def reset() -> None:
     mlflow_state = sys.modules.get("tracksdk._mlflow")  # never imported just for this
     if mlflow_state is not None:
         mlflow_state.forget_left()
-
-
-def _merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 _mode_generation = -1
@@ -130,13 +120,13 @@ def _resolve(
 ) -> tuple[Explained, Connection | None]:
     from tracksdk.backends import resolve as resolve_backend
     from tracksdk.backends import third_party_names
-    from tracksdk.settings import load_settings
+    from tracksdk.settings import deep_merge, load_settings
 
     key = _fingerprint(extra)
     hit = _cache.get(key)
     if hit is not None and (hit[1] is not None or not connect):
         return hit
-    explained = load_settings(_merge(_overrides, extra), extra_env_prefixes=third_party_names())
+    explained = load_settings(deep_merge(_overrides, extra), extra_env_prefixes=third_party_names())
     conn = resolve_backend(explained) if connect else None
     with _lock:
         if len(_cache) > 32:

@@ -12,6 +12,8 @@ import contextvars
 import threading
 from typing import TYPE_CHECKING
 
+from tracksdk._schema import DROPPED_LOG_CALLS_TAG
+
 if TYPE_CHECKING:
     from tracksdk._run import Run
 
@@ -62,7 +64,7 @@ def closed(run: Run) -> None:
     run._orphans = 0
     from tracksdk import _warn
 
-    run.set_tag("tracksdk.dropped_log_calls", str(dropped))
+    run.set_tag(DROPPED_LOG_CALLS_TAG, str(dropped))
     _warn.warn(
         f"tracksdk: {dropped} tracksdk.log_* call(s) from threads or tasks without a run of "
         "their own were dropped while this run was open, because several runs were open "

@@ -8,30 +8,52 @@ decorated function keeps its name, docstring, signature and static type (ParamSp
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, Unpack, cast, overload
 
-from tracksdk._options import RunOptions
+from tracksdk._options import RunOptions, TrackedOptions
 
 if TYPE_CHECKING:
     from tracksdk._run import Run, Session
-    from tracksdk.registry import Gate, Register
 
 P = ParamSpec("P")
 R = TypeVar("R")
+# Makes the session of one call from its arguments.
+OpenSession = Callable[[tuple[Any, ...], dict[str, Any]], "Session"]
+# What __exit__ and __aexit__ are given: the type, the exception and its traceback.
+ExcInfo = tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
 
 __all__ = ["Tracked", "tracked"]
 
+# The blocks entered in this thread or asyncio task and not yet left, innermost last. One
+# Tracked object may be entered in several threads and tasks at once (and inside itself):
+# each exit must end the run its own block opened, so what a block opened is kept per
+# context, not on the object.
+_entered: contextvars.ContextVar[tuple[tuple[Tracked, Session], ...]] = contextvars.ContextVar(
+    "tracksdk_entered", default=()
+)
+
 
 class Tracked:
-    """What ``tracked(...)`` returns: a decorator and a (sync or async) context manager."""
+    """What ``tracked(...)`` returns: a decorator and a (sync or async) context manager.
+
+    One object may be used as a context manager from several threads and asyncio tasks at
+    once, and nested inside itself: each ``with`` block's exit ends the run that block
+    opened.
+    """
 
     def __init__(self, options: RunOptions) -> None:
         self.options = options
-        self._sessions: list[Session] = []
+        # Every block entered and not yet left, in any context, oldest first: for an exit
+        # in another context than its entry (an async fixture's teardown runs in a task of
+        # its own), which finds no block of this object in its own context. No lock: a
+        # list's append, remove and [-1] are atomic, and a lock could be inherited held by
+        # a forked child.
+        self._open: list[Session] = []
 
     def __repr__(self) -> str:
         return f"tracked({self.options!r})"
@@ -83,9 +105,7 @@ class Tracked:
 
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                if is_disabled():
-                    return await async_func(*args, **kwargs)
-                session = _begin(open_session, args, kwargs)
+                session = None if is_disabled() else _begin(open_session, args, kwargs)
                 if session is None:
                     return await async_func(*args, **kwargs)
                 try:
@@ -93,9 +113,7 @@ class Tracked:
                 except BaseException as exc:
                     _end(session, exc)
                     raise
-                _result(session, result)
-                _end(session, None)
-                return result
+                return _returned(session, result)
 
             return cast(Callable[P, R], async_wrapper)
 
@@ -106,9 +124,7 @@ class Tracked:
 
         @functools.wraps(func)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            if is_disabled():
-                return func(*args, **kwargs)
-            session = _begin(open_session, args, kwargs)
+            session = None if is_disabled() else _begin(open_session, args, kwargs)
             if session is None:
                 return func(*args, **kwargs)
             try:
@@ -116,9 +132,7 @@ class Tracked:
             except BaseException as exc:
                 _end(session, exc)
                 raise
-            _result(session, result)
-            _end(session, None)
-            return result
+            return _returned(session, result)
 
         return wrapper
 
@@ -129,33 +143,49 @@ class Tracked:
 
         session = Session(self.options, source_file=caller)
         _start(session)  # on an unexpected error the run is untracked; the block runs
-        self._sessions.append(session)
+        self._open.append(session)
+        _entered.set((*_entered.get(), (self, session)))
         return session.run
 
     def _exit(self, exc: BaseException | None) -> None:
-        _end(self._sessions.pop(), exc)
+        session = self._leave()
+        if session is not None:
+            _end(session, exc)
+
+    def _leave(self) -> Session | None:
+        """Forget the block being left; return the session it opened.
+
+        That is this object's innermost block in the calling thread or task. Left in
+        another context than it was entered in (none of this object's blocks is open here),
+        it is the block of this object entered last.
+        """
+        entered = _entered.get()
+        session: Session | None = None
+        for index in range(len(entered) - 1, -1, -1):
+            if entered[index][0] is self:
+                session = entered[index][1]
+                _entered.set(entered[:index] + entered[index + 1 :])
+                break
+        if session is None:
+            try:
+                session = self._open[-1]
+            except IndexError:
+                return None  # left without being entered: nothing to end
+        with contextlib.suppress(ValueError):  # gone: a block left elsewhere ended it
+            self._open.remove(session)
+        return session
 
     def __enter__(self) -> Run:
         return self._enter(sys._getframe(1).f_code.co_filename)
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._exit(exc)
+    def __exit__(self, *exc_info: *ExcInfo) -> None:
+        self._exit(exc_info[1])
 
     async def __aenter__(self) -> Run:
         return self._enter(sys._getframe(1).f_code.co_filename)
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._exit(exc)
+    async def __aexit__(self, *exc_info: *ExcInfo) -> None:
+        self._exit(exc_info[1])
 
 
 # -- guards: a failure inside tracksdk never changes what the user's code does ----------
@@ -190,7 +220,7 @@ def _start(session: Session) -> bool:
 
 
 def _begin(
-    open_session: Callable[[tuple[Any, ...], dict[str, Any]], Session],
+    open_session: OpenSession,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> Session | None:
@@ -226,6 +256,13 @@ def _result(session: Session, result: Any) -> None:
         raise
     except Exception as exc:
         _internal_error("logging the returned value", exc, "The value is returned unchanged.")
+
+
+def _returned(session: Session, result: R) -> R:
+    """End the run of a call that returned ``result``, after logging it; return it."""
+    _result(session, result)
+    _end(session, None)
+    return result
 
 
 def _end(session: Session, exc: BaseException | None) -> None:
@@ -285,9 +322,7 @@ class _Steps:
 
 
 def _generator_wrapper(
-    func: Callable[..., Any],
-    open_session: Callable[[tuple[Any, ...], dict[str, Any]], Session],
-    is_disabled: Callable[[], bool],
+    func: Callable[..., Any], open_session: OpenSession, is_disabled: Callable[[], bool]
 ) -> Callable[..., Any]:
     @functools.wraps(func)
     def generator_wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -320,9 +355,7 @@ def _generator_wrapper(
                 else:
                     value = step(inner.send, sent)
         except StopIteration as stop:
-            _result(session, stop.value)
-            _end(session, None)
-            return stop.value
+            return _returned(session, stop.value)
         except GeneratorExit:  # closed early (break, close(), garbage collected)
             _end(session, None)
             raise
@@ -334,9 +367,7 @@ def _generator_wrapper(
 
 
 def _async_generator_wrapper(
-    func: Callable[..., Any],
-    open_session: Callable[[tuple[Any, ...], dict[str, Any]], Session],
-    is_disabled: Callable[[], bool],
+    func: Callable[..., Any], open_session: OpenSession, is_disabled: Callable[[], bool]
 ) -> Callable[..., Any]:
     @functools.wraps(func)
     async def async_generator_wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -428,39 +459,11 @@ def tracked(func: Callable[P, R], /) -> Callable[P, R]: ...
 
 
 @overload
-def tracked(
-    func: None = None,
-    /,
-    *,
-    experiment: str | None = None,
-    run_name: str | None = None,
-    tags: Mapping[str, Any] | None = None,
-    params: bool | Iterable[str] = True,
-    nested: bool | None = None,
-    strict: bool | None = None,
-    settings: Mapping[str, Any] | None = None,
-    autolog: bool | Iterable[str] | Mapping[str, Mapping[str, Any]] | None = None,
-    register: str | Register | None = None,
-    formats: Iterable[str] = (),
-    best: str | Gate | None = None,
-) -> Tracked: ...
+def tracked(func: None = None, /, **options: Unpack[TrackedOptions]) -> Tracked: ...
 
 
 def tracked(
-    func: Callable[P, R] | None = None,
-    /,
-    *,
-    experiment: str | None = None,
-    run_name: str | None = None,
-    tags: Mapping[str, Any] | None = None,
-    params: bool | Iterable[str] = True,
-    nested: bool | None = None,
-    strict: bool | None = None,
-    settings: Mapping[str, Any] | None = None,
-    autolog: bool | Iterable[str] | Mapping[str, Mapping[str, Any]] | None = None,
-    register: str | Register | None = None,
-    formats: Iterable[str] = (),
-    best: str | Gate | None = None,
+    func: Callable[P, R] | None = None, /, **options: Unpack[TrackedOptions]
 ) -> Callable[P, R] | Tracked:
     """Track a function or a block as an MLflow run.
 
@@ -501,20 +504,9 @@ def tracked(
 
     Raises:
         ConfigError: When settings are invalid, before the function starts.
+        TypeError: An option that does not exist.
     """
-    options = RunOptions(
-        experiment=experiment,
-        run_name=run_name,
-        tags=tags,
-        params=params,
-        nested=nested,
-        strict=strict,
-        settings=settings,
-        autolog=autolog,
-        register=register,
-        formats=formats,
-        best=best,
-    )
+    run_options = RunOptions(**options)
     if func is not None:
-        return Tracked(options)(func)
-    return Tracked(options)
+        return Tracked(run_options)(func)
+    return Tracked(run_options)

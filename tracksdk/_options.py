@@ -3,7 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
+
+if TYPE_CHECKING:
+    from tracksdk.registry import Gate, Register
+
+
+class TrackedOptions(TypedDict, total=False):
+    """The options of a run, as keywords: ``tracked(...)``'s signature, written once.
+
+    ``tracked`` documents each of them; :class:`RunOptions` holds them, with the defaults.
+    """
+
+    experiment: str | None
+    run_name: str | None
+    tags: Mapping[str, Any] | None
+    params: bool | Iterable[str]
+    nested: bool | None
+    strict: bool | None
+    settings: Mapping[str, Any] | None
+    autolog: bool | Iterable[str] | Mapping[str, Mapping[str, Any]] | None
+    register: str | Register | None
+    formats: Iterable[str]
+    best: str | Gate | None
 
 
 class RunOptions:
@@ -23,42 +45,38 @@ class RunOptions:
         "tags",
     )
 
-    def __init__(
-        self,
-        *,
-        experiment: str | None = None,
-        run_name: str | None = None,
-        tags: Mapping[str, Any] | None = None,
-        params: bool | Iterable[str] = True,
-        nested: bool | None = None,
-        strict: bool | None = None,
-        settings: Mapping[str, Any] | None = None,
-        autolog: bool | Iterable[str] | Mapping[str, Mapping[str, Any]] | None = None,
-        register: Any = None,
-        formats: Iterable[str] = (),
-        best: Any = None,
-    ) -> None:
-        self.experiment = experiment
-        self.run_name = run_name
+    def __init__(self, **options: Unpack[TrackedOptions]) -> None:
+        """Hold ``options``; absent ones take their defaults.
+
+        Raises:
+            TypeError: An option that does not exist (a typo), with the closest name.
+        """
+        _check_names(options)
+        self.experiment = options.get("experiment")
+        self.run_name = options.get("run_name")
+        tags = options.get("tags")
         self.tags = dict(tags) if tags else None
+        params = options.get("params", True)
         self.params: bool | tuple[str, ...] = params if isinstance(params, bool) else tuple(params)
-        self.nested = nested
-        self.strict = strict
-        self.settings = dict(settings or {})
-        self.autolog = autolog
+        self.nested = options.get("nested")
+        self.strict = options.get("strict")
+        self.settings = dict(options.get("settings") or {})
+        self.autolog = options.get("autolog")
         # A bare name is the common case: tracked(register="churn-model").
+        register = options.get("register")
         if isinstance(register, str):
             from tracksdk.registry import Register
 
             register = Register(register)
-        self.register = register
-        self.formats = tuple(formats)
+        self.register: Register | None = register
+        self.formats = tuple(options.get("formats", ()))
         # best="val_auc" is Gate("val_auc"): the child run to report is the best by it.
+        best = options.get("best")
         if isinstance(best, str):
             from tracksdk.registry import Gate
 
             best = Gate(best)
-        self.best = best
+        self.best: Gate | None = best
 
     def __repr__(self) -> str:
         fields = ", ".join(
@@ -83,3 +101,20 @@ class RunOptions:
                 autolog = list(autolog)
             out["autolog"] = autolog
         return out
+
+
+def _check_names(options: Mapping[str, Any]) -> None:
+    """Raise TypeError, as Python would for a named parameter, on an unknown option."""
+    known = TrackedOptions.__optional_keys__
+    unknown = [name for name in options if name not in known]
+    if not unknown:
+        return
+    import difflib
+
+    name = unknown[0]
+    guess = difflib.get_close_matches(name, sorted(known), n=1)
+    hint = f" Did you mean {guess[0]!r}?" if guess else ""
+    raise TypeError(
+        f"tracked() got an unexpected keyword argument {name!r}.{hint} "
+        f"Its options are: {', '.join(TrackedOptions.__annotations__)}."
+    )

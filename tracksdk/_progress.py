@@ -1,17 +1,28 @@
-"""A small progress bar on stderr, shown only when waiting takes a while."""
+"""A progress bar on stderr (``rich.progress``), shown only when waiting takes a while."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    import rich.progress
+
+# Seconds between two lines where the bar cannot be redrawn in place (CI logs, files).
+LINE_EVERY = 5.0
+# Where the bar is printed as lines: wide enough that no line wraps (rich's default is 80).
+LOG_WIDTH = 1000
 
 
 class Progress:
-    """Shows ``label [####    ] done/total unit`` once ``delay`` seconds have passed.
+    """Shows ``label ━━━━━━━━      done/total unit 0:00:05`` once ``delay`` seconds have passed.
 
-    On a terminal the bar is redrawn in place; otherwise (CI logs, files) a line is
-    printed every five seconds, so logs are not flooded.
+    On a terminal the bar is redrawn in place; otherwise (CI logs, files, notebooks) a line
+    is printed every five seconds, so logs are not flooded. rich is imported only when the
+    bar is first shown: most waits end before ``delay``, and ``rich.progress`` takes ~50 ms
+    to import.
     """
 
     def __init__(
@@ -31,7 +42,8 @@ class Progress:
         self.started = time.monotonic()
         self.shown = False
         self._last_line = 0.0
-        self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._bar: rich.progress.Progress | None = None
+        self._task: rich.progress.TaskID | None = None
 
     def update(self, done: int, total: int | None = None) -> None:
         """Report ``done`` of ``total``; draws when the delay has passed."""
@@ -40,23 +52,22 @@ class Progress:
         now = time.monotonic()
         if now - self.started < self.delay:
             return
-        if not self._tty and self.shown and now - self._last_line < 5.0:
+        bar = self._bar
+        live = bar is not None and bar.console.is_terminal
+        if self.shown and not live and now - self._last_line < LINE_EVERY:
             return
-        done = min(max(done, 0), self.total)
-        width = 24
-        filled = int(width * done / self.total)
-        bar = "#" * filled + " " * (width - filled)
-        if self.unit == "B":
-            amount = f"{_human(done)}/{_human(self.total)}"
-        else:
-            amount = f"{done}/{self.total}{' ' + self.unit if self.unit else ''}"
-        text = f"{self.label} [{bar}] {amount} ({now - self.started:.0f} s)"
         try:
-            if self._tty:
-                self.stream.write("\r" + text)
+            if bar is None:
+                bar = self._bar = self._make()
+                live = bar.console.is_terminal
+                if live:
+                    bar.start()
+            assert self._task is not None
+            bar.update(self._task, completed=min(max(done, 0), self.total), total=self.total)
+            if live:
+                bar.refresh()
             else:
-                self.stream.write(text + "\n")
-            self.stream.flush()
+                bar.console.print(bar.get_renderable())
         except (OSError, ValueError):  # a closed stderr must not break the flush
             return
         self.shown = True
@@ -64,19 +75,41 @@ class Progress:
 
     def close(self) -> None:
         """End the bar's line."""
-        if self.shown and self._tty:
-            try:
-                self.stream.write("\n")
-                self.stream.flush()
-            except (OSError, ValueError):
-                pass
+        bar = self._bar
+        if bar is not None and bar.live.is_started:
+            with contextlib.suppress(OSError, ValueError):
+                bar.stop()
 
+    def _make(self) -> rich.progress.Progress:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            MofNCompleteColumn,
+            ProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+        from rich.progress import Progress as Bar
 
-def _human(size: int) -> str:
-    """``1234567`` -> ``"1.2 MB"``."""
-    value = float(size)
-    for unit in ("B", "kB", "MB"):
-        if value < 1000:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} GB"
+        amount: list[ProgressColumn] = [MofNCompleteColumn()]
+        if self.unit == "B":
+            amount = [DownloadColumn()]  # 1.2/3.4 MB
+        elif self.unit:
+            amount.append(TextColumn(self.unit))
+        # No notebook widgets and no colour codes outside a terminal: plain lines in logs.
+        console = Console(file=self.stream, force_jupyter=False, highlight=False)
+        if not console.is_terminal:
+            console.width = LOG_WIDTH  # one line each time, however long the run's name
+        bar = Bar(
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=24),
+            *amount,
+            TimeElapsedColumn(),
+            console=console,
+            auto_refresh=False,  # redrawn by update(): no thread of rich's own
+            redirect_stdout=False,  # other threads' output is left alone
+            redirect_stderr=False,
+        )
+        self._task = bar.add_task(self.label, total=self.total)
+        return bar

@@ -422,8 +422,30 @@ def _safe_repr(value: Any) -> str:
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/?#\s]+)@")
 
 
-def strip_userinfo(text: str) -> str:
-    """Replace ``user:password@`` in every URL inside ``text`` by ``***@``."""
+def strip_userinfo(text: str, *, remove: bool = False) -> str:
+    """Mask the credentials of every URL inside ``text``: ``user:password@`` -> ``***@``.
+
+    The one scrubber of URL credentials, for messages, reprs, params and tags alike.
+
+    Args:
+        text: Any text: a URL, a command-line argument, a message.
+        remove: Remove the credentials instead, leaving an address that still works for
+            reading (a git remote shown in the MLflow UI). On http(s) the whole user part
+            goes, since tokens are often passed as the user name alone
+            (``https://user:token@host/x`` -> ``https://host/x``); on other schemes only a
+            password (``ssh://git:pw@host`` -> ``ssh://git@host``). An scp-like
+            ``git@host:path`` has no scheme and is left as it is.
+    """
     if "@" not in text:
         return text
+    if remove:
+        return _USERINFO.sub(_without_credentials, text)
     return _USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
+
+
+def _without_credentials(match: re.Match[str]) -> str:
+    scheme = match.group("scheme")
+    if scheme.lower() in ("http://", "https://"):
+        return scheme
+    user = match.group("userinfo").partition(":")[0]
+    return f"{scheme}{user}@"

@@ -27,7 +27,24 @@ from tracksdk import _context, _redact, _warn, stores
 from tracksdk._context import active_run
 from tracksdk._context import current as _current
 from tracksdk._options import RunOptions
-from tracksdk._validate import MAX_PARAM_VALUE, MAX_TAG_VALUE, Checker, safe_str
+from tracksdk._schema import (
+    BEST_RUN_ID_TAG,
+    CLIENT_RUN_ID_TAG,
+    ERROR_MESSAGE_TAG,
+    ERROR_TYPE_TAG,
+    EXIT_CODE_TAG,
+    FUNCTION_TAG,
+    GATE_REASON_TAG,
+    GATE_VERDICT_TAG,
+    MAX_PARAM_VALUE,
+    MAX_TAG_VALUE,
+    MODEL_FRAMEWORK_TAG,
+    MODEL_REGISTERED_TAG,
+    MODEL_URI_TAG,
+    RUN_NAME_TAG,
+    USER_TAG,
+)
+from tracksdk._validate import Checker, safe_str
 from tracksdk.exceptions import TrackingError
 
 if TYPE_CHECKING:
@@ -368,9 +385,9 @@ class Run:
             return
         if not self._save_and_upload(pm, model, framework, example, options.formats, "model"):
             return
-        tags = {"tracksdk.model.framework": framework}
+        tags = {MODEL_FRAMEWORK_TAG: framework}
         if self.run_id is not None:  # unknown while the run is only journaled
-            tags["tracksdk.model.uri"] = f"runs:/{self.run_id}/model"
+            tags[MODEL_URI_TAG] = f"runs:/{self.run_id}/model"
         self.set_tags(tags)
         spec = options.register
         if spec is None:
@@ -400,7 +417,7 @@ class Run:
                 f"{spec.name!r} was not registered. The model is logged in the run: "
                 f"{model_uri}."
             )
-            self.set_tag("tracksdk.model.registered", "no registry on this server")
+            self.set_tag(MODEL_REGISTERED_TAG, "no registry on this server")
             return
         lock_dir = find_project_root() / ".tracksdk"
         try:
@@ -412,10 +429,10 @@ class Run:
                 raise
             _warn.warn(f"tracksdk: {exc}. The model is logged in the run but not registered.")
             return
-        tags = {"tracksdk.model.registered": f"{spec.name}/{version}"}
+        tags = {MODEL_REGISTERED_TAG: f"{spec.name}/{version}"}
         if verdict is not None:
-            tags["tracksdk.gate.verdict"] = "promoted" if verdict.promoted else "rejected"
-            tags["tracksdk.gate.reason"] = verdict.reason
+            tags[GATE_VERDICT_TAG] = "promoted" if verdict.promoted else "rejected"
+            tags[GATE_REASON_TAG] = verdict.reason
         self.set_tags(tags)
         self.registered = (spec.name, version, verdict)
 
@@ -668,9 +685,9 @@ class Session:
 
         provenance = self._provenance(explained)
         tags: dict[str, str] = dict(provenance.tags)
-        tags["mlflow.user"] = _user()
+        tags[USER_TAG] = _user()
         if self.function is not None:
-            tags["tracksdk.function"] = _function_name(self.function)
+            tags[FUNCTION_TAG] = _function_name(self.function)
         checker = Checker(strict=settings.strict)
         long_tags: dict[str, str] = {}  # set after creation: kept whole in an artifact
         for raw_key, value in (self.options.tags or {}).items():
@@ -682,9 +699,9 @@ class Session:
                 else:
                     tags[key] = text
         client_id = _journal.new_client_id()
-        tags["tracksdk.client_run_id"] = client_id
+        tags[CLIENT_RUN_ID_TAG] = client_id
         if self.options.run_name:
-            tags["mlflow.runName"] = self.options.run_name
+            tags[RUN_NAME_TAG] = self.options.run_name
         folder = journal_dir(explained)
         meta = {
             "client_id": client_id,
@@ -918,7 +935,7 @@ class Session:
             if status == "FAILED" and exc is not None and not isinstance(exc, SystemExit):
                 self._record_error(run, exc)
             elif isinstance(exc, SystemExit):
-                run.set_tag("tracksdk.exit_code", str(exc.code))
+                run.set_tag(EXIT_CODE_TAG, str(exc.code))
             self._end(status)
         except TrackingError:
             if exc is None:
@@ -951,7 +968,7 @@ class Session:
             )
             return
         run.log_metric(f"best_{gate.metric}", best[1])
-        run.set_tag("tracksdk.best_run_id", best[0])
+        run.set_tag(BEST_RUN_ID_TAG, best[0])
 
     @staticmethod
     def _status_for(exc: BaseException | None) -> str:
@@ -968,8 +985,8 @@ class Session:
         message = _redact.redact(str(exc))
         run.set_tags(
             {
-                "tracksdk.error.type": f"{type(exc).__module__}.{type(exc).__qualname__}",
-                "tracksdk.error.message": message[:1000] if message else "",
+                ERROR_TYPE_TAG: f"{type(exc).__module__}.{type(exc).__qualname__}",
+                ERROR_MESSAGE_TAG: message[:1000] if message else "",
             }
         )
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))

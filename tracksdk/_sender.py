@@ -38,19 +38,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracksdk import _journal, _warn
+from tracksdk._schema import (
+    ARTIFACTS_NOT_RESENT_TAG,
+    BATCH_MAX_BYTES,
+    BATCH_MAX_ENTITIES,
+    BATCH_MAX_METRICS,
+    BATCH_MAX_PARAMS,
+    BATCH_MAX_TAGS,
+    CLIENT_RUN_ID_TAG,
+    PARENT_RUN_ID_TAG,
+    RECREATED_TAG,
+    WRITE_FAILURES_TAG,
+)
 from tracksdk.exceptions import TrackingError
 from tracksdk.stores.errors import AuthFailed, Kind, Rejected, StoreError, Transient
 
 if TYPE_CHECKING:
     from tracksdk.backends import Connection
     from tracksdk.stores import CreatedRun, Store
-
-# MLflow's limits per log_batch request.
-MAX_METRICS = 1000
-MAX_PARAMS = 100
-MAX_TAGS = 100
-MAX_ENTITIES = 1000
-MAX_BYTES = 800_000  # MLflow refuses requests over 1 MB; keep room for the framing
 
 MAX_BACKOFF = 10.0
 POLL = 0.5
@@ -102,12 +107,12 @@ def _plan(entries: list[_journal.Entry]) -> Iterator[_Op]:
     def full(extra_bytes: int, metrics: int = 0, params: int = 0, tags: int = 0) -> bool:
         assert batch is not None
         return (
-            len(batch.metrics) + metrics > MAX_METRICS
-            or len(batch.params) + params > MAX_PARAMS
-            or len(batch.tags) + tags > MAX_TAGS
+            len(batch.metrics) + metrics > BATCH_MAX_METRICS
+            or len(batch.params) + params > BATCH_MAX_PARAMS
+            or len(batch.tags) + tags > BATCH_MAX_TAGS
             or len(batch.metrics) + len(batch.params) + len(batch.tags) + metrics + params + tags
-            > MAX_ENTITIES
-            or size + extra_bytes > MAX_BYTES
+            > BATCH_MAX_ENTITIES
+            or size + extra_bytes > BATCH_MAX_BYTES
         )
 
     for entry in entries:
@@ -661,7 +666,7 @@ class Sender:
             "run_name": found.text("run_name"),
             "parent": found.text("parent"),
             "start": start,
-            "tags": {"tracksdk.recreated": reason[:5000]},
+            "tags": {RECREATED_TAG: reason[:5000]},
             "attach": self.attach_to,  # a forked child's part: find the parent's run
         }
 
@@ -725,9 +730,9 @@ class Sender:
         elif op.kind == "e":
             extra: dict[str, str] = dict(op.record[3].get("tags", {})) if len(op.record) > 3 else {}
             if self.rejected:
-                extra["tracksdk.write_failures"] = str(self.rejected)
+                extra[WRITE_FAILURES_TAG] = str(self.rejected)
             if self._lost_artifacts:
-                extra["tracksdk.artifacts_not_resent"] = (
+                extra[ARTIFACTS_NOT_RESENT_TAG] = (
                     f"{self._lost_artifacts} artifact upload(s) reached the store that lost "
                     "this run and were freed from the journal; they could not be sent again"
                 )
@@ -753,8 +758,8 @@ class Sender:
         if created is None:
             tags = {str(k): str(v) for k, v in dict(info.get("tags", {})).items()}
             if self._recreated:
-                tags["tracksdk.recreated"] = self._recreated[:5000]
-            tags["tracksdk.client_run_id"] = self.client_id
+                tags[RECREATED_TAG] = self._recreated[:5000]
+            tags[CLIENT_RUN_ID_TAG] = self.client_id
             parent = info.get("parent")
             if parent:
                 parent_id = info.get("parent_run_id") or _server_ids.get(str(parent))
@@ -763,7 +768,7 @@ class Sender:
                     if found is None:
                         raise Transient(f"the parent run {parent} is not in the store yet")
                     parent_id = found.run_id
-                tags["mlflow.parentRunId"] = str(parent_id)
+                tags[PARENT_RUN_ID_TAG] = str(parent_id)
             created = transport.create_run(
                 experiment_id, info.get("run_name"), tags, int(info["start"])
             )

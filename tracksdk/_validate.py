@@ -28,12 +28,9 @@ import re
 from typing import Any
 
 from tracksdk import _warn
+from tracksdk._schema import MAX_KEY, MAX_STEP
 from tracksdk.exceptions import ValidationError
 
-MAX_KEY = 250
-MAX_STEP = 2**63 - 1  # MLflow stores steps as signed 64-bit integers
-MAX_PARAM_VALUE = 6000
-MAX_TAG_VALUE = 8000
 _KEY_OK = re.compile(r"^[/\w.\- :]+$")
 _KEY_BAD_CHAR = re.compile(r"[^/\w.\- :]")
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracksdk import _journal, _warn
+from tracksdk._schema import DROPPED_POINTS_TAG, WRITE_FAILURES_TAG
 from tracksdk.exceptions import TrackingError
 
 if TYPE_CHECKING:
@@ -326,9 +327,9 @@ class Writer:
             return True  # a forked child that never logged: nothing of it exists
         tags: dict[str, str] = {}
         if self.failures:
-            tags["tracksdk.write_failures"] = str(self.failures)
+            tags[WRITE_FAILURES_TAG] = str(self.failures)
         if self.dropped_points:
-            tags["tracksdk.dropped_points"] = str(self.dropped_points)
+            tags[DROPPED_POINTS_TAG] = str(self.dropped_points)
         self._append(["e", status, int(time.time() * 1000), {"tags": tags}])
         end = self.journal.position
         self.journal.close()

@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tracksdk._schema import GATE_METRIC_TAG, GATE_VALUE_TAG, GATE_VERDICT_TAG
 from tracksdk.exceptions import TrackSDKError
 
 if TYPE_CHECKING:
@@ -413,10 +414,10 @@ def models(
         created = datetime.fromtimestamp(found.created_ms / 1000)
         tags = found.tags or {}
         gate = ""
-        if "tracksdk.gate.verdict" in tags:
+        if GATE_VERDICT_TAG in tags:
             gate = (
-                f"{tags['tracksdk.gate.verdict']}: {tags.get('tracksdk.gate.metric', '')}="
-                f"{tags.get('tracksdk.gate.value', '')}"
+                f"{tags[GATE_VERDICT_TAG]}: {tags.get(GATE_METRIC_TAG, '')}="
+                f"{tags.get(GATE_VALUE_TAG, '')}"
             )
         table.add_row(
             found.version,

@@ -22,6 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from tracksdk import _warn
+from tracksdk._schema import (
+    GATE_CHAMPION_VALUE_TAG,
+    GATE_CHAMPION_VERSION_TAG,
+    GATE_METRIC_TAG,
+    GATE_REASON_TAG,
+    GATE_VALUE_TAG,
+    GATE_VERDICT_TAG,
+)
 from tracksdk.exceptions import ConfigError, TrackingError
 
 if TYPE_CHECKING:
@@ -187,12 +195,12 @@ def register_version(
                 via="gate",
             )
         tags = {
-            "tracksdk.gate.metric": verdict.metric,
-            "tracksdk.gate.value": _fmt(verdict.new),
-            "tracksdk.gate.champion_value": _fmt(verdict.champion),
-            "tracksdk.gate.champion_version": verdict.champion_version or "",
-            "tracksdk.gate.verdict": "promoted" if verdict.promoted else "rejected",
-            "tracksdk.gate.reason": verdict.reason,
+            GATE_METRIC_TAG: verdict.metric,
+            GATE_VALUE_TAG: _fmt(verdict.new),
+            GATE_CHAMPION_VALUE_TAG: _fmt(verdict.champion),
+            GATE_CHAMPION_VERSION_TAG: verdict.champion_version or "",
+            GATE_VERDICT_TAG: "promoted" if verdict.promoted else "rejected",
+            GATE_REASON_TAG: verdict.reason,
         }
         for key, value in tags.items():
             client.set_version_tag(spec.name, version, key, value)

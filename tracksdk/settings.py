@@ -37,6 +37,7 @@ from pydantic_settings import (
 
 from tracksdk import _redact
 from tracksdk.exceptions import ConfigError
+from tracksdk.provenance.git import find_repo_root
 
 __all__ = [
     "CaptureSettings",
@@ -291,11 +292,10 @@ def find_project_root(start: Path | None = None) -> Path:
     Looks for a ``.git`` entry rather than running git: this runs on every tracked call.
     """
     here = (start or Path.cwd()).resolve()
-    candidates = [here, *here.parents]
-    for folder in candidates:
-        if (folder / ".git").exists():
-            return folder
-    for folder in candidates:
+    repository = find_repo_root(here)
+    if repository is not None:
+        return repository
+    for folder in (here, *here.parents):
         if (folder / "pyproject.toml").is_file():
             return folder
     return here
@@ -348,11 +348,16 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``top`` on top: nested sections merge key by key, other values replace.
+
+    Neither argument is changed.
+    """
     merged = dict(base)
     for key, value in top.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _deep_merge(dict(merged[key]), value)
+        below = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(below, Mapping):
+            merged[key] = deep_merge(below, value)
         else:
             merged[key] = value
     return merged
@@ -405,7 +410,7 @@ def load_settings(
     merged: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for label, data in layers:
-        merged = _deep_merge(merged, data)
+        merged = deep_merge(merged, data)
         for dotted in _flatten(data):
             sources[dotted] = label
     try:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tracksdk import _config
+from tracksdk._schema import PARENT_RUN_ID_TAG
 
 __all__ = ["CapturedRun", "CapturedRuns", "capture_runs"]
 
@@ -132,7 +133,7 @@ class CapturedRuns:
                 metrics=run.metrics,
                 tags=dict(run.tags),
                 artifacts=sorted(run.artifacts),
-                parent_run_id=run.tags.get("mlflow.parentRunId"),
+                parent_run_id=run.tags.get(PARENT_RUN_ID_TAG),
                 _store=self,
             )
             for run in found
@@ -173,7 +174,7 @@ class CapturedRuns:
             metrics=dict(run.data.metrics),
             tags=dict(run.data.tags),
             artifacts=sorted(walk(None)),
-            parent_run_id=run.data.tags.get("mlflow.parentRunId"),
+            parent_run_id=run.data.tags.get(PARENT_RUN_ID_TAG),
             _store=self,
         )
 

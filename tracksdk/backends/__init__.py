@@ -85,6 +85,28 @@ class Connection:
     ca_bundle: str | None = None
     description: str = ""
 
+    @classmethod
+    def server(
+        cls,
+        backend: str,
+        url: str,
+        credentials: Credentials | None,
+        description: str,
+        verify_tls: bool = True,
+        ca_bundle: str | None = None,
+    ) -> Connection:
+        """A connection to the MLflow server at ``url``: its runs, registry and UI."""
+        return cls(
+            backend=backend,
+            tracking_uri=url,
+            registry_uri=url,
+            credentials=credentials,
+            ui_url=url,
+            verify_tls=verify_tls,
+            ca_bundle=ca_bundle,
+            description=description,
+        )
+
     @property
     def is_remote(self) -> bool:
         """Whether the store is reached over HTTP."""

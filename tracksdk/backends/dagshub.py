@@ -127,14 +127,9 @@ class DagsHubBackend:
         check_http_url(host, "TRACKSDK_DAGSHUB__HOST", explained.source_of("dagshub.host"), True)
         username = cfg.username or lookup_username(host, token, settings.http_timeout)
         uri = f"{host}/{cfg.owner}/{cfg.repo}.mlflow"
-        return Connection(
-            backend=self.name,
-            tracking_uri=uri,
-            registry_uri=uri,
-            credentials=Credentials("basic", token, username=username, source=token_source),
-            ui_url=uri,
-            description=f"DagsHub repository {cfg.owner}/{cfg.repo} at {host}",
-        )
+        credentials = Credentials("basic", token, username=username, source=token_source)
+        description = f"DagsHub repository {cfg.owner}/{cfg.repo} at {host}"
+        return Connection.server(self.name, uri, credentials, description)
 
     @staticmethod
     def _token(host: str, explained: Explained) -> tuple[str, str]:

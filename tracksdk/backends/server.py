@@ -79,15 +79,10 @@ class ServerBackend:
                 f"{explained.source_of('server.ca_bundle')}) is not a file. Point it at the "
                 "PEM file of the CA that signed the server's certificate."
             )
-        return Connection(
-            backend=self.name,
-            tracking_uri=uri,
-            registry_uri=uri,
-            credentials=credentials,
-            ui_url=uri,
-            verify_tls=cfg.verify_tls,
-            ca_bundle=str(cfg.ca_bundle) if cfg.ca_bundle else None,
-            description=f"MLflow server {uri}",
+        ca_bundle = str(cfg.ca_bundle) if cfg.ca_bundle else None
+        description = f"MLflow server {uri}"
+        return Connection.server(
+            self.name, uri, credentials, description, cfg.verify_tls, ca_bundle
         )
 
 
@@ -114,15 +109,9 @@ class EnvironmentBackend:
             )
             verify_tls, ca_bundle = environment_tls()
             check_http_url(clean, "MLFLOW_TRACKING_URI", "environment", credentials is not None)
-            return Connection(
-                backend=self.name,
-                tracking_uri=clean,
-                registry_uri=clean,
-                credentials=credentials,
-                ui_url=clean,
-                verify_tls=verify_tls,
-                ca_bundle=ca_bundle,
-                description=f"MLFLOW_TRACKING_URI {clean}",
+            description = f"MLFLOW_TRACKING_URI {clean}"
+            return Connection.server(
+                self.name, clean, credentials, description, verify_tls, ca_bundle
             )
         # sqlite, postgresql, databricks and other schemes go to MLflow untouched; a
         # password in them stays in tracking_uri (MLflow needs it) and out of every message.

@@ -52,18 +52,19 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tracksdk._schema import (
+    COMMAND_TAG,
+    MAX_TAG_VALUE,
+    PROVENANCE_WARNINGS_TAG,
+    SOURCE_NAME_TAG,
+    SOURCE_TYPE_TAG,
+)
 from tracksdk.provenance import environment as _environment
 from tracksdk.provenance import git as _git
 from tracksdk.provenance import source as _source
 from tracksdk.provenance.source import redact_argv
 
 __all__ = ["CaptureOptions", "Provenance", "collect", "redact_argv"]
-
-WARNINGS_TAG = "tracksdk.provenance.warnings"
-"""Tag that repeats the warnings, so a run shows in the UI that its provenance is partial."""
-
-MAX_TAG_CHARS = 8000
-"""MLflow's limit on a tag value. MLflow cuts longer values silently; we cut them visibly."""
 
 _TRUNCATION_MARK = " ...[truncated by tracksdk]"
 
@@ -103,7 +104,7 @@ class Provenance:
     """The result of :func:`collect`.
 
     Attributes:
-        tags: Run tags, name -> value (values at most :data:`MAX_TAG_CHARS` long).
+        tags: Run tags, name -> value (values at most :data:`~tracksdk._schema.MAX_TAG_VALUE` long).
         texts: Artifact path inside the run (e.g. ``"source/diff.txt"``) -> text.
         warnings: What went wrong, as short sentences; empty when everything was captured.
     """
@@ -167,15 +168,7 @@ def _collect_into(
     root: Path | None = None
     if options.git or options.diff or options.untracked:
         with _guard("git information", warnings):
-            captured = _git.capture_git(
-                _search_start(entry_script, function_file),
-                metadata=options.git,
-                diff=options.diff,
-                untracked=options.untracked,
-                max_diff_bytes=options.max_diff_bytes,
-                max_untracked_files=options.max_untracked_files,
-                redact=redact,
-            )
+            captured = _git.capture_git(_search_start(entry_script, function_file), options, redact)
             root = captured.root
             tags.update(captured.tags)
             texts.update(captured.texts)
@@ -185,11 +178,11 @@ def _collect_into(
             if root is None:  # git capture off (or failed): the root is still needed here
                 root = _git.find_repo_root(_search_start(entry_script, function_file))
             notebook = _source.running_in_notebook()
-            tags[_source.SOURCE_TYPE_TAG] = "NOTEBOOK" if notebook else "LOCAL"
+            tags[SOURCE_TYPE_TAG] = "NOTEBOOK" if notebook else "LOCAL"
             argv0 = argv[0] if argv else (str(entry_script) if entry_script else "")
             name = _source.source_name(argv0, root)
             if name:
-                tags[_source.SOURCE_NAME_TAG] = name
+                tags[SOURCE_NAME_TAG] = name
             source_texts, source_warnings = _source.read_sources(
                 entry_script,
                 function_file,
@@ -201,7 +194,7 @@ def _collect_into(
             warnings.extend(source_warnings)
     if options.command:
         with _guard("command line", warnings):
-            tags[_source.COMMAND_TAG] = _source.command_line(argv)
+            tags[COMMAND_TAG] = _source.command_line(argv)
     if options.environment:
         with _guard("environment", warnings):
             tags.update(_environment.environment_tags())
@@ -267,12 +260,13 @@ def _redacted(
             problems.append("A warning was not recorded: the redact function failed on it.")
     clean_warnings.extend(problems)
     if clean_warnings:
-        clean_tags[WARNINGS_TAG] = _fit_tag(" | ".join(clean_warnings))
+        clean_tags[PROVENANCE_WARNINGS_TAG] = _fit_tag(" | ".join(clean_warnings))
     return Provenance(tags=clean_tags, texts=clean_texts, warnings=clean_warnings)
 
 
 def _fit_tag(value: str) -> str:
-    # Cut after redaction, so a cut never leaves half of a secret that redact would have found.
-    if len(value) <= MAX_TAG_CHARS:
+    # MLflow cuts a longer value silently; it is cut visibly here. Cut after redaction, so a
+    # cut never leaves half of a secret that redact would have found.
+    if len(value) <= MAX_TAG_VALUE:
         return value
-    return value[: MAX_TAG_CHARS - len(_TRUNCATION_MARK)] + _TRUNCATION_MARK
+    return value[: MAX_TAG_VALUE - len(_TRUNCATION_MARK)] + _TRUNCATION_MARK

@@ -16,7 +16,16 @@ import os
 import re
 from typing import TYPE_CHECKING
 
-from tracksdk.provenance.source import redact_url_userinfo
+from tracksdk._redact import strip_userinfo
+from tracksdk._schema import (
+    ENV_CPU_COUNT_TAG,
+    ENV_HOSTNAME_TAG,
+    ENV_IMPLEMENTATION_TAG,
+    ENV_MLFLOW_VERSION_TAG,
+    ENV_OS_TAG,
+    ENV_PYTHON_TAG,
+    VERSION_TAG,
+)
 
 if TYPE_CHECKING:
     # importlib.metadata (with the email parser it pulls in) costs ~60 ms to import here;
@@ -24,26 +33,12 @@ if TYPE_CHECKING:
     from importlib.metadata import Distribution
 
 __all__ = [
-    "CPU_COUNT_TAG",
-    "HOSTNAME_TAG",
-    "IMPLEMENTATION_TAG",
-    "MLFLOW_VERSION_TAG",
-    "OS_TAG",
-    "PYTHON_TAG",
     "REQUIREMENTS_ARTIFACT",
-    "TRACKSDK_VERSION_TAG",
     "clear_cache",
     "environment_tags",
     "requirements_text",
 ]
 
-PYTHON_TAG = "tracksdk.env.python"
-IMPLEMENTATION_TAG = "tracksdk.env.implementation"
-OS_TAG = "tracksdk.env.os"
-HOSTNAME_TAG = "tracksdk.env.hostname"
-CPU_COUNT_TAG = "tracksdk.env.cpu_count"
-TRACKSDK_VERSION_TAG = "tracksdk.version"
-MLFLOW_VERSION_TAG = "tracksdk.env.mlflow_version"
 REQUIREMENTS_ARTIFACT = "environment/requirements.txt"
 
 _UNKNOWN = "unknown"
@@ -69,15 +64,15 @@ def _environment_tags() -> dict[str, str]:
 
     cpu_count = os.cpu_count()
     return {
-        PYTHON_TAG: platform.python_version(),
-        IMPLEMENTATION_TAG: platform.python_implementation(),
+        ENV_PYTHON_TAG: platform.python_version(),
+        ENV_IMPLEMENTATION_TAG: platform.python_implementation(),
         # ~10 ms on Linux (it reads the interpreter binary to find the libc version): one more
         # reason to cache.
-        OS_TAG: platform.platform(),
-        HOSTNAME_TAG: socket.gethostname(),
-        CPU_COUNT_TAG: str(cpu_count) if cpu_count is not None else _UNKNOWN,
-        TRACKSDK_VERSION_TAG: _version("tracksdk"),
-        MLFLOW_VERSION_TAG: _version("mlflow"),
+        ENV_OS_TAG: platform.platform(),
+        ENV_HOSTNAME_TAG: socket.gethostname(),
+        ENV_CPU_COUNT_TAG: str(cpu_count) if cpu_count is not None else _UNKNOWN,
+        VERSION_TAG: _version("tracksdk"),
+        ENV_MLFLOW_VERSION_TAG: _version("mlflow"),
     }
 
 
@@ -173,5 +168,5 @@ def _install_note(distribution: Distribution) -> str:
         return "editable install"
     url = info.get("url")
     if isinstance(url, str) and url and not url.startswith("file:"):
-        return f"installed from {redact_url_userinfo(url)}"
+        return f"installed from {strip_userinfo(url)}"
     return "installed from a local path" if isinstance(url, str) else ""

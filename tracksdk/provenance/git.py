@@ -34,41 +34,37 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tracksdk._redact import strip_userinfo
+from tracksdk._schema import (
+    GIT_BRANCH_TAG,
+    GIT_COMMIT_TAG,
+    GIT_DIFF_TRUNCATED_TAG,
+    GIT_DIRTY_TAG,
+    GIT_REPO_URL_TAG,
+    GIT_STATUS_TAG,
+    GIT_UNTRACKED_TAG,
+)
+
 if TYPE_CHECKING:
     import subprocess
 
+    from tracksdk.provenance import CaptureOptions
+
 __all__ = [
-    "BRANCH_TAG",
-    "COMMIT_TAG",
     "DIFF_ARTIFACT",
-    "DIFF_TRUNCATED_TAG",
-    "DIRTY_TAG",
     "GIT_TIMEOUT_SECONDS",
-    "REPO_URL_TAG",
-    "STATUS_TAG",
     "UNTRACKED_ARTIFACT",
-    "UNTRACKED_COUNT_TAG",
     "GitCapture",
     "capture_git",
     "find_repo_root",
-    "strip_url_credentials",
 ]
 
-# MLflow's own reserved names (mlflow/utils/mlflow_tags.py), so the MLflow UI shows them.
-COMMIT_TAG = "mlflow.source.git.commit"
-BRANCH_TAG = "mlflow.source.git.branch"
-REPO_URL_TAG = "mlflow.source.git.repoURL"
-DIRTY_TAG = "mlflow.source.git.dirty"
-STATUS_TAG = "tracksdk.git.status"
-UNTRACKED_COUNT_TAG = "tracksdk.git.untracked"
-DIFF_TRUNCATED_TAG = "tracksdk.git.diff_truncated"
 DIFF_ARTIFACT = "source/diff.txt"
 UNTRACKED_ARTIFACT = "source/untracked.txt"
 # What the local store itself writes at the project root: not the user's untracked work.
@@ -107,9 +103,6 @@ _REPO_LOCAL_ENV = (
     "GIT_WORK_TREE",
 )
 
-_HTTP_USERINFO = re.compile(r"^(https?://)[^/]*@", re.IGNORECASE)
-_OTHER_PASSWORD = re.compile(r"^([a-z][a-z0-9+.-]*://[^/:@]*):[^/]*@", re.IGNORECASE)
-
 
 @dataclass(frozen=True)
 class GitCapture:
@@ -117,7 +110,7 @@ class GitCapture:
 
     Attributes:
         root: The repository's top folder, or None outside any repository.
-        tags: Run tags (see the module's ``*_TAG`` constants).
+        tags: Run tags (the ``GIT_*_TAG`` names of :mod:`tracksdk._schema`).
         texts: Artifact path inside the run -> text.
         warnings: Short sentences about anything that went wrong.
     """
@@ -169,30 +162,8 @@ def find_repo_root(start: Path) -> Path | None:
     return None
 
 
-def strip_url_credentials(url: str) -> str:
-    """Remove credentials from a remote URL.
-
-    ``https://user:token@host/x`` becomes ``https://host/x``: on http(s) the whole user part
-    goes, since tokens are often passed as the user name alone. For other schemes only a
-    password is removed (``ssh://git:pw@host`` -> ``ssh://git@host``); scp-like
-    ``git@host:path`` is left as it is.
-
-    Args:
-        url: The URL as configured.
-    """
-    stripped = _HTTP_USERINFO.sub(r"\1", url, count=1)
-    return _OTHER_PASSWORD.sub(r"\1@", stripped, count=1)
-
-
 def capture_git(
-    start: Path,
-    *,
-    metadata: bool = True,
-    diff: bool = True,
-    untracked: bool = True,
-    max_diff_bytes: int = 1_000_000,
-    max_untracked_files: int = 1_000,
-    redact: Callable[[str], str] = lambda s: s,
+    start: Path, options: CaptureOptions, redact: Callable[[str], str] = lambda s: s
 ) -> GitCapture:
     """Describe the git repository that contains ``start``.
 
@@ -202,12 +173,11 @@ def capture_git(
 
     Args:
         start: Folder to search from; parent folders are searched too.
-        metadata: Record commit, branch, remote URL and the dirty flag as tags.
-        diff: Record ``git diff HEAD`` as ``source/diff.txt`` when non-empty.
-        untracked: Record untracked files (``.gitignore`` respected) as ``source/untracked.txt``
-            and their count as a tag.
-        max_diff_bytes: Longer diffs are cut, with a note line and a tag.
-        max_untracked_files: At most this many untracked paths are listed.
+        options: What to record: with ``git``, commit, branch, remote URL and the dirty flag
+            as tags; with ``diff``, ``git diff HEAD`` as ``source/diff.txt`` when non-empty
+            (cut at ``max_diff_bytes``, with a note line and a tag); with ``untracked``, the
+            untracked files (``.gitignore`` respected) as ``source/untracked.txt`` (at most
+            ``max_untracked_files`` paths) and their count as a tag.
         redact: Applied to the diff before it is cut, so that a cut never splits a secret.
 
     Returns:
@@ -215,38 +185,24 @@ def capture_git(
     """
     root = find_repo_root(start)
     if root is None:
-        return GitCapture(root=None, tags={STATUS_TAG: "no-repository"})
+        return GitCapture(root=None, tags={GIT_STATUS_TAG: "no-repository"})
     capture = GitCapture(root=root)
     try:
-        _capture_into(
-            capture,
-            metadata=metadata,
-            diff=diff,
-            untracked=untracked,
-            max_diff_bytes=max_diff_bytes,
-            max_untracked_files=max_untracked_files,
-            redact=redact,
-        )
+        _capture_into(capture, options, redact)
     except _GitFailed as exc:
         capture.tags.clear()
         capture.texts.clear()
-        capture.tags[STATUS_TAG] = "error"
+        capture.tags[GIT_STATUS_TAG] = "error"
         capture.warnings.append(f"Git information not recorded: {exc}")
     return capture
 
 
 def _capture_into(
-    capture: GitCapture,
-    *,
-    metadata: bool,
-    diff: bool,
-    untracked: bool,
-    max_diff_bytes: int,
-    max_untracked_files: int,
-    redact: Callable[[str], str],
+    capture: GitCapture, options: CaptureOptions, redact: Callable[[str], str]
 ) -> None:
     root = capture.root
     assert root is not None
+    metadata, untracked = options.git, options.untracked
     # The remote lookup does not depend on the status: start it first so both run at once.
     remotes = None
     if metadata:
@@ -276,26 +232,26 @@ def _capture_into(
             capture.warnings.append(f"Git remote URL not recorded: {exc}")
 
     tags = capture.tags
-    tags[STATUS_TAG] = "ok" if status.commit is not None else "no-commits"
+    tags[GIT_STATUS_TAG] = "ok" if status.commit is not None else "no-commits"
     if metadata:
         if status.commit is not None:
-            tags[COMMIT_TAG] = status.commit
+            tags[GIT_COMMIT_TAG] = status.commit
         if status.branch is not None:
-            tags[BRANCH_TAG] = status.branch
+            tags[GIT_BRANCH_TAG] = status.branch
         url = _pick_remote(remote_output.stdout if remote_output is not None else b"")
         if url is not None:
-            tags[REPO_URL_TAG] = strip_url_credentials(url)
+            tags[GIT_REPO_URL_TAG] = strip_userinfo(url, remove=True)
         # Untracked files do not count: they are listed separately.
-        tags[DIRTY_TAG] = "true" if status.changed else "false"
+        tags[GIT_DIRTY_TAG] = "true" if status.changed else "false"
     if untracked:
-        tags[UNTRACKED_COUNT_TAG] = str(len(status.untracked))
+        tags[GIT_UNTRACKED_TAG] = str(len(status.untracked))
         if status.untracked:
             capture.texts[UNTRACKED_ARTIFACT] = _untracked_text(
-                status.untracked, max_untracked_files
+                status.untracked, options.max_untracked_files
             )
-    if diff and status.changed:
+    if options.diff and status.changed:
         try:
-            _capture_diff(capture, status, max_diff_bytes, redact)
+            _capture_diff(capture, status, options.max_diff_bytes, redact)
         except _GitFailed as exc:  # keep the rest: the diff is the least essential part
             capture.warnings.append(f"Uncommitted changes not recorded: {exc}")
 
@@ -346,7 +302,7 @@ def _capture_diff(
     capture.texts[DIFF_ARTIFACT] = (
         f"{kept}# tracksdk: diff truncated at {len(data)} bytes of {output.total}\n"
     )
-    capture.tags[DIFF_TRUNCATED_TAG] = "true"
+    capture.tags[GIT_DIFF_TRUNCATED_TAG] = "true"
 
 
 def _parse_status(raw: bytes) -> _Status:

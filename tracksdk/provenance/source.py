@@ -13,33 +13,24 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from tracksdk._redact import MASK, looks_secret, strip_userinfo
+
 __all__ = [
-    "COMMAND_TAG",
-    "REDACTED",
-    "SOURCE_NAME_TAG",
-    "SOURCE_TYPE_TAG",
     "command_line",
     "read_sources",
     "redact_argv",
-    "redact_url_userinfo",
     "running_in_notebook",
     "source_name",
 ]
 
-SOURCE_NAME_TAG = "mlflow.source.name"
-SOURCE_TYPE_TAG = "mlflow.source.type"
-COMMAND_TAG = "tracksdk.command"
-REDACTED = "***"
-
-# Words that make an option or KEY=VALUE name secret. Names are split into words first
+# Whether an option or KEY=VALUE name is secret is one rule for argument names, parameter
+# names and variables (tracksdk._redact.looks_secret). Names are split into words first
 # (`--hf_token` -> hf, token; `--apiKey` -> api, key), so ML options that merely contain such
 # letters stay visible: `--tokenizer`, `--max-tokens`, `--author`, `--keyword`.
 # A long option: one or two dashes and a name of at least two characters (`-p` is not one).
 _LONG_OPTION = re.compile(r"^(--?)([A-Za-z][A-Za-z0-9_.-]+)(=.*)?$", re.DOTALL)
 # KEY=VALUE, as in environment-style or Hydra overrides (`+db.password=...`).
 _ASSIGNMENT = re.compile(r"^([+~]{0,2}[A-Za-z_][A-Za-z0-9_.-]*)=(.*)$", re.DOTALL)
-# Userinfo in any URL: `scheme://user:pw@host` -> `scheme://***@host`.
-_URL_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
 # An HTTP bearer token, as in `--header "Authorization: Bearer abc"`.
 _BEARER = re.compile(r"\b(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 
@@ -80,42 +71,26 @@ def redact_argv(argv: Sequence[str]) -> list[str]:
         if redact_next:
             redact_next = False
             if not (arg.startswith("-") and len(arg) > 1):
-                result.append(REDACTED)
+                result.append(MASK)
                 continue
         option = _LONG_OPTION.match(arg)
-        if option is not None and _is_secret_name(option.group(2)):
+        if option is not None and looks_secret(option.group(2)):
             if option.group(3) is None:
                 redact_next = True
                 result.append(arg)
             else:
-                result.append(f"{option.group(1)}{option.group(2)}={REDACTED}")
+                result.append(f"{option.group(1)}{option.group(2)}={MASK}")
             continue
         assignment = _ASSIGNMENT.match(arg)
-        if assignment is not None and _is_secret_name(assignment.group(1)):
-            result.append(f"{assignment.group(1)}={REDACTED}")
+        if assignment is not None and looks_secret(assignment.group(1)):
+            result.append(f"{assignment.group(1)}={MASK}")
             continue
         result.append(_redact_inline(arg))
     return result
 
 
-def redact_url_userinfo(text: str) -> str:
-    """Replace the user part of every URL in ``text`` with ``"***"``.
-
-    Args:
-        text: Any text, e.g. one argument or a requirement's direct URL.
-    """
-    return _URL_USERINFO.sub(rf"\1{REDACTED}@", text)
-
-
 def _redact_inline(text: str) -> str:
-    return _BEARER.sub(rf"\1{REDACTED}", redact_url_userinfo(text))
-
-
-def _is_secret_name(name: str) -> bool:
-    # One rule for argument names, parameter names and variables: tracksdk._redact's.
-    from tracksdk._redact import looks_secret
-
-    return looks_secret(name)
+    return _BEARER.sub(rf"\1{MASK}", strip_userinfo(text))
 
 
 def command_line(argv: Sequence[str]) -> str:

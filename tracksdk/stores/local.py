@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tracksdk._schema import CLIENT_RUN_ID_TAG
 from tracksdk.stores._client import _clients, classified, mlflow_client, upload_through_mlflow
 from tracksdk.stores.base import DATASET_FIELDS, Capabilities, CreatedRun, ModelVersion
 from tracksdk.stores.errors import (
@@ -60,7 +61,7 @@ class LocalStore:
 
     def find_run(self, experiment_id: str, client_id: str) -> CreatedRun | None:
         """The run an earlier attempt created for ``client_id``, if any."""
-        query = f"tags.`tracksdk.client_run_id` = '{client_id}'"
+        query = f"tags.`{CLIENT_RUN_ID_TAG}` = '{client_id}'"
         with classified(self.conn, "Looking for the run"):
             runs = list(
                 mlflow_client(self.conn).search_runs(

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tracksdk._schema import CLIENT_RUN_ID_TAG, RUN_NAME_TAG
 from tracksdk.stores.base import DATASET_FIELDS, Capabilities, CreatedRun
 from tracksdk.stores.errors import NotFound, Rejected
 
@@ -124,7 +125,7 @@ class MemoryStore:
             for run in self.runs.values():
                 if (
                     run.experiment_id == experiment_id
-                    and run.tags.get("tracksdk.client_run_id") == client_id
+                    and run.tags.get(CLIENT_RUN_ID_TAG) == client_id
                 ):
                     return self._created(run)
         return None
@@ -141,10 +142,10 @@ class MemoryStore:
                     subject="experiment",
                 )
             run_id = uuid.uuid4().hex
-            name = run_name or tags.get("mlflow.runName") or f"run-{len(self.runs) + 1}"
+            name = run_name or tags.get(RUN_NAME_TAG) or f"run-{len(self.runs) + 1}"
             run = StoredRun(run_id, experiment_id, name, start_time=start_ms)
             run.tags.update(tags)
-            run.tags["mlflow.runName"] = name
+            run.tags[RUN_NAME_TAG] = name
             self.runs[run_id] = run
             return self._created(run)
 

@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from tracksdk import _redact
+from tracksdk._schema import CLIENT_RUN_ID_TAG, USER_TAG
 from tracksdk.stores._http import session_for
 from tracksdk.stores.base import DATASET_FIELDS, Capabilities, CreatedRun, ModelVersion
 from tracksdk.stores.errors import (
@@ -204,7 +205,7 @@ class RestStore:
             "/runs/search",
             {
                 "experiment_ids": [experiment_id],
-                "filter": f"tags.`tracksdk.client_run_id` = '{client_id}'",
+                "filter": f"tags.`{CLIENT_RUN_ID_TAG}` = '{client_id}'",
                 "run_view_type": "ALL",
                 "max_results": 1,
             },
@@ -225,7 +226,7 @@ class RestStore:
             "/runs/create",
             {
                 "experiment_id": experiment_id,
-                "user_id": tags.get("mlflow.user", ""),
+                "user_id": tags.get(USER_TAG, ""),
                 "start_time": start_ms,
                 "tags": [{"key": k, "value": v} for k, v in tags.items()],
                 "run_name": run_name or "",
