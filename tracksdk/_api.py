@@ -210,7 +210,7 @@ def evaluate(model: Any, X: Any, y: Any, prefix: str = "") -> dict[str, float]:
     """
     from tracksdk import _plugins
 
-    pm = _plugins.manager(_allowed_plugins())
+    pm = _plugins.manager(_plugins.allowed())
     framework = _plugins.framework_of(pm, model)
     if framework is None:
         raise TrackSDKError(
@@ -233,16 +233,6 @@ def evaluate(model: Any, X: Any, y: Any, prefix: str = "") -> dict[str, float]:
         for figure in result.figures.values():
             _close(figure)
     return metrics
-
-
-def _allowed_plugins() -> list[str] | None:
-    """``TRACKSDK_PLUGINS``, or None (all) when settings cannot be read."""
-    from tracksdk import _config
-
-    try:
-        return _config.resolve().settings.plugins
-    except Exception:
-        return None
 
 
 def _close(figure: Any) -> None:

@@ -68,7 +68,10 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tracksdk.settings import Explained
 
 SEGMENT_SIZE = 4 << 20
 # On a nearly full disk a segment is halved until it fits, down to this size.
@@ -1225,3 +1228,9 @@ def count_lines(path: Path) -> int:
 def distance(a: Position, b: Position) -> int:
     """Bytes of journal between two positions, for progress bars (segments count full)."""
     return max(0, (b[0] - a[0]) * SEGMENT_SIZE + b[1] - a[1])
+
+
+def journal_dir(explained: Explained) -> Path:
+    """Where this project's journals live: TRACKSDK_JOURNAL__DIR, or .tracksdk/journal."""
+    configured = explained.settings.journal.dir
+    return Path(configured) if configured else explained.root / ".tracksdk" / "journal"

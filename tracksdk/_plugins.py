@@ -59,6 +59,16 @@ def manager(only: Iterable[str] | None = None) -> pluggy.PluginManager:
         return pm
 
 
+def allowed() -> list[str] | None:
+    """``TRACKSDK_PLUGINS``, or None (all) when settings cannot be read."""
+    from tracksdk import _config
+
+    try:
+        return _config.resolve().settings.plugins
+    except Exception:
+        return None
+
+
 def reset() -> None:
     """Forget loaded plugins (tests, and after installing one in a running process)."""
     global _manager, _manager_key

@@ -445,9 +445,8 @@ class Run:
         if self._writer is None:
             return None
         from tracksdk import _plugins
-        from tracksdk._api import _allowed_plugins
 
-        pm = _plugins.manager(_allowed_plugins())
+        pm = _plugins.manager(_plugins.allowed())
         framework = _plugins.framework_of(pm, model)
         if framework is None:
             self._checker.problem(
@@ -702,7 +701,7 @@ class Session:
         tags[CLIENT_RUN_ID_TAG] = client_id
         if self.options.run_name:
             tags[RUN_NAME_TAG] = self.options.run_name
-        folder = journal_dir(explained)
+        folder = _journal.journal_dir(explained)
         meta = {
             "client_id": client_id,
             "target": _journal.masked_target(conn.tracking_uri) if conn else None,
@@ -840,9 +839,9 @@ class Session:
         """Send, in the background, runs an earlier process left in the journal."""
         if active_run() is not None:
             return
-        from tracksdk import _sync
+        from tracksdk import _journal, _sync
 
-        _sync.in_background(journal_dir(explained), conn, explained.settings.http_timeout)
+        _sync.in_background(_journal.journal_dir(explained), conn, explained.settings.http_timeout)
 
     # -- plugins ---------------------------------------------------------------------
 
@@ -1170,12 +1169,6 @@ def after_fork_in_child() -> None:
         session.run._lock = threading.Lock()
     _live.clear()
     _live_lock = threading.RLock()
-
-
-def journal_dir(explained: Explained) -> Path:
-    """Where this project's journals live: TRACKSDK_JOURNAL__DIR, or .tracksdk/journal."""
-    configured = explained.settings.journal.dir
-    return Path(configured) if configured else explained.root / ".tracksdk" / "journal"
 
 
 def _user() -> str:

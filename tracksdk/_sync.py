@@ -487,9 +487,8 @@ def command(
 ) -> int:
     """``tracksdk sync``: send (or list) this project's journals; the exit code."""
     from tracksdk import _mlflow
-    from tracksdk._run import journal_dir
 
-    folder = journal_dir(explained)
+    folder = _journal.journal_dir(explained)
     settings = explained.settings
     uri = _journal.masked_target(conn.tracking_uri)
     found = [] if rejected else _journal.find(folder)

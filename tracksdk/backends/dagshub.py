@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracksdk import _redact
-from tracksdk.backends import Connection, Credentials, check_http_url
+from tracksdk.backends.base import Connection, Credentials, check_http_url
 from tracksdk.exceptions import ConfigError
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tracksdk.backends import Connection, check_http_url
+from tracksdk.backends.base import Connection, check_http_url
 
 if TYPE_CHECKING:
     from tracksdk.settings import Explained

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tracksdk.backends import Connection
+from tracksdk.backends.base import Connection
 
 if TYPE_CHECKING:
     from tracksdk.settings import Explained

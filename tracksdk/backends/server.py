@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from tracksdk import _redact
-from tracksdk.backends import Connection, Credentials, check_http_url
+from tracksdk.backends.base import Connection, Credentials, check_http_url
 from tracksdk.exceptions import ConfigError
 
 if TYPE_CHECKING:
