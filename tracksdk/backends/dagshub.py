@@ -156,3 +156,25 @@ class DagsHubBackend:
             "Create a token in DagsHub's user settings and set DAGSHUB_USER_TOKEN, or run "
             "`dagshub login` once (it stores a token in that cache)."
         )
+
+
+def refused_hint(conn: Connection, status: int, target: str | None) -> str:
+    """Why DagsHub refused a request (401 or 403) and how to fix it; never the token.
+
+    A 403 with a token means the token was accepted but its user may not write to the
+    repository; anything else means the token is missing or wrong.
+    """
+    creds = conn.credentials
+    if status == 403 and creds is not None:
+        what = target or "the experiment or model this request is for"
+        return (
+            f"the DagsHub token (from {creds.source}) was accepted, but "
+            f"{creds.username or 'its user'!r} may not write to this repository "
+            f"({what}). Ask the repository's owner for write access, or log to a "
+            "repository of yours (TRACKSDK_DAGSHUB__OWNER, TRACKSDK_DAGSHUB__REPO)"
+        )
+    return (
+        "fix the DagsHub token (TRACKSDK_DAGSHUB__TOKEN or DAGSHUB_USER_TOKEN; "
+        f"now from {creds.source if creds else 'nowhere'}) and check that it may write "
+        "to the repository"
+    )

@@ -251,15 +251,12 @@ def auth_message(conn: Connection, status: int, target: str | None = None) -> st
     """
     creds = conn.credentials
     where = f"{conn.display_uri} answered HTTP {status}"
+    if conn.backend == "dagshub":
+        from tracksdk.backends.dagshub import refused_hint
+
+        return f"{where}: {refused_hint(conn, status, target)}"
     if status == 403 and creds is not None:
         what = target or "the experiment or model this request is for"
-        if conn.backend == "dagshub":
-            return (
-                f"{where}: the DagsHub token (from {creds.source}) was accepted, but "
-                f"{creds.username or 'its user'!r} may not write to this repository "
-                f"({what}). Ask the repository's owner for write access, or log to a "
-                "repository of yours (TRACKSDK_DAGSHUB__OWNER, TRACKSDK_DAGSHUB__REPO)"
-            )
         who = repr(creds.username) if creds.username else "the bearer token's user"
         return (
             f"{where}: the credentials were accepted ({who}, from {creds.source}), but "
@@ -267,13 +264,7 @@ def auth_message(conn: Connection, status: int, target: str | None = None) -> st
             "or MANAGE permission on it, or log to an experiment you may write to "
             "(TRACKSDK_EXPERIMENT, or tracked(experiment=...))"
         )
-    if conn.backend == "dagshub":
-        fix = (
-            "fix the DagsHub token (TRACKSDK_DAGSHUB__TOKEN or DAGSHUB_USER_TOKEN; "
-            f"now from {creds.source if creds else 'nowhere'}) and check that it may write "
-            "to the repository"
-        )
-    elif creds is None and conn.backend == "mlflow-env":
+    if creds is None and conn.backend == "mlflow-env":
         fix = (
             "the server needs credentials: set MLFLOW_TRACKING_USERNAME and "
             "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN), or use "
