@@ -188,15 +188,22 @@ def _probe(conn: Connection, timeout: float) -> tuple[bool, str]:
         return True, f"store {conn.display_uri} is handled by MLflow directly (not probed)"
     import requests
 
+    from tracksdk.stores._http import session_for
+
     url = conn.tracking_uri + "/api/2.0/mlflow/experiments/search"
-    headers = {"Authorization": conn.credentials.header()} if conn.credentials else {}
-    verify: bool | str = conn.ca_bundle or conn.verify_tls
-    try:
-        response = requests.get(
-            url, params={"max_results": 1}, headers=headers, timeout=timeout, verify=verify
-        )
-    except requests.RequestException as exc:
-        return False, f"{conn.display_uri} does not answer ({type(exc).__name__})"
+    with session_for(conn) as session:  # the credentials and TLS settings runs use
+        try:
+            response = session.get(url, params={"max_results": 1}, timeout=timeout)
+        except requests.RequestException as exc:
+            return False, f"{conn.display_uri} does not answer ({type(exc).__name__})"
+        version = ""
+        if response.ok:
+            try:
+                got = session.get(conn.tracking_uri + "/version", timeout=timeout)
+                if got.ok and len(got.text) < 40:
+                    version = f", MLflow {got.text.strip()}"
+            except requests.RequestException:
+                pass
     if response.status_code == 403 and conn.credentials is not None:
         return False, (
             f"{conn.display_uri} accepted the credentials ({conn.credentials.source}) but "
@@ -213,15 +220,6 @@ def _probe(conn: Connection, timeout: float) -> tuple[bool, str]:
         return False, f"{url} answered 404: is this the MLflow server's address?"
     if not response.ok:
         return False, f"{conn.display_uri} answered HTTP {response.status_code}"
-    version = ""
-    try:
-        got = requests.get(
-            conn.tracking_uri + "/version", headers=headers, timeout=timeout, verify=verify
-        )
-        if got.ok and len(got.text) < 40:
-            version = f", MLflow {got.text.strip()}"
-    except requests.RequestException:
-        pass
     who = ""
     if conn.credentials is not None:
         user = conn.credentials.username
