@@ -1,7 +1,7 @@
 """Framework plugins through the core: discovery, scoped autolog, model logging, registry.
 
-The plugin used here is tests/resources/tracksdk-dummy, installed as a real package
-(``make test`` installs it) with a ``tracksdk`` entry point for a toy framework.
+The plugin used here is tests/resources/tracksdk-dummy, a distribution with a ``tracksdk``
+entry point for a toy framework, installed for the test session only (tests/conftest.py).
 """
 
 from __future__ import annotations
