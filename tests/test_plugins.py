@@ -193,15 +193,18 @@ def test_gate_without_the_metric_does_not_promote(project: Path) -> None:
 
 RACER = textwrap.dedent(
     """
-    import sys, time
+    import os, sys, time
     from tracksdk import Gate, Register, tracked
     from tracksdk_dummy.plugin import ToyModel
 
-    start_at = float(sys.argv[1])
+    go = sys.argv[1]
 
     @tracked(register=Register("raced", gate=Gate("val_auc")))
     def train():
-        time.sleep(max(0.0, start_at - time.time()))
+        print("ready", flush=True)  # imported, run started: wait for the other one
+        deadline = time.monotonic() + 120
+        while not os.path.exists(go) and time.monotonic() < deadline:
+            time.sleep(0.001)
         return ToyModel(1.0), {"val_auc": 0.9}
 
     train()
@@ -213,10 +216,10 @@ def test_gate_race_two_processes_exactly_one_wins(project: Path) -> None:
     """Two trainings with the same score finish together: exactly one is promoted."""
     (project / "racer.py").write_text(RACER)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TRACKSDK_", "MLFLOW_"))}
-    start_at = str(time.time() + 20)  # both import and start their runs before this
+    go = project / "go"
     procs = [
         subprocess.Popen(
-            [sys.executable, "racer.py", start_at],
+            [sys.executable, "racer.py", str(go)],
             cwd=project,
             env=env,
             stdout=subprocess.PIPE,
@@ -225,9 +228,16 @@ def test_gate_race_two_processes_exactly_one_wins(project: Path) -> None:
         )
         for _ in range(2)
     ]
-    for proc in procs:
-        _, err = proc.communicate(timeout=180)
-        assert proc.returncode == 0, err
+    try:
+        # Both have imported everything and started their runs: release them together
+        # (each polls for the file every millisecond).
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    finally:
+        go.touch()
+        for proc in procs:
+            _, err = proc.communicate(timeout=180)
+            assert proc.returncode == 0, err
     client = local_client(project)
     verdicts = sorted(
         v.tags["tracksdk.gate.verdict"] for v in client.search_model_versions("name='raced'")
