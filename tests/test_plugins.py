@@ -369,13 +369,13 @@ def test_serve_champion_predicts_like_the_model(project: Path) -> None:
                 with urllib.request.urlopen(request, timeout=10) as response:
                     answer = json.loads(response.read())
                 break
-            except OSError:
-                time.sleep(1)
+            except OSError:  # not listening yet
+                time.sleep(0.25)
         assert answer is not None, proc.stdout.read().decode() if proc.stdout else ""
         np.testing.assert_allclose(answer["predictions"], model.predict(FRAME))
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        proc.communicate(timeout=30)  # and close its pipe
 
 
 @pytest.mark.server
