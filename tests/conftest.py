@@ -13,12 +13,22 @@ started again, and the DagsHub proxy's ``fail_routes`` and request log are clear
 
 See ``tests/servers.py`` (``MlflowServer``, ``DagsHubServer``) for the handle attributes.
 Mark tests that use them with ``@pytest.mark.server``.
+
+The test suite's own third-party extension, tests/resources/tracksdk-dummy, is made an
+installed distribution for the test session only (``pytest_configure`` below): its source
+and a generated ``.dist-info`` (entry points read from its pyproject.toml) go on
+``sys.path`` and ``PYTHONPATH``, so this process and the subprocesses the tests start find
+its ``folder`` backend and ``toy`` plugin, while the environment ``make run`` uses never
+holds it.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +39,48 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from servers import DagsHubServer, MlflowServer, ServerPool
 
 SERVER_FIXTURES = ("mlflow_server", "dagshub_server")
+DUMMY = Path(__file__).resolve().parent / "resources" / "tracksdk-dummy"
+_DISTS = pytest.StashKey[Path]()
+
+
+def install_for_session(source: Path, target: Path) -> list[str]:
+    """Make the distribution at ``source`` importable with its entry points, from ``target``.
+
+    Writes ``<name>-<version>.dist-info`` (METADATA and entry_points.txt, from the
+    pyproject.toml's ``[project]`` table) into ``target``, which is what importlib.metadata
+    reads; the package itself is imported from ``source``. Returns the folders to put on
+    the path.
+    """
+    table = tomllib.loads((source / "pyproject.toml").read_text())["project"]
+    name, version = table["name"], table["version"]
+    info = target / f"{name.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    groups = table.get("entry-points", {})
+    (info / "entry_points.txt").write_text(
+        "".join(
+            f"[{group}]\n" + "".join(f"{key} = {value}\n" for key, value in points.items())
+            for group, points in groups.items()
+        )
+    )
+    return [str(source), str(target)]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Before collection: test modules import tracksdk_dummy at their top.
+    target = Path(tempfile.mkdtemp(prefix="tracksdk-test-dists-"))
+    config.stash[_DISTS] = target
+    paths = install_for_session(DUMMY, target)
+    sys.path[:0] = paths
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [*paths, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    target = config.stash.get(_DISTS, None)
+    if target is not None:
+        shutil.rmtree(target, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

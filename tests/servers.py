@@ -449,7 +449,7 @@ class MlflowServer:
         """Restart on the same port with a fresh, empty PostgreSQL database and artifacts.
 
         For the "server replaced by an empty one" fault. Returns the old database's name
-        (None for a server without its own database); pass it to :meth:`restore_store`.
+        (None for a server without its own database); pass it to :meth:`drop_old_store`.
         """
         with self._lock:
             self.stop()
@@ -462,18 +462,10 @@ class MlflowServer:
             self.start()
             return old
 
-    def restore_store(self, database: str | None) -> None:
-        """Go back to ``database`` (from :meth:`replace_store`), dropping the fresh one."""
-        if database is None:
-            return
-        with self._lock:
-            self.stop()
-            if self.database is not None:
-                drop_database(self.database)
-            self.database = database
-            self.backend_store_uri = pg_uri(database)
-            self.artifacts_dir = self.workdir / "artifacts"
-            self.start()
+    def drop_old_store(self, database: str | None) -> None:
+        """Drop ``database`` (from :meth:`replace_store`) and keep the fresh store: no restart."""
+        if database is not None and database != self.database:
+            drop_database(database)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to the whole process group without waiting (for fault tests)."""

@@ -165,8 +165,8 @@ def test_ui_serves_the_local_store_and_sigterm_stops_all_of_it(
                 with urllib.request.urlopen(url, timeout=5) as response:
                     body = json.loads(response.read())
                 break
-            except OSError:
-                time.sleep(1)
+            except OSError:  # not listening yet
+                time.sleep(0.25)
         assert body is not None, proc.communicate(timeout=30)[0] if proc.poll() is not None else ""
         assert "seen-in-ui" in {e["name"] for e in body["experiments"]}
         started = _descendants(proc.pid)
@@ -486,8 +486,8 @@ def _wait_for_predictions(proc: subprocess.Popen[str], url: str, payload: bytes)
     while time.monotonic() < deadline and proc.poll() is None:
         try:
             return _post(url, payload, timeout=10)
-        except OSError:
-            time.sleep(1)
+        except OSError:  # not listening yet
+            time.sleep(0.25)
     proc.kill()
     pytest.fail(f"serve never answered {url}:\n{proc.communicate()[0]}")
 
@@ -623,8 +623,8 @@ def test_serve_kills_a_server_that_does_not_stop_in_time(project: Path, tmp_path
                 _post(url, b"", timeout=10)
             except urllib.error.HTTPError:
                 break
-            except OSError:
-                time.sleep(1)
+            except OSError:  # not listening yet
+                time.sleep(0.25)
             else:
                 break
         payload = json.dumps({"dataframe_split": {"columns": ["a"], "data": [[1.0]]}}).encode()

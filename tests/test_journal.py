@@ -206,7 +206,7 @@ def test_sigkill_offline_then_sync_marks_the_run_killed(
         client_id = child.stdout.readline().strip()
         assert client_id, "the child did not start its run"
         child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
+        child.communicate(timeout=30)  # and close its pipe
     finally:
         if child.poll() is None:
             child.kill()
@@ -242,7 +242,7 @@ def test_next_run_syncs_leftovers_of_the_same_store(project: Path) -> None:
         assert child.stdout is not None
         assert child.stdout.readline().strip()
         child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
+        child.communicate(timeout=30)  # and close its pipe
     finally:
         if child.poll() is None:
             child.kill()

@@ -93,7 +93,8 @@ def runs_of(client: Any, experiment: str) -> list[Any]:
 def test_server_killed_mid_run_loses_nothing_and_never_blocks(
     project: Path, mlflow_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The server is killed for 10 s while 2,000 points are logged at a steady rate.
+    """The server is killed (down 3 s, then its restart: ~8 s in all) while points are logged
+    at a steady rate, before, during and after the outage.
 
     No call takes over 50 ms, every point arrives exactly once, and the run is FINISHED.
     """
@@ -104,42 +105,60 @@ def test_server_killed_mid_run_loses_nothing_and_never_blocks(
     def kill_and_restart() -> None:
         outage.append(time.monotonic())
         mlflow_server.kill(signal.SIGKILL)
-        time.sleep(10)
+        time.sleep(3)
         mlflow_server.start()
         outage.append(time.monotonic())
 
-    with tracked(experiment="killed-server") as run:
+    # Logging goes on until 200 steps after the server is back: the outage, however long the
+    # restart takes here, lies wholly inside the logging.
+    with (
+        pytest.warns(TrackSDKWarning, match="cannot reach the store") as warned,
+        tracked(experiment="killed-server") as run,
+    ):
         assert run.run_id is not None
         killer = threading.Thread(target=kill_and_restart)
-        for step in range(2000):
+        step, last = 0, None
+        while last is None or step < last:
             if step == 200:
                 killer.start()
+            if last is None and step > 200 and not killer.is_alive():
+                last = step + 200
             started = time.perf_counter()
             run.log_metric("loss", 1.0 / (step + 1), step=step)
             slowest = max(slowest, time.perf_counter() - started)
             time.sleep(0.01)
+            step += 1
         killer.join()
         # The end of a run waits only seconds for a store that is down; an explicit flush
         # waits as long as it is told to, here until the restarted server answers.
         assert run.flush(180)
-    assert outage[1] - outage[0] >= 10
-    print(f"\nserver down {outage[1] - outage[0]:.1f} s; slowest call {slowest * 1000:.2f} ms")
+    assert len(warned) == 1  # one warning for the outage, not one per failed attempt
+    assert outage[1] - outage[0] >= 3
+    print(
+        f"\nserver down {outage[1] - outage[0]:.1f} s; {last} points; "
+        f"slowest call {slowest * 1000:.2f} ms"
+    )
     assert slowest < 0.050, f"slowest log_metric took {slowest * 1000:.1f} ms"
     client = admin_client(mlflow_server)
     stored = client.get_run(run.run_id)
     assert stored.info.status == "FINISHED"
-    assert steps_of(client, run.run_id, "loss") == list(range(2000))
+    assert steps_of(client, run.run_id, "loss") == list(range(last))
+
+
+# Each run goes through the same steps (create, answer lost, find it by client run id), so
+# a few runs show what twenty did.
+RUNS = 6
 
 
 def test_lost_create_run_answers_make_no_ghost_runs(
     project: Path, dagshub_server: Any, monkeypatch: pytest.MonkeyPatch, reader: None
 ) -> None:
-    """20 runs whose runs/create answer is lost once each: 20 runs, not 40."""
+    """6 runs whose runs/create answer is lost once each: 6 runs, not 12."""
     use_dagshub(monkeypatch, dagshub_server)
     dagshub_server.reset_counts()
     client_ids = []
     try:
-        for index in range(20):
+        for index in range(RUNS):
             dagshub_server.fail_routes = {CREATE: ("lose", 1)}
             with tracked(experiment="lost-create", run_name=f"r{index}") as run:
                 run.log_metric("m", float(index), step=index)
@@ -149,25 +168,26 @@ def test_lost_create_run_answers_make_no_ghost_runs(
         dagshub_server.clear_failures()
     lost = [r for r in dagshub_server.requests if r[1].endswith(CREATE) and r[2] == 0]
     print(f"\n{len(lost)} create answers lost")
-    assert len(lost) == 20
+    assert len(lost) == RUNS
     client = admin_client(dagshub_server)
     runs = runs_of(client, "lost-create")
-    assert len(runs) == 20
+    assert len(runs) == RUNS
     assert sorted(r.data.tags["tracksdk.client_run_id"] for r in runs) == sorted(client_ids)
     assert all(r.info.status == "FINISHED" for r in runs)
-    assert sorted(r.data.metrics["m"] for r in runs) == [float(i) for i in range(20)]
+    assert sorted(r.data.metrics["m"] for r in runs) == [float(i) for i in range(RUNS)]
 
 
 def test_lost_log_batch_answers_make_no_duplicates(
     project: Path, dagshub_server: Any, monkeypatch: pytest.MonkeyPatch, reader: None
 ) -> None:
-    """20 log-batch answers lost (the server stored the batch): every point exactly once."""
+    """6 log-batch answers lost (the server stored the batch), between batches that are
+    answered: every point exactly once."""
     use_dagshub(monkeypatch, dagshub_server)
     dagshub_server.reset_counts()
     try:
         with tracked(experiment="lost-batch") as run:
-            for burst in range(25):
-                if burst < 20:  # the next log-batch is stored, and its answer lost
+            for burst in range(8):
+                if burst < 6:  # the next log-batch is stored, and its answer lost
                     dagshub_server.fail_routes = {LOG_BATCH: ("lose", 1)}
                 for i in range(10):
                     step = burst * 10 + i
@@ -178,11 +198,11 @@ def test_lost_log_batch_answers_make_no_duplicates(
         dagshub_server.clear_failures()
     lost = [r for r in dagshub_server.requests if r[1].endswith(LOG_BATCH) and r[2] == 0]
     print(f"\n{len(lost)} log-batch answers lost")
-    assert len(lost) == 20
+    assert len(lost) == 6
     client = admin_client(dagshub_server)
-    assert steps_of(client, run.run_id, "loss") == list(range(250))
+    assert steps_of(client, run.run_id, "loss") == list(range(80))
     stored = client.get_run(run.run_id)
-    assert stored.data.params == {f"p{b}": str(b) for b in range(25)}
+    assert stored.data.params == {f"p{b}": str(b) for b in range(8)}
     assert stored.info.status == "FINISHED"
 
 
@@ -194,7 +214,10 @@ def test_black_hole_server_never_blocks_log_calls(
     monkeypatch.setenv("TRACKSDK_HTTP_TIMEOUT", "2")
     slowest = 0.0
     try:
-        with tracked(experiment="black-hole") as run:
+        with (
+            pytest.warns(TrackSDKWarning, match="cannot reach the store"),
+            tracked(experiment="black-hole") as run,
+        ):
             dagshub_server.fail_routes = {LOG_BATCH: "hang"}
             for step in range(600):
                 started = time.perf_counter()
@@ -325,7 +348,7 @@ def test_sigterm_ends_the_run_killed_within_5_s_and_loses_nothing(
                 break
             time.sleep(0.1)
         elapsed = time.monotonic() - sent
-        child.wait(timeout=30)
+        child.communicate(timeout=30)  # and close its pipes
     finally:
         if child.poll() is None:
             child.kill()
@@ -349,7 +372,7 @@ def test_sigkill_with_unsent_points_then_sync(
         child, line = start_child(project, env, "sigkill", "2000")
         run_id = line.split()[1]
         child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
+        child.communicate(timeout=30)  # and close its pipes
     finally:
         dagshub_server.clear_failures()
     client = admin_client(dagshub_server)
@@ -460,7 +483,10 @@ def test_slow_flush_shows_a_progress_bar(
     use_dagshub(monkeypatch, dagshub_server)
     monkeypatch.setenv("TRACKSDK_HTTP_TIMEOUT", "2")
     try:
-        with tracked(experiment="slow-flush") as run:
+        with (
+            pytest.warns(TrackSDKWarning, match="cannot reach the store"),
+            tracked(experiment="slow-flush") as run,
+        ):
             dagshub_server.fail_routes = {LOG_BATCH: "hang"}
             for step in range(100):
                 run.log_metric("loss", float(step), step=step)
@@ -512,4 +538,6 @@ def test_a_store_replaced_mid_run_gets_the_run_recreated_from_the_journal(
         assert not [p for p in journal.iterdir() if p.name != "kept"] if journal.exists() else True
         assert not (journal / "kept").exists()
     finally:
-        mlflow_server.restore_store(old_database)
+        # The server goes on with the fresh store (no test needs the old runs): dropping the
+        # old database spares a second restart.
+        mlflow_server.drop_old_store(old_database)

@@ -96,14 +96,17 @@ for i in range(int(sys.argv[1])):
         run.log_metric("m", float(i))
         with open(sys.argv[0]) as own:  # the user's own file, every run
             own.read(1)
-    if i in (10, int(sys.argv[1]) - 1):
+    if i in (5, int(sys.argv[1]) - 1):
         counts.append((threading.active_count(), len(os.listdir("/proc/self/fd"))))
 print("COUNTS", counts)
 """
 
 
 def test_store_down_threads_and_files_do_not_grow_with_runs(project: Path) -> None:
-    """40 runs against a closed port under `ulimit -n 80`: no growth, the user's open works."""
+    """25 runs against a closed port under `ulimit -n 80`: no growth, the user's open works.
+
+    Counted after run 5 and after run 25: a thread or a file left per run shows as 20 more.
+    """
     (project / "loop.py").write_text(textwrap.dedent(LOOP))
     env = clean_env(
         TRACKSDK_BACKEND="server",
@@ -113,7 +116,7 @@ def test_store_down_threads_and_files_do_not_grow_with_runs(project: Path) -> No
         PYTHONWARNINGS="ignore",
     )
     result = subprocess.run(
-        [sys.executable, "loop.py", "40", "80"],
+        [sys.executable, "loop.py", "25", "80"],
         cwd=project,
         env=env,
         capture_output=True,
@@ -122,11 +125,11 @@ def test_store_down_threads_and_files_do_not_grow_with_runs(project: Path) -> No
     )
     assert result.returncode == 0, result.stderr[-3000:]
     counts = eval(result.stdout.split("COUNTS", 1)[1])
-    (threads_10, fds_10), (threads_40, fds_40) = counts
-    assert threads_40 <= threads_10 + 3, counts
-    assert fds_40 <= fds_10 + 4, counts
+    (threads_5, fds_5), (threads_25, fds_25) = counts
+    assert threads_25 <= threads_5 + 3, counts
+    assert fds_25 <= fds_5 + 4, counts
     journals = list((project / ".tracksdk" / "journal").iterdir())
-    assert len(journals) == 40  # every run kept for a later sync
+    assert len(journals) == 25  # every run kept for a later sync
 
 
 def test_end_of_run_does_not_wait_the_flush_timeout_when_the_store_is_down(

@@ -1,7 +1,7 @@
 """Framework plugins through the core: discovery, scoped autolog, model logging, registry.
 
-The plugin used here is tests/resources/tracksdk-dummy, installed as a real package
-(``make test`` installs it) with a ``tracksdk`` entry point for a toy framework.
+The plugin used here is tests/resources/tracksdk-dummy, a distribution with a ``tracksdk``
+entry point for a toy framework, installed for the test session only (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -193,15 +193,18 @@ def test_gate_without_the_metric_does_not_promote(project: Path) -> None:
 
 RACER = textwrap.dedent(
     """
-    import sys, time
+    import os, sys, time
     from tracksdk import Gate, Register, tracked
     from tracksdk_dummy.plugin import ToyModel
 
-    start_at = float(sys.argv[1])
+    go = sys.argv[1]
 
     @tracked(register=Register("raced", gate=Gate("val_auc")))
     def train():
-        time.sleep(max(0.0, start_at - time.time()))
+        print("ready", flush=True)  # imported, run started: wait for the other one
+        deadline = time.monotonic() + 120
+        while not os.path.exists(go) and time.monotonic() < deadline:
+            time.sleep(0.001)
         return ToyModel(1.0), {"val_auc": 0.9}
 
     train()
@@ -213,10 +216,10 @@ def test_gate_race_two_processes_exactly_one_wins(project: Path) -> None:
     """Two trainings with the same score finish together: exactly one is promoted."""
     (project / "racer.py").write_text(RACER)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TRACKSDK_", "MLFLOW_"))}
-    start_at = str(time.time() + 20)  # both import and start their runs before this
+    go = project / "go"
     procs = [
         subprocess.Popen(
-            [sys.executable, "racer.py", start_at],
+            [sys.executable, "racer.py", str(go)],
             cwd=project,
             env=env,
             stdout=subprocess.PIPE,
@@ -225,9 +228,16 @@ def test_gate_race_two_processes_exactly_one_wins(project: Path) -> None:
         )
         for _ in range(2)
     ]
-    for proc in procs:
-        _, err = proc.communicate(timeout=180)
-        assert proc.returncode == 0, err
+    try:
+        # Both have imported everything and started their runs: release them together
+        # (each polls for the file every millisecond).
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    finally:
+        go.touch()
+        for proc in procs:
+            _, err = proc.communicate(timeout=180)
+            assert proc.returncode == 0, err
     client = local_client(project)
     verdicts = sorted(
         v.tags["tracksdk.gate.verdict"] for v in client.search_model_versions("name='raced'")
@@ -359,13 +369,13 @@ def test_serve_champion_predicts_like_the_model(project: Path) -> None:
                 with urllib.request.urlopen(request, timeout=10) as response:
                     answer = json.loads(response.read())
                 break
-            except OSError:
-                time.sleep(1)
+            except OSError:  # not listening yet
+                time.sleep(0.25)
         assert answer is not None, proc.stdout.read().decode() if proc.stdout else ""
         np.testing.assert_allclose(answer["predictions"], model.predict(FRAME))
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        proc.communicate(timeout=30)  # and close its pipe
 
 
 @pytest.mark.server

@@ -72,10 +72,15 @@ def test_bad_step_drops_point(project: Path, step: Any) -> None:
 
 def test_invalid_key_characters_are_replaced(project: Path) -> None:
     """Characters MLflow rejects become underscores, with a warning naming the new key."""
-    with pytest.warns(TrackSDKWarning, match="logged as 'val auc_fold_1_'"), tracked() as run:
+    with pytest.warns(TrackSDKWarning) as record, tracked() as run:
         run.log_metric("val auc?fold#1!", 0.5)
         run.set_tag("a=b", "x")
         run.log_metric("/abs//path/./x/", 1.0)
+    messages = [str(w.message) for w in record]
+    assert len(messages) == 3, messages
+    assert "logged as 'val auc_fold_1_'" in messages[0]
+    assert "tag key 'a=b'" in messages[1] and "logged as 'a_b'" in messages[1]
+    assert "logged as 'abs/path/x'" in messages[2]
     data = local_client(project).get_run(str(run.run_id)).data
     assert data.metrics == {"val auc_fold_1_": 0.5, "abs/path/x": 1.0}
     assert data.tags["a_b"] == "x"
