@@ -95,18 +95,18 @@ def stored(project: Path, name: str) -> Any:
 
 
 def test_small_disk_online_never_sigbus_and_frees_space(project: Path, tmpfs: Any) -> None:
-    """A 2 MB journal disk, 60,000 points (2.6 MB of records), a healthy store: all stored."""
-    disk = tmpfs("2m")
-    result = run_job(project, disk, 60_000, "tiny-online")
+    """A 1 MB journal disk, 30,000 points (1.3 MB of records), a healthy store: all stored."""
+    disk = tmpfs("1m")
+    result = run_job(project, disk, 30_000, "tiny-online")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "END FINISHED" in result.stdout
     run, steps, _ = stored(project, "tiny-online")
     assert run.info.status == "FINISHED"
-    assert steps == list(range(60_000))
+    assert steps == list(range(30_000))
     assert run.data.params == {"p": "v"}
     # Caught up mid-run, the journal gave its acknowledged disk back.
     used = int(result.stdout.split("USED_MID")[1].split()[0])
-    assert used < 600_000, result.stdout
+    assert used < 300_000, result.stdout
     assert os.listdir(disk) == []
 
 
@@ -138,13 +138,13 @@ def test_unwritable_journal_disk_still_delivers_to_a_healthy_store(
     else:
         disk = tmpfs("1m", read_only=True)
     before = sorted(os.listdir(disk))
-    result = run_job(project, disk / "journal", 20_000, f"unwritable-{kind}")
+    result = run_job(project, disk / "journal", 5_000, f"unwritable-{kind}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "END FINISHED" in result.stdout
     assert result.stderr.count("Durability is reduced") == 1, result.stderr
     run, steps, client = stored(project, f"unwritable-{kind}")
     assert run.info.status == "FINISHED"
-    assert steps == list(range(20_000))
+    assert steps == list(range(5_000))
     assert run.data.params == {"p": "v"}
     assert [a.path for a in client.list_artifacts(run.info.run_id, "notes.txt")] or any(
         a.path == "notes.txt" for a in client.list_artifacts(run.info.run_id)
@@ -156,12 +156,12 @@ def test_disk_filling_up_mid_run_moves_the_rest_to_memory(project: Path, tmpfs: 
     """The disk fills while the run logs: the rest goes through memory, every point arrives."""
     disk = tmpfs("1m")
     fill(disk, leave=100_000)
-    result = run_job(project, disk, 50_000, "filling")
+    result = run_job(project, disk, 25_000, "filling")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "END FINISHED" in result.stdout
     run, steps, _ = stored(project, "filling")
     assert run.info.status == "FINISHED"
-    assert steps == list(range(50_000))
+    assert steps == list(range(25_000))
 
 
 def test_freed_start_of_a_segment_is_never_read_again(tmp_path: Path) -> None:
