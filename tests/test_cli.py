@@ -413,6 +413,12 @@ def test_runs_and_sync_exit_statuses(project: Path) -> None:
     sync = cli(project, "sync", env=broken_store, timeout=120)
     assert sync.returncode == 1, sync.stdout + sync.stderr
     assert journals[0].exists()  # kept, to send once the store is fixed
+    # The memory store lives in one process: sync refuses it and keeps the journal.
+    for args in (("sync",), ("sync", "--rejected")):
+        memory = cli(project, *args, env={"TRACKSDK_BACKEND": "memory"})
+        assert memory.returncode == 2, memory.stdout + memory.stderr
+        assert "no store to send journals to" in " ".join(memory.stderr.split())
+    assert journals[0].exists()
 
 
 def test_models_reason_without_set_alias_exits_2(project: Path) -> None:

@@ -3,6 +3,7 @@ fast metric path against MLflow's own ``log_batch`` on the same sqlite database.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 from pathlib import Path
@@ -58,6 +59,8 @@ def test_every_mlflow_error_code_has_a_kind_and_every_kind_is_used() -> None:
         (None, "UNAUTHENTICATED", Kind.AUTH),
         (None, "INVALID_STATE", Kind.REJECTED),
         (None, "A_CODE_FROM_A_NEWER_SERVER", Kind.TRANSIENT),
+        (400, "A_CODE_FROM_A_NEWER_SERVER", Kind.REJECTED),  # never retried for ever
+        (404, "A_PROXYS_OWN_CODE", Kind.NOT_FOUND),
         (None, "", Kind.TRANSIENT),
     ],
 )
@@ -378,3 +381,64 @@ def test_rest_store_registry(mlflow_server: Any, tmp_path: Path) -> None:
     store = RestStore(_server_conn(mlflow_server), timeout=30)
     (tmp_path / "model").mkdir()
     _registry_roundtrip(store, MlflowClient(mlflow_server.url), tmp_path / "model")
+
+
+# -- what the review of the seam found ------------------------------------------------------
+
+
+def test_the_connections_tls_settings_win_over_the_environments_bundle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """REQUESTS_CA_BUNDLE must not undo verify_tls=False or a configured CA bundle."""
+    from tracksdk.stores._http import session_for
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/from-the-environment.pem")
+
+    def verify(**tls: Any) -> Any:
+        conn = Connection("server", "https://mlflow.example", "https://mlflow.example", **tls)
+        with session_for(conn) as session:
+            merged = session.merge_environment_settings(conn.tracking_uri, {}, None, None, None)
+        return merged["verify"]
+
+    assert verify(verify_tls=False) is False
+    assert verify(ca_bundle="/etc/ssl/mine.pem") == "/etc/ssl/mine.pem"
+    # Nothing configured: requests' own rule, the environment's bundle.
+    assert verify() == "/etc/ssl/certs/from-the-environment.pem"
+
+
+def test_mlflows_exhausted_retries_are_an_outage_not_a_refusal(tmp_path: Path) -> None:
+    """An upload whose HTTP retries ran out on 503s is retried later, never set aside."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    from tracksdk.stores._client import classify
+
+    store, _ = _local(tmp_path)
+    try:
+        try:
+            raise requests.exceptions.RetryError("too many 503 error responses")
+        except requests.exceptions.RetryError:
+            raise MlflowException("API request failed: too many 503 error responses") from None
+    except MlflowException as exc:
+        error = classify(store.conn, exc, "Uploading model")
+    assert isinstance(error, Transient) and error.network and error.status is None
+
+
+@pytest.mark.server
+def test_registry_calls_ride_out_a_brief_outage(dagshub_server: Any) -> None:
+    """Registry calls come from the training thread, outside the journal: a transient
+    failure is tried again, as MLflow's own client does."""
+    conn = Connection(
+        backend="dagshub",
+        tracking_uri=dagshub_server.tracking_uri,
+        registry_uri=dagshub_server.tracking_uri,
+        credentials=Credentials("basic", dagshub_server.token, dagshub_server.username, "test"),
+    )
+    route = "/api/2.0/mlflow/registered-models/get"
+    dagshub_server.fail_routes = {route: (503, 2)}
+    with contextlib.closing(RestStore(conn, timeout=30)) as store:
+        assert store.has_registered_model("never-registered") is False
+    assert dagshub_server.count(route) == 3
+    dagshub_server.fail_routes = {route: (503, 5)}
+    with contextlib.closing(RestStore(conn, timeout=30)) as store, pytest.raises(Transient):
+        store.has_registered_model("never-registered")

@@ -196,3 +196,78 @@ def test_capture_runs_refuses_a_root_for_the_memory_store(tmp_path: Path) -> Non
         capture_runs(store="postgres"),  # type: ignore[arg-type]
     ):
         pass
+
+
+def test_forked_children_under_the_memory_store_are_said_and_write_nothing(
+    project: Path,
+) -> None:
+    """The memory store lives in the parent: a forked child's logs cannot reach it. One
+    warning per child says so and points to store="sqlite"; nothing is written to disk and
+    the parent's run is whole. With store="sqlite" the children's points arrive."""
+    code = textwrap.dedent(
+        """
+        import multiprocessing, sys, warnings
+        import tracksdk
+        from tracksdk.testing import capture_runs
+
+        def child(i):
+            with warnings.catch_warnings(record=True) as said:
+                warnings.simplefilter("always")
+                tracksdk.log_metric(f"child{i}", 1.0)
+                tracksdk.flush(10)
+            print("child warned:", any("store='sqlite'" in str(w.message) for w in said))
+            sys.stdout.flush()
+
+        @tracksdk.tracked
+        def train():
+            tracksdk.log_metric("parent", 1.0)
+            workers = [multiprocessing.get_context("fork").Process(target=child, args=(i,))
+                       for i in range(2)]
+            [w.start() for w in workers]
+            [w.join() for w in workers]
+            tracksdk.log_metric("after", 2.0)
+
+        with capture_runs(store=sys.argv[1]) as captured:
+            train()
+        run = captured.only()
+        print("metrics:", sorted(run.metrics), run.status)
+        """
+    )
+    outputs = {}
+    for store in ("memory", "sqlite"):
+        out = subprocess.run(
+            [sys.executable, "-c", code, store],
+            cwd=project, capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr[-2000:]
+        outputs[store] = out.stdout
+    assert outputs["memory"].count("child warned: True") == 2
+    assert "metrics: ['after', 'parent'] FINISHED" in outputs["memory"]
+    assert "metrics: ['after', 'child0', 'child1', 'parent'] FINISHED" in outputs["sqlite"]
+    assert outputs["sqlite"].count("child warned: False") == 2
+    assert not (project / ".tracksdk" / "journal").exists() or not any(
+        (project / ".tracksdk" / "journal").iterdir()
+    )
+
+
+def test_mlflows_autolog_under_the_memory_store_stays_out_of_the_working_folder(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow's own autolog cannot reach the memory store: tracksdk's engine logs the fit
+    into the captured run, and MLflow writes no ./mlflow.db or ./mlruns of its own."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    work = project / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    y = (X[:, 0] > 0).astype(int)
+    with capture_runs() as captured, warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        with tracked(autolog={"sklearn": {"engine": "mlflow"}}):
+            LogisticRegression(max_iter=200).fit(X, y)
+    run = captured.only()
+    assert run.status == "FINISHED"
+    assert run.params.get("max_iter") == "200"  # the fit was logged into the captured run
+    assert sorted(p.name for p in work.iterdir()) == []

@@ -51,6 +51,7 @@ _LOCKS = (
     ("tracksdk.stores._client", "_clients_lock"),
     ("tracksdk.stores.local", "_fast_lock"),
     ("tracksdk.stores.rest", "_probed_lock"),
+    ("tracksdk.stores.memory", "_stores_lock"),
     ("tracksdk._writer", "_drainer_lock"),
 )
 # Modules with more state than a lock to reset, in this order.
@@ -61,6 +62,7 @@ _HOOKS = (
     ("tracksdk._run", "after_fork_in_child"),
     ("tracksdk._sync", "after_fork_in_child"),
     ("tracksdk.stores.local", "after_fork_in_child"),
+    ("tracksdk.stores.memory", "after_fork_in_child"),
 )
 
 

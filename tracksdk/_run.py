@@ -837,8 +837,8 @@ class Session:
 
     def _sync_leftovers(self, explained: Explained, conn: Connection) -> None:
         """Send, in the background, runs an earlier process left in the journal."""
-        if active_run() is not None:
-            return
+        if active_run() is not None or not stores.uses_mlflow(conn):
+            return  # the memory store lives in this process: earlier runs are not its own
         from tracksdk import _journal, _sync
 
         _sync.in_background(_journal.journal_dir(explained), conn, explained.settings.http_timeout)
@@ -864,7 +864,11 @@ class Session:
                     f"{known}). Install its plugin, or fix the name in autolog=."
                 )
                 continue
-            in_store = run.run_id is not None
+            # MLflow's own autolog writes to MLflow's active run: only where tracksdk made
+            # one (not on the memory store, which MLflow cannot reach).
+            in_store = run.run_id is not None and (
+                self._conn is None or stores.uses_mlflow(self._conn)
+            )
             if in_store and options.get("log_models") and not self._server_logs_models():
                 options = {**options, "log_models": False}
                 _warn.warn(

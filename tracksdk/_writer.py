@@ -433,6 +433,24 @@ class Writer:
         self.sender = None
         self.had_children = False
 
+    def _child_of_memory(self, parent: _journal.Journal, meta: Mapping[str, Any]) -> None:
+        """A forked child of a run on the memory store: its writes cannot reach the store.
+
+        The store lives in the parent process's memory; the child's copy dies with the
+        child. One warning says so; the child's records are kept in memory and dropped.
+        """
+        self.journal = _journal.Journal.in_memory(
+            parent.path.parent, {**meta}, max_bytes=parent.max_bytes, reason=None
+        )
+        self.sender = None
+        self.conn = None
+        _warn.warn(
+            f"tracksdk: a forked child process logged to run {self.label}, whose store is "
+            "the memory store of the parent process (TRACKSDK_BACKEND=memory, the default of "
+            "tracksdk.testing.capture_runs): the child's data cannot reach it and is dropped. "
+            "Capture runs with forked workers with capture_runs(store='sqlite')."
+        )
+
     def _start_child(self) -> None:
         """A forked child's first write: its own journal, adding to the parent's run."""
         from tracksdk._sender import Sender
@@ -450,6 +468,11 @@ class Writer:
             "attach_to": parent.client_id,
         }
         folder = parent.path.parent
+        from tracksdk import stores
+
+        if self.conn is not None and not stores.uses_mlflow(self.conn):
+            self._child_of_memory(parent, meta)
+            return
         try:
             journal = _journal.Journal.create(
                 folder, meta, max_bytes=parent.max_bytes, memory_fallback=self.conn is not None

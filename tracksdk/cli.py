@@ -403,7 +403,8 @@ def models(
                 f"reason: {moved.reason}.",
                 highlight=False,
             )
-        versions = stores.open_registry(conn).model_versions(name)
+        with contextlib.closing(stores.open_registry(conn)) as reader:
+            versions = reader.model_versions(name)
     if not versions:
         out.print(f"No versions of model {name!r} on {conn.display_uri}.", highlight=False)
         return
@@ -459,9 +460,16 @@ def sync(
     """
     import sys
 
-    from tracksdk import _sync
+    from tracksdk import _sync, stores
 
     explained, conn = _resolve()
+    if not stores.uses_mlflow(conn):
+        err.print(
+            "[red]error:[/red] TRACKSDK_BACKEND=memory keeps runs inside one process, so "
+            "`tracksdk sync` has no store to send journals to. Set TRACKSDK_BACKEND to the "
+            "store they should go to (local, server, dagshub) and run it again."
+        )
+        raise typer.Exit(2)
     code = _sync.command(
         explained,
         conn,

@@ -175,7 +175,7 @@ def register_version(
     from tracksdk.stores import open_registry
 
     client = open_registry(conn)
-    with _failed(f"Registering model {spec.name!r}"):
+    with contextlib.closing(client), _failed(f"Registering model {spec.name!r}"):
         client.ensure_registered_model(spec.name)
         version = client.create_model_version(spec.name, model_uri, run_id).version
         _wait_ready(client, spec.name, version)
@@ -290,11 +290,11 @@ def set_alias(
         )
     client = stores.open_registry(conn)
     action = f"Setting alias {alias!r} of model {name!r}"
-    with _failed(action):
+    with contextlib.closing(client), _failed(action):
         problem = _missing(client, conn, name, version)
     if problem:
         raise ConfigError(problem)
-    with _failed(action):
+    with contextlib.closing(stores.open_registry(conn)) as client, _failed(action):
         with _GateLock(conn, name, lock_dir):
             current = client.version_by_alias(name, alias)
             previous = current.version if current is not None else None

@@ -122,13 +122,14 @@ class CapturedRuns:
         return MemoryStore.named(Connection(backend="memory", tracking_uri=uri, registry_uri=uri))
 
     def _memory_runs(self, memory: Any) -> list[CapturedRun]:
-        found = sorted(memory.runs.values(), key=lambda r: r.start_time)
+        experiments, runs = memory.snapshot()  # consistent while other threads still log
+        found = sorted(runs, key=lambda r: r.start_time)
         return [
             CapturedRun(
                 run_id=run.run_id,
                 name=run.run_name,
                 status=run.status,
-                experiment=memory.experiments[run.experiment_id][0],
+                experiment=experiments[run.experiment_id][0],
                 params=dict(run.params),
                 metrics=run.metrics,
                 tags=dict(run.tags),

@@ -7,6 +7,7 @@ a local folder), so both stores upload through them.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,10 @@ from tracksdk.stores.errors import (
     retry_after,
     unreachable,
 )
+
+# MLflow 3.17 ships usage telemetry; tracksdk turns it off unless the user chose otherwise
+# (set before any store imports MLflow, whichever imports it first).
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -51,6 +56,7 @@ def classify(conn: Connection, exc: BaseException, action: str, subject: str = "
     """
     import requests
     from mlflow.exceptions import MlflowException
+    from urllib3.exceptions import MaxRetryError
 
     if isinstance(exc, StoreError):
         return exc
@@ -77,6 +83,9 @@ def classify(conn: Connection, exc: BaseException, action: str, subject: str = "
             return Transient(
                 f"{action}: {describe(item)}", unreachable=unreachable(item), network=True
             )
+        if isinstance(item, (requests.exceptions.RetryError, MaxRetryError)):
+            # MLflow's own retries ran out on 429/5xx answers: an outage, not a refusal.
+            return Transient(f"{action}: {describe(item)}", network=True)
     if not conn.is_remote:
         for item in chain:
             # A local store that cannot be written (a file where a folder should be, no

@@ -181,3 +181,7 @@ class Registry(Protocol):
     def run_metrics(self, run_id: str) -> dict[str, float]:
         """The latest value of each metric of a run (the champion gate compares them)."""
         ...
+
+    def close(self) -> None:
+        """Free connections; the registry may not be used afterwards."""
+        ...

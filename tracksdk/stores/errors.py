@@ -88,14 +88,14 @@ def kind_of(status: int | None, code: str = "") -> Kind:
     The status decides first for the codes that mean the same thing whatever the body
     says (401, 403, 408, 429, 5xx); a 404 or another 4xx defers to the error code, since
     MLflow answers a missing run with 404 and ``RESOURCE_DOES_NOT_EXIST`` but also some
-    refusals with 404. An unknown code counts as transient: a retried request that
-    keeps failing is set aside by the sender after a few tries, while a rejected one
-    would be set aside at once.
+    refusals with 404. A code this table does not know (a newer server, a proxy) follows
+    the status: a 4xx is a refusal, which the same request cannot cure; without a status
+    (MLflow's local store) it counts as transient.
     """
     if status is not None and (status in (401, 403, 408, 429) or status >= 500):
         return HTTP_STATUS.get(status, T)
-    if code:
-        return ERROR_CODES.get(code, T)
+    if code in ERROR_CODES:
+        return ERROR_CODES[code]
     if status is not None and 400 <= status < 500:
         return HTTP_STATUS.get(status, R)
     return T

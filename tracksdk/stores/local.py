@@ -89,7 +89,7 @@ class LocalStore:
     ) -> None:
         """Write one batch: metrics alone on the fast path when the store allows it."""
         with classified(self.conn, "Logging to the run", "run"):
-            if metrics and not params and not tags:
+            if metrics and not params and not tags and not _active_model():
                 engine = _fast_engine(self.conn)
                 if engine is not None:
                     _insert_metrics(engine, run_id, metrics)
@@ -303,12 +303,23 @@ def _fast_engine(conn: Connection) -> Any:
             metrics = {c["name"] for c in inspector.get_columns("metrics")}
             latest = {c["name"] for c in inspector.get_columns("latest_metrics")}
         except sqlalchemy.exc.SQLAlchemyError:
-            metrics = latest = set()
+            return None  # a busy database, say: decided on a later batch, not cached
         if metrics == latest == _METRIC_COLUMNS:
             engine = candidate
     with _fast_lock:
         _fast[conn.tracking_uri] = engine
     return engine
+
+
+def _active_model() -> bool:
+    """Whether MLflow 3 links metrics to an active logged model (``set_active_model``).
+
+    MLflow's ``log_batch`` then also writes the model's metric rows, which the fast path
+    does not: such batches take MLflow's path.
+    """
+    import mlflow
+
+    return bool(mlflow.get_active_model_id())
 
 
 _statements: list[Any] = []
@@ -374,6 +385,10 @@ def _insert_metrics(engine: Any, run_id: str, metrics: Sequence[Sequence[Any]]) 
         ):
             latest[key] = row
     with engine.begin() as connection:
+        # MLflow sets these on each of its sessions; a pooled connection it never used
+        # would otherwise wait only sqlite's default 5 s on a store another process writes.
+        connection.exec_driver_sql("PRAGMA busy_timeout = 20000")
+        connection.exec_driver_sql("PRAGMA foreign_keys = ON")
         found = connection.execute(stage, {"run": run_id}).scalar()
         if found is None:
             raise NotFound(

@@ -190,7 +190,7 @@ class MemoryStore:
     def end_run(self, run_id: str, status: str, end_ms: int) -> None:
         """Set the run's final status and end time."""
         with self._lock:
-            run = self._run(run_id)
+            run = self._active(run_id)
             run.status = status
             run.end_time = end_ms
 
@@ -223,6 +223,13 @@ class MemoryStore:
         return Capabilities(registry=False, logged_models=False)
 
     # -- reading and test set-up -----------------------------------------------------
+
+    def snapshot(self) -> tuple[dict[str, tuple[str, str]], list[StoredRun]]:
+        """Copies of the experiments and the runs, read under the store's lock."""
+        import copy
+
+        with self._lock:
+            return dict(self.experiments), [copy.deepcopy(r) for r in self.runs.values()]
 
     def delete_run(self, run_id: str) -> None:
         """Move a run to the trash, as ``MlflowClient.delete_run`` does."""
@@ -259,6 +266,12 @@ class MemoryStore:
 
 _stores: dict[str, MemoryStore] = {}
 _stores_lock = threading.Lock()
+
+
+def after_fork_in_child() -> None:
+    """In a forked child: fresh locks (a thread of the parent may have held one)."""
+    for store in list(_stores.values()):
+        store._lock = threading.Lock()
 
 
 def forget(uri: str) -> None:

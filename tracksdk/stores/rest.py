@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from tracksdk.backends import Connection
 
 API = "/api/2.0/mlflow"
+REGISTRY_ATTEMPTS = 3
 
 
 def _subject(endpoint: str) -> str:
@@ -59,6 +61,8 @@ def _double(value: float) -> float | str:
 
 def _created(run: Mapping[str, Any]) -> CreatedRun:
     info = run.get("info") or {}
+    if not (info.get("run_id") or info.get("run_uuid")):
+        raise Transient("the store's answer names no run id")  # not MLflow answering
     return CreatedRun(
         run_id=str(info.get("run_id") or info.get("run_uuid")),
         experiment_id=str(info.get("experiment_id")),
@@ -92,9 +96,26 @@ class RestStore:
     def call(self, method: str, endpoint: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """One request to ``endpoint`` (below ``/api/2.0/mlflow``); its JSON answer.
 
+        Tracking calls are one attempt: the journal's sender owns their retries. Registry
+        calls are made from the training thread, outside the journal, so a transient
+        failure is tried again up to :data:`REGISTRY_ATTEMPTS` times in all, as MLflow's
+        own client does, honouring Retry-After (at most 5 s).
+
         Raises:
             StoreError: Of the kind :func:`~tracksdk.stores.errors.kind_of` gives.
         """
+        attempts = REGISTRY_ATTEMPTS if _subject(endpoint) == "model" else 1
+        for attempt in range(attempts):
+            try:
+                return self._call_once(method, endpoint, body)
+            except Transient as exc:
+                if attempt + 1 >= attempts:
+                    raise
+                wait = exc.retry_after if exc.retry_after is not None else 0.5 * 2**attempt
+                time.sleep(min(wait, 5.0))
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _call_once(self, method: str, endpoint: str, body: Mapping[str, Any]) -> dict[str, Any]:
         import requests
 
         where = API + endpoint
@@ -113,7 +134,11 @@ class RestStore:
             try:
                 answer = response.json() if response.text.strip() else {}
             except ValueError:
-                raise Transient(f"{where}: HTTP 200 with a body that is not JSON") from None
+                # Not MLflow answering (a login page of a proxy, say): sending the same
+                # request again cannot help.
+                raise Rejected(
+                    f"{where}: HTTP 200 with a body that is not JSON", status=200
+                ) from None
             return answer if isinstance(answer, dict) else {}
         try:
             error = response.json()
