@@ -384,7 +384,7 @@ def test_server_without_registry_and_logged_models(
 ) -> None:
     """On a server answering 404 to the registry and logged-model routes: one warning each,
     the model stays logged in the run, and autolog drops log_models."""
-    from tracksdk.stores.rest import forget_probes
+    from tracksdk.stores._probe import forget_probes
 
     monkeypatch.setenv("TRACKSDK_BACKEND", "dagshub")
     monkeypatch.setenv("TRACKSDK_DAGSHUB__HOST", dagshub_server.host)

@@ -235,13 +235,13 @@ def test_fast_path_stores_what_mlflow_stores(tmp_path: Path, first: Any, second:
 
 
 def test_fast_path_is_used_and_keeps_mlflows_refusals(tmp_path: Path) -> None:
-    from tracksdk.stores import local
+    from tracksdk.stores import _sqlite_fast
 
     store, client = _local(tmp_path)
     experiment_id = store.experiment_id("fast")
     run = store.create_run(experiment_id, None, {}, 1)
     store.log_batch(run.run_id, [("m", 1.0, 5, 0)], {}, {})
-    assert local._fast_engine(store.conn) is not None  # this store took the fast path
+    assert _sqlite_fast.engine_for(store.conn) is not None  # this store took the fast path
     assert client.get_run(run.run_id).data.metrics == {"m": 1.0}
     with pytest.raises(NotFound) as missing:
         store.log_batch("f" * 32, [("m", 1.0, 5, 0)], {}, {})

@@ -49,8 +49,8 @@ _LOCKS = (
     ("tracksdk._redact", "_lock"),
     ("tracksdk._sync", "_background_lock"),
     ("tracksdk.stores._client", "_clients_lock"),
-    ("tracksdk.stores.local", "_fast_lock"),
-    ("tracksdk.stores.rest", "_probed_lock"),
+    ("tracksdk.stores._sqlite_fast", "_fast_lock"),
+    ("tracksdk.stores._probe", "_probed_lock"),
     ("tracksdk.stores.memory", "_stores_lock"),
     ("tracksdk._writer", "_drainer_lock"),
 )
@@ -62,6 +62,7 @@ _HOOKS = (
     ("tracksdk._run", "after_fork_in_child"),
     ("tracksdk._sync", "after_fork_in_child"),
     ("tracksdk.stores.local", "after_fork_in_child"),
+    ("tracksdk.stores._sqlite_fast", "after_fork_in_child"),
     ("tracksdk.stores.memory", "after_fork_in_child"),
 )
 

@@ -76,7 +76,7 @@ def capabilities(conn: Connection, timeout: float = 10.0) -> Capabilities:
         return open_store(conn).capabilities()
     if not conn.is_remote:
         return Capabilities()
-    from tracksdk.stores.rest import probe
+    from tracksdk.stores._probe import probe
 
     return probe(conn, timeout)
 
