@@ -335,6 +335,9 @@ def test_memory_store_refuses_what_mlflow_refuses(tmp_path: Path) -> None:
     with pytest.raises(Rejected, match="active"):
         memory.log_batch(run.run_id, [("m", 1.0, 1, 0)], {}, {})
     assert not memory.capabilities().registry
+    renamed = memory.create_run(experiment_id, None, {}, 6)
+    memory.log_batch(renamed.run_id, [], {}, {"mlflow.runName": "better"})
+    assert memory.runs[renamed.run_id].run_name == "better"  # as MLflow renames it
 
 
 # -- the registry half of the seam, on both stores ------------------------------------------

@@ -186,6 +186,8 @@ class MemoryStore:
                 ):
                     run.latest[key] = point
             run.tags.update(tags)
+            if RUN_NAME_TAG in tags:  # MLflow renames a run whose mlflow.runName tag is set
+                run.run_name = tags[RUN_NAME_TAG]
 
     def end_run(self, run_id: str, status: str, end_ms: int) -> None:
         """Set the run's final status and end time."""
