@@ -71,8 +71,15 @@ class StoredRun:
         return {key: value for key, (_, _, value) in self.latest.items()}
 
     def metric_history(self, key: str) -> list[tuple[int, int, float]]:
-        """A metric's points as MLflow returns them: by timestamp, step, then value."""
-        return sorted(self.history.get(key, []), key=lambda p: (p[1], p[0], _order(p[2])))
+        """A metric's points as MLflow returns them: by timestamp, step, then value.
+
+        NaN is stored as 0 flagged ``is_nan``, so it ties with a real 0; the sqlite index
+        MLflow reads through puts the unflagged row first.
+        """
+        return sorted(
+            self.history.get(key, []),
+            key=lambda p: (p[1], p[0], _order(p[2]), math.isnan(p[2])),
+        )
 
 
 def _order(value: float) -> float:
