@@ -57,7 +57,7 @@ def open_store(conn: Connection, timeout: float = 30.0) -> Store:
         conn: The resolved connection.
         timeout: Seconds each HTTP request may take.
     """
-    if conn.tracking_uri.startswith("memory://"):
+    if not uses_mlflow(conn):
         from tracksdk.stores.memory import MemoryStore
 
         return MemoryStore.named(conn)
@@ -72,7 +72,7 @@ def open_store(conn: Connection, timeout: float = 30.0) -> Store:
 
 def capabilities(conn: Connection, timeout: float = 10.0) -> Capabilities:
     """What the store behind ``conn`` supports; a server is probed once per URI."""
-    if conn.tracking_uri.startswith("memory://"):
+    if not uses_mlflow(conn):
         return open_store(conn).capabilities()
     if not conn.is_remote:
         return Capabilities()

@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tracksdk.stores.errors import (
+    Kind,
     Rejected,
     StoreError,
     Transient,
-    auth_message,
     describe,
-    error_for,
+    from_answer,
     kind_of,
-    retry_after,
     unreachable,
 )
 
@@ -68,17 +67,14 @@ def classify(conn: Connection, exc: BaseException, action: str, subject: str = "
     for item in chain:
         response = getattr(item, "response", None)
         status = getattr(response, "status_code", None)
-        if isinstance(status, int):
-            kind = kind_of(status)
-            if status in (401, 403):
-                return error_for(kind, auth_message(conn, status), status=status)
-            if status in (408, 429) or status >= 500:
-                headers = getattr(response, "headers", None) or {}
-                return Transient(
-                    f"{action}: HTTP {status}",
-                    status=status,
-                    retry_after=retry_after(headers.get("Retry-After")),
-                )
+        # An answer that means the same whatever its body (401, 403, 408, 429, 5xx).
+        if isinstance(status, int) and kind_of(status) in (
+            Kind.AUTH,
+            Kind.PERMISSION,
+            Kind.TRANSIENT,
+        ):
+            headers = getattr(response, "headers", None) or {}
+            return from_answer(conn, action, status, retry_header=headers.get("Retry-After"))
         if isinstance(item, (requests.ConnectionError, requests.Timeout, ConnectionError)):
             return Transient(
                 f"{action}: {describe(item)}", unreachable=unreachable(item), network=True
@@ -94,11 +90,7 @@ def classify(conn: Connection, exc: BaseException, action: str, subject: str = "
                 return Rejected(f"{action}: {describe(item)}", code="LOCAL_STORE")
     if isinstance(exc, MlflowException):
         code = str(exc.error_code)
-        kind = kind_of(None, code)
-        if code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
-            status = 401 if code == "UNAUTHENTICATED" else 403
-            return error_for(kind, auth_message(conn, status), code=code)
-        return error_for(kind, f"{action}: {describe(exc)}", code=code, subject=subject)
+        return from_answer(conn, action, None, code, describe(exc), subject=subject)
     return Transient(f"{action}: {describe(exc)}")
 
 

@@ -6,6 +6,7 @@ reach the server the same way.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -28,21 +29,17 @@ def session_for(conn: Connection) -> requests.Session:
     return session
 
 
-_classes: list[type[requests.Session]] = []
-
-
+@functools.cache
 def _session_class() -> type[requests.Session]:
     """``requests.Session`` whose own ``verify`` is not replaced by the environment's."""
-    if not _classes:
-        import requests
+    import requests
 
-        class Session(requests.Session):
-            def merge_environment_settings(  # type: ignore[no-untyped-def]
-                self, url, proxies, stream, verify, cert
-            ):
-                if verify is None:  # no per-request value: the session's, not the env's
-                    verify = self.verify
-                return super().merge_environment_settings(url, proxies, stream, verify, cert)
+    class Session(requests.Session):
+        def merge_environment_settings(  # type: ignore[no-untyped-def]
+            self, url, proxies, stream, verify, cert
+        ):
+            if verify is None:  # no per-request value: the session's, not the env's
+                verify = self.verify
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
 
-        _classes.append(Session)
-    return _classes[0]
+    return Session

@@ -203,6 +203,43 @@ def describe(exc: BaseException) -> str:
     return _redact.strip_userinfo(_redact.redact(f"{name}: {text}" if text else name))
 
 
+def from_answer(
+    conn: Connection,
+    where: str,
+    status: int | None,
+    code: str = "",
+    message: str = "",
+    *,
+    retry_header: str | None = None,
+    target: str | None = None,
+    subject: str = "",
+) -> StoreError:
+    """The failure a store's answer means: the one place a status and code become one.
+
+    Args:
+        conn: The connection, for the credential hint of an auth failure.
+        where: The endpoint or action, for the message.
+        status: The HTTP status, or None (MLflow's local store).
+        code: MLflow's error code, when the answer gave one.
+        message: What the store said (redacted by the caller).
+        retry_header: The answer's Retry-After header.
+        target: The experiment or model refused, named for a person.
+        subject: What a refusal concerns (``"run"``, ``"experiment"``, ``"model"``).
+    """
+    kind = kind_of(status, code)
+    if kind in (Kind.AUTH, Kind.PERMISSION):
+        shown = status or (401 if kind is Kind.AUTH else 403)
+        return error_for(kind, auth_message(conn, shown, target), code=code, status=status)
+    if kind is Kind.TRANSIENT and status is not None:
+        return Transient(
+            f"{where}: HTTP {status}",
+            code=code,
+            status=status,
+            retry_after=retry_after(retry_header),
+        )
+    return error_for(kind, f"{where}: {message}", code=code, status=status, subject=subject)
+
+
 def retry_after(value: str | None) -> float | None:
     """Seconds to wait from a Retry-After header (a number or an HTTP date)."""
     if not value:

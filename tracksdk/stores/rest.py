@@ -20,18 +20,7 @@ from tracksdk import _redact
 from tracksdk._schema import CLIENT_RUN_ID_TAG, USER_TAG
 from tracksdk.stores._http import session_for
 from tracksdk.stores.base import DATASET_FIELDS, Capabilities, CreatedRun, ModelVersion
-from tracksdk.stores.errors import (
-    Kind,
-    NotFound,
-    Rejected,
-    Transient,
-    auth_message,
-    describe,
-    error_for,
-    kind_of,
-    retry_after,
-    unreachable,
-)
+from tracksdk.stores.errors import NotFound, Rejected, Transient, describe, from_answer, unreachable
 
 if TYPE_CHECKING:
     from tracksdk.backends import Connection
@@ -103,16 +92,14 @@ class RestStore:
         Raises:
             StoreError: Of the kind :func:`~tracksdk.stores.errors.kind_of` gives.
         """
-        attempts = REGISTRY_ATTEMPTS if _subject(endpoint) == "model" else 1
-        for attempt in range(attempts):
+        retries = REGISTRY_ATTEMPTS - 1 if _subject(endpoint) == "model" else 0
+        for attempt in range(retries):
             try:
                 return self._call_once(method, endpoint, body)
             except Transient as exc:
-                if attempt + 1 >= attempts:
-                    raise
                 wait = exc.retry_after if exc.retry_after is not None else 0.5 * 2**attempt
                 time.sleep(min(wait, 5.0))
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+        return self._call_once(method, endpoint, body)
 
     def _call_once(self, method: str, endpoint: str, body: Mapping[str, Any]) -> dict[str, Any]:
         import requests
@@ -145,27 +132,15 @@ class RestStore:
             error = {}
         error = error if isinstance(error, dict) else {}
         code = str(error.get("error_code", ""))
-        kind = kind_of(status, code)
-        if kind in (Kind.AUTH, Kind.PERMISSION):
-            raise error_for(
-                kind,
-                auth_message(self.conn, status, self._target(endpoint, body)),
-                code=code,
-                status=status,
-            )
-        if kind is Kind.TRANSIENT:
-            raise Transient(
-                f"{where}: HTTP {status}",
-                code=code,
-                status=status,
-                retry_after=retry_after(response.headers.get("Retry-After")),
-            )
         text = _redact.redact(str(error.get("message", response.text[:200])))
-        raise error_for(
-            kind,
-            f"{where}: HTTP {status} {code}: {text}",
-            code=code,
-            status=status,
+        raise from_answer(
+            self.conn,
+            where,
+            status,
+            code,
+            f"HTTP {status} {code}: {text}",
+            retry_header=response.headers.get("Retry-After"),
+            target=self._target(endpoint, body),
             subject=_subject(endpoint),
         )
 
