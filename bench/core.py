@@ -304,7 +304,7 @@ WORKER_SOURCE = textwrap.dedent(
         import collections
         import functools
 
-        from tracksdk import _config, _mlflow, _run
+        from tracksdk import _capture, _config, _mlflow, _session, _writer
 
         spent = collections.defaultdict(list)
 
@@ -326,12 +326,11 @@ WORKER_SOURCE = textwrap.dedent(
         wrap(_config, "resolve", "enter: settings resolve")
         wrap(_config, "resolve_with_connection", "enter: backend connection")
         wrap(_mlflow, "activate", "enter: mlflow activate")
-        wrap(_mlflow, "ensure_experiment", "enter: ensure_experiment")
-        wrap(_run.Session, "_provenance", "enter: provenance collect")
-        wrap(_mlflow, "create_run", "enter: create_run")
-        wrap(_mlflow, "log_batch", "enter: log_batch")
-        wrap(_mlflow, "log_text", "enter: log_text (source/requirements artifacts)")
-        wrap(_mlflow, "set_terminated", "exit: set_terminated")
+        wrap(_session.Session, "_journal", "enter: journal create")
+        wrap(_session.Session, "_wait_created", "enter: wait for the store to create the run")
+        wrap(_capture.Capture, "_collect", "background: provenance collect")
+        wrap(_session.Session, "_stop_capture", "exit: wait for provenance")
+        wrap(_writer.Writer, "terminate", "exit: end record sent")
         wrap(_mlflow, "restore", "exit: mlflow restore")
         enter = []
         for _ in range(cfg["runs"]):

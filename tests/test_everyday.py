@@ -293,12 +293,12 @@ def test_unexpected_failure_at_start_runs_the_function_untracked(
     """A bug at the run's start is one warning; the function's result and errors stay."""
     import mlflow
 
-    import tracksdk.provenance as provenance
+    from tracksdk._session import Session
 
     def broken(*args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("injected provenance failure")
+        raise RuntimeError("injected start failure")
 
-    monkeypatch.setattr(provenance, "collect", broken)
+    monkeypatch.setattr(Session, "_tags", broken)
     sentinel = object()
 
     @tracked
@@ -318,7 +318,7 @@ def test_unexpected_failure_at_start_runs_the_function_untracked(
     with pytest.warns(TrackSDKWarning, match="unexpected error while starting the run"):
         assert ok() is sentinel
     with (
-        pytest.warns(TrackSDKWarning, match="injected provenance failure"),
+        pytest.warns(TrackSDKWarning, match="injected start failure"),
         pytest.raises(Boom) as caught,
     ):
         fails()
@@ -331,17 +331,43 @@ def test_unexpected_failure_at_start_runs_the_function_untracked(
     assert tracksdk.active_run() is None and _context._open == {}
 
 
+def test_provenance_failure_is_a_warning_and_the_run_keeps_the_rest(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Provenance is captured in the background: its failure never touches the run."""
+    import tracksdk.provenance as provenance
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("injected provenance failure")
+
+    monkeypatch.setattr(provenance, "collect", broken)
+
+    @tracked(tags={"team": "a"})
+    def train(lr: float) -> dict[str, float]:
+        return {"acc": 0.5}
+
+    with pytest.warns(TrackSDKWarning, match="Provenance could not be captured.*injected"):
+        assert train(0.1) == {"acc": 0.5}
+    (stored,) = all_runs(project)
+    assert stored.info.status == "FINISHED"
+    assert stored.data.params == {"lr": "0.1"}
+    assert stored.data.metrics == {"acc": 0.5}
+    assert stored.data.tags["team"] == "a"
+    assert "mlflow.source.git.commit" not in stored.data.tags
+
+
 def test_unexpected_failure_at_the_end_keeps_the_result_and_ends_the_run(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A bug while logging the result or ending the run is a warning; the run still ends."""
-    from tracksdk._run import Session
+    from tracksdk._outcome import Outcome
+    from tracksdk._session import Session
 
     def broken(self: Any, *args: Any) -> None:
         raise AttributeError("injected end failure")
 
     monkeypatch.setattr(Session, "_report_to_parent", broken)
-    monkeypatch.setattr(Session, "_log_model", broken)
+    monkeypatch.setattr(Outcome, "_log_model", broken)
     model = object()
 
     @tracked
@@ -560,3 +586,35 @@ def test_last_active_run_on_an_authenticated_server(
     assert leaked == ["TRACKSDK_DAGSHUB__TOKEN"]  # only where the test put it
     tracksdk.reset()
     assert "MLFLOW_TRACKING_AUTH" not in os.environ
+
+
+def test_untracked_run_is_a_null_object(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With tracking off, every Run method exists on the run users get and does nothing."""
+    from tracksdk._run import Run, UntrackedRun
+
+    single = {"log_metric", "log_param", "set_tag", "log_artifacts"}  # call the batch forms
+    public = {n for n in vars(Run) if not n.startswith("_")}
+    assert public - single <= set(vars(UntrackedRun))
+    (project / "data.txt").write_text("x")
+    monkeypatch.setenv("TRACKSDK_MODE", "disabled")
+    with tracked(experiment="null") as run:
+        assert isinstance(run, UntrackedRun) and run.tracked is False
+        assert (run.run_id, run.client_run_id, run.url, run.name) == (None, None, None, None)
+        run.log_metric("m", 1.0, step=1)
+        run.log_metrics({"m": 2.0})
+        run.log_param("p", 1)
+        run.log_params({"q": 2})
+        run.set_tag("t", "v")
+        run.set_tags({"u": "w"})
+        run.log_artifact(project / "data.txt")
+        run.log_artifacts(project, "all")
+        run.log_text("hi", "a.txt")
+        run.log_dict({"a": 1}, "a.json")
+        run.log_figure(object(), "f.png")
+        run.log_input(np.zeros(3), "training")
+        assert run.log_checkpoint(object(), 1) is None
+        assert run.flush() is False and run.latest_metrics == {}
+    assert run.status == "UNTRACKED" and repr(run) == "Run(untracked)"
+    monkeypatch.delenv("TRACKSDK_MODE")
+    assert all_runs(project) == []
+    assert not (project / ".tracksdk").exists() or not any((project / ".tracksdk").rglob("seg-*"))

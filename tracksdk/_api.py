@@ -42,10 +42,10 @@ def _process_run() -> Run:
     """The run for a caller without a run of its own, or an untracked Run (counted)."""
     global _untracked
     from tracksdk import _config
-    from tracksdk._run import Run
+    from tracksdk._run import UntrackedRun
 
     if _untracked is None:
-        _untracked = Run()
+        _untracked = UntrackedRun()
     if _config.is_disabled():
         return _untracked  # TRACKSDK_MODE=disabled: the same code runs, silently
     run, tops = _context.process_run()
@@ -74,8 +74,7 @@ def _dropped_ambiguous(tops: list[Run], strict: bool) -> None:
         raise TrackSDKError(message.removeprefix("tracksdk: "))
     first = False
     for top in tops:
-        top._orphans += 1
-        first = first or top._orphans == 1
+        first = _context.count_dropped(top) == 1 or first
     if first:
         _warn.warn(message)
 

@@ -30,6 +30,8 @@ current: contextvars.ContextVar[tuple[Run, ...]] = contextvars.ContextVar(
 # the lock may have been held at fork time.
 _open_lock = threading.Lock()
 _open: dict[Run, Run | None] = {}
+# Per open run: the module-level calls dropped while it was open (see count_dropped).
+_dropped: dict[Run, int] = {}
 # Bumped when a run opens: a new "no run is open" episode warns again.
 generation = 0
 
@@ -58,10 +60,9 @@ def closed(run: Run) -> None:
     """Forget ``run``; report the calls from run-less threads dropped while it was open."""
     with _open_lock:
         _open.pop(run, None)
-    dropped = run._orphans
+        dropped = _dropped.pop(run, 0)
     if not dropped:
         return
-    run._orphans = 0
     from tracksdk import _warn
 
     run.set_tag(DROPPED_LOG_CALLS_TAG, str(dropped))
@@ -72,6 +73,13 @@ def closed(run: Run) -> None:
         "tracksdk.dropped_log_calls). Pass the Run object to the thread and call "
         "run.log_metric(...) on it."
     )
+
+
+def count_dropped(run: Run) -> int:
+    """Count one call dropped while ``run`` was open (reported when it closes); the total."""
+    with _open_lock:
+        _dropped[run] = count = _dropped.get(run, 0) + 1
+    return count
 
 
 def process_run() -> tuple[Run | None, list[Run]]:
@@ -100,6 +108,7 @@ def process_run() -> tuple[Run | None, list[Run]]:
 
 def reset_after_fork() -> None:
     """In a forked child: a fresh lock and no open runs of the parent's threads."""
-    global _open_lock, _open
+    global _open_lock, _open, _dropped
     _open_lock = threading.Lock()
     _open = {}
+    _dropped = {}

@@ -1,4 +1,4 @@
-"""``tracked``: a typed decorator and context manager over :class:`tracksdk._run.Session`.
+"""``tracked``: a typed decorator and context manager over :class:`tracksdk._session.Session`.
 
 ``@tracked``, ``@tracked(...)`` and ``with tracked(...) as run:`` share one lifecycle. The
 decorated function keeps its name, docstring, signature and static type (ParamSpec), and
@@ -18,12 +18,11 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, Unpack, cast, overloa
 from tracksdk._options import RunOptions, TrackedOptions
 
 if TYPE_CHECKING:
-    from tracksdk._run import Run, Session
+    from tracksdk._run import Run
+    from tracksdk._session import Session
 
 P = ParamSpec("P")
 R = TypeVar("R")
-# Makes the session of one call from its arguments.
-OpenSession = Callable[[tuple[Any, ...], dict[str, Any]], "Session"]
 # What __exit__ and __aexit__ are given: the type, the exception and its traceback.
 ExcInfo = tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
 
@@ -70,8 +69,10 @@ class Tracked:
         # Loaded here, not at `import tracksdk`: inspect alone costs ~15 ms to import.
         import inspect
 
+        from tracksdk import _generators
         from tracksdk._config import is_disabled
-        from tracksdk._run import Session
+        from tracksdk._guarded import begin, end, returned
+        from tracksdk._session import Session
 
         if isinstance(func, staticmethod | classmethod):  # @tracked above @staticmethod
             wrapped: Any = type(func)(self(func.__func__))
@@ -105,52 +106,59 @@ class Tracked:
 
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                session = None if is_disabled() else _begin(open_session, args, kwargs)
+                session = None if is_disabled() else begin(open_session, args, kwargs)
                 if session is None:
                     return await async_func(*args, **kwargs)
                 try:
                     result = await async_func(*args, **kwargs)
                 except BaseException as exc:
-                    _end(session, exc)
+                    end(session, exc)
                     raise
-                return _returned(session, result)
+                return returned(session, result)
 
             return cast(Callable[P, R], async_wrapper)
 
         if kind == "generator":
-            return cast(Callable[P, R], _generator_wrapper(func, open_session, is_disabled))
+            return cast(
+                Callable[P, R], _generators.generator_wrapper(func, open_session, is_disabled)
+            )
         if kind == "async generator":
-            return cast(Callable[P, R], _async_generator_wrapper(func, open_session, is_disabled))
+            return cast(
+                Callable[P, R], _generators.async_generator_wrapper(func, open_session, is_disabled)
+            )
 
         @functools.wraps(func)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            session = None if is_disabled() else _begin(open_session, args, kwargs)
+            session = None if is_disabled() else begin(open_session, args, kwargs)
             if session is None:
                 return func(*args, **kwargs)
             try:
                 result = func(*args, **kwargs)
             except BaseException as exc:
-                _end(session, exc)
+                end(session, exc)
                 raise
-            return _returned(session, result)
+            return returned(session, result)
 
         return wrapper
 
     # -- context manager -------------------------------------------------------------
 
     def _enter(self, caller: str) -> Run:
-        from tracksdk._run import Session
+        from tracksdk._guarded import start
+        from tracksdk._session import Session
 
         session = Session(self.options, source_file=caller)
-        _start(session)  # on an unexpected error the run is untracked; the block runs
+        start(session)  # on an unexpected error the run is untracked; the block runs
         self._open.append(session)
         _entered.set((*_entered.get(), (self, session)))
         return session.run
 
     def _exit(self, exc: BaseException | None) -> None:
+        from tracksdk._guarded import end
+
         session = self._leave()
         if session is not None:
-            _end(session, exc)
+            end(session, exc)
 
     def _leave(self) -> Session | None:
         """Forget the block being left; return the session it opened.
@@ -186,236 +194,6 @@ class Tracked:
 
     async def __aexit__(self, *exc_info: *ExcInfo) -> None:
         self._exit(exc_info[1])
-
-
-# -- guards: a failure inside tracksdk never changes what the user's code does ----------
-
-
-def _internal_error(when: str, exc: BaseException, outcome: str) -> None:
-    from tracksdk import _warn
-
-    _warn.warn(
-        f"tracksdk: unexpected error while {when}: {type(exc).__name__}: {exc}. {outcome} "
-        "This is a bug in tracksdk or one of its plugins; please report it with this message."
-    )
-
-
-def _start(session: Session) -> bool:
-    """Start ``session``; False (one warning, run untracked) on an unexpected error.
-
-    tracksdk's own errors (``ConfigError``, and ``TrackingError`` when strict) propagate:
-    they are documented to be raised before the function runs.
-    """
-    from tracksdk.exceptions import TrackSDKError
-
-    try:
-        session.start()
-        return True
-    except TrackSDKError:
-        raise
-    except Exception as exc:
-        _internal_error("starting the run", exc, "The code runs untracked.")
-        _abandon(session, exc)
-        return False
-
-
-def _begin(
-    open_session: OpenSession,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> Session | None:
-    """A started session for one call, or None when the call must run untracked."""
-    from tracksdk.exceptions import TrackSDKError
-
-    try:
-        session = open_session(args, kwargs)
-    except TrackSDKError:
-        raise
-    except Exception as exc:
-        _internal_error("starting the run", exc, "The function runs untracked.")
-        return None
-    return session if _start(session) else None
-
-
-def _abandon(session: Session, exc: BaseException) -> None:
-    """Undo what a failed start did: end a run already created, restore MLflow's state."""
-    with contextlib.suppress(Exception):
-        session.finish(exc)
-    with contextlib.suppress(Exception):
-        session._restore_mlflow()
-
-
-def _result(session: Session, result: Any) -> None:
-    """Log the returned value; a failure is a warning (strict: the run fails, and raises)."""
-    from tracksdk.exceptions import TrackSDKError
-
-    try:
-        session.handle_result(result)
-    except TrackSDKError as exc:
-        _end(session, exc)
-        raise
-    except Exception as exc:
-        _internal_error("logging the returned value", exc, "The value is returned unchanged.")
-
-
-def _returned(session: Session, result: R) -> R:
-    """End the run of a call that returned ``result``, after logging it; return it."""
-    _result(session, result)
-    _end(session, None)
-    return result
-
-
-def _end(session: Session, exc: BaseException | None) -> None:
-    """Finish ``session``. Only a strict-mode error of a successful call may propagate."""
-    from tracksdk.exceptions import TrackSDKError
-
-    try:
-        session.finish(exc)
-    except TrackSDKError:
-        if exc is None:
-            raise
-    except Exception as err:
-        _internal_error("ending the run", err, "Your code's outcome is unchanged.")
-        with contextlib.suppress(Exception):  # still end it, so it is not left RUNNING
-            session._end(session._status_for(exc))
-        with contextlib.suppress(Exception):
-            session._restore_mlflow()
-
-
-# -- generators: the run spans the iteration --------------------------------------------
-
-
-class _Steps:
-    """Puts a generator's run on the context stack while its body runs, and only then.
-
-    Between items the consumer's code runs in its own context: its ``tracksdk.log_*``
-    calls must not land in the generator's run. The runs the body opened and left open
-    across a ``yield`` (a ``with tracked()`` around it) are kept for the next step.
-    """
-
-    def __init__(self, session: Session) -> None:
-        from tracksdk._context import current
-
-        self.current = current
-        self.stack: tuple[Run, ...] = (session.run,)
-        token = session._token  # start() pushed the run on the consumer's stack: undo
-        if token is not None:
-            session._token = None
-            try:
-                current.reset(token)
-            except ValueError:
-                current.set(tuple(r for r in current.get() if r is not session.run))
-
-    def enter(self) -> tuple[tuple[Run, ...], Any]:
-        base = self.current.get()
-        return base, self.current.set(base + self.stack)
-
-    def leave(self, entered: tuple[tuple[Run, ...], Any]) -> None:
-        base, token = entered
-        now = self.current.get()
-        if now[: len(base)] == base and len(now) > len(base):
-            self.stack = now[len(base) :]
-        try:
-            self.current.reset(token)
-        except ValueError:  # stepped in another context: put back what it had
-            self.current.set(base)
-
-
-def _generator_wrapper(
-    func: Callable[..., Any], open_session: OpenSession, is_disabled: Callable[[], bool]
-) -> Callable[..., Any]:
-    @functools.wraps(func)
-    def generator_wrapper(*args: Any, **kwargs: Any) -> Any:
-        if is_disabled():
-            return (yield from func(*args, **kwargs))
-        # A generator's body runs at the first next(): so does this, and the run starts.
-        session = _begin(open_session, args, kwargs)
-        if session is None:
-            return (yield from func(*args, **kwargs))
-        steps = _Steps(session)
-
-        def step(call: Callable[..., Any], *a: Any) -> Any:
-            entered = steps.enter()
-            try:
-                return call(*a)
-            finally:
-                steps.leave(entered)
-
-        try:
-            inner = step(lambda: func(*args, **kwargs))
-            value = step(next, inner)
-            while True:
-                try:
-                    sent = yield value
-                except GeneratorExit:
-                    step(inner.close)
-                    raise
-                except BaseException as thrown:
-                    value = step(inner.throw, thrown)
-                else:
-                    value = step(inner.send, sent)
-        except StopIteration as stop:
-            return _returned(session, stop.value)
-        except GeneratorExit:  # closed early (break, close(), garbage collected)
-            _end(session, None)
-            raise
-        except BaseException as exc:
-            _end(session, exc)
-            raise
-
-    return generator_wrapper
-
-
-def _async_generator_wrapper(
-    func: Callable[..., Any], open_session: OpenSession, is_disabled: Callable[[], bool]
-) -> Callable[..., Any]:
-    @functools.wraps(func)
-    async def async_generator_wrapper(*args: Any, **kwargs: Any) -> Any:
-        if is_disabled():
-            async for item in func(*args, **kwargs):
-                yield item
-            return
-        session = _begin(open_session, args, kwargs)
-        if session is None:
-            async for item in func(*args, **kwargs):
-                yield item
-            return
-        steps = _Steps(session)
-
-        async def step(awaitable: Awaitable[Any]) -> Any:
-            entered = steps.enter()
-            try:
-                return await awaitable
-            finally:
-                steps.leave(entered)
-
-        entered = steps.enter()
-        try:
-            inner = func(*args, **kwargs)
-        finally:
-            steps.leave(entered)
-        try:
-            value = await step(inner.__anext__())
-            while True:
-                try:
-                    sent = yield value
-                except GeneratorExit:
-                    await step(inner.aclose())
-                    raise
-                except BaseException as thrown:
-                    value = await step(inner.athrow(thrown))
-                else:
-                    value = await step(inner.asend(sent))
-        except StopAsyncIteration:
-            _end(session, None)
-        except GeneratorExit:  # closed early (break, aclose(), shut down by the loop)
-            _end(session, None)
-            raise
-        except BaseException as exc:
-            _end(session, exc)
-            raise
-
-    return async_generator_wrapper
 
 
 def _kind(func: Callable[..., Any]) -> str:

@@ -100,7 +100,7 @@ class Checker:
             digest = hashlib.sha1(key.encode()).hexdigest()[:8]
             fixed = f"{fixed[: MAX_KEY - 9]}-{digest}"
             reasons.append(f"is longer than {MAX_KEY} characters")
-        shown = key if len(key) <= 80 else key[:77] + "..."
+        shown = shorten(key)
         self.problem(
             kind, key, f"{kind} key {shown!r} {' and '.join(reasons)}; logged as {fixed!r}."
         )
@@ -214,4 +214,9 @@ def _short(value: Any) -> str:
         text = repr(value)
     except ValueError:
         text = safe_str(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return shorten(text, 40)
+
+
+def shorten(text: str, width: int = 80) -> str:
+    """``text`` cut to ``width`` characters with ``...``, for messages."""
+    return text if len(text) <= width else text[: width - 3] + "..."

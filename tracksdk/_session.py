@@ -1,0 +1,564 @@
+"""The run's lifecycle: one implementation behind ``@tracked`` and ``with tracked():``.
+
+A :class:`Session` is one execution of a tracked block. ``start()`` resolves settings and
+the backend, creates the run (a child of the current tracked run when there is one),
+records params, starts the provenance capture (:mod:`tracksdk._capture`) and makes the
+run MLflow's active run so autolog and ``mlflow.log_*`` write to it. ``finish()`` ends it
+FINISHED, FAILED or KILLED and puts MLflow's global state back as it found it.
+
+The session makes the run's :class:`~tracksdk._writer.Writer` and keeps it: the
+:class:`~tracksdk._run.Run` users hold writes through the same writer, and the session
+ends the run through it. Neither reads the other's private state.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import sys
+import threading
+import time
+import traceback
+import weakref
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from tracksdk import _context, _redact, _signals, _warn, stores
+from tracksdk._context import active_run
+from tracksdk._context import current as _current
+from tracksdk._options import RunOptions
+from tracksdk._run import Run, UntrackedRun
+from tracksdk._schema import (
+    BEST_RUN_ID_TAG,
+    CLIENT_RUN_ID_TAG,
+    ERROR_MESSAGE_TAG,
+    ERROR_TYPE_TAG,
+    EXIT_CODE_TAG,
+    FUNCTION_TAG,
+    MAX_TAG_VALUE,
+    RUN_NAME_TAG,
+    USER_TAG,
+)
+from tracksdk._validate import Checker, safe_str
+from tracksdk.exceptions import TrackingError
+
+if TYPE_CHECKING:
+    from tracksdk._capture import Capture
+    from tracksdk._mlflow import SavedState
+    from tracksdk._outcome import Outcome
+    from tracksdk._writer import Writer
+    from tracksdk.backends import Connection
+    from tracksdk.settings import Explained
+
+__all__ = ["Session"]
+
+# How long the end of a run waits for a provenance capture still running (a huge
+# repository's git status), and how long a SIGTERM leaves it.
+CAPTURE_WAIT = 60.0
+CAPTURE_WAIT_KILLED = 1.0
+
+# The session of each tracked run: a nested run's session finds its parent's here (its
+# store, and where to report its result for ``best=``) without touching the Run.
+_sessions: weakref.WeakKeyDictionary[Run, Session] = weakref.WeakKeyDictionary()
+
+
+def _rank() -> int:
+    for var in ("RANK", "LOCAL_RANK"):
+        value = os.environ.get(var)
+        if value is not None:
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
+
+
+def _is_multiprocess() -> bool:
+    return any(v in os.environ for v in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
+
+
+class Session:
+    """One execution of a tracked function or block.
+
+    Args:
+        options: The ``tracked(...)`` options.
+        function: The tracked function (for the ``tracksdk.function`` tag), if any.
+        params: The function's arguments to log as params.
+        source_file: The file of the tracked code (for provenance).
+        arguments: The call's arguments (a model's input example is taken from them).
+    """
+
+    def __init__(
+        self,
+        options: RunOptions,
+        *,
+        function: Callable[..., Any] | None = None,
+        params: Mapping[str, str] | None = None,
+        source_file: str | None = None,
+        arguments: tuple[Any, ...] = (),
+    ) -> None:
+        self.options = options
+        self.function = function
+        self.params = params or {}
+        self.source_file = source_file
+        self.arguments = arguments
+        self.explained: Explained | None = None
+        self.run: Run = UntrackedRun()
+        self._conn: Connection | None = None
+        self._writer: Writer | None = None
+        self._capture: Capture | None = None
+        self._outcome: Outcome | None = None
+        self._autolog: Any = None  # an _autolog_run.Switch, once autolog is on
+        self._saved: SavedState | None = None
+        self._token: contextvars.Token[tuple[Run, ...]] | None = None
+        self._finished = False
+        self._pushed: str | None = None  # the run id put on MLflow's active-run stack
+        # Finished child runs (id, last metrics), for ``best=``; appended from their threads.
+        self._children: list[tuple[str, dict[str, float]]] = []
+        self._children_lock = threading.Lock()
+
+    # -- start -----------------------------------------------------------------------
+
+    def start(self) -> Run:
+        """Create the run; return an untracked Run when tracking is off or failed."""
+        from tracksdk import _config, _fork
+
+        _fork.install()
+        parent = active_run() if self.options.nested is not False else None
+        overrides = self.options.overrides()
+        explained = _config.resolve(overrides)
+        settings = explained.settings
+        if settings.mode == "disabled":
+            return self._push(self.run)
+        if _is_multiprocess() and _rank() != 0 and not settings.track_all_ranks:
+            return self._push(self.run)
+        conn: Connection | None
+        outer = _sessions.get(parent) if parent is not None else None
+        if parent is not None and outer is not None:
+            conn = outer._conn  # None: the parent is offline, and so is its child
+        elif settings.mode == "offline":
+            parent, conn = None, None  # no backend is contacted, nor resolved
+        else:
+            parent = None
+            explained, conn = _config.resolve_with_connection(overrides)
+            self._sync_leftovers(explained, conn)
+        try:
+            run = self._create(explained, conn, parent)
+        except TrackingError as exc:
+            self.restore_mlflow()
+            if settings.strict:
+                raise
+            _warn.warn(
+                f"tracksdk: {exc}. The function runs untracked; nothing of this run is "
+                "stored. Check the backend with `tracksdk doctor`."
+            )
+            return self._push(self.run)
+        self.run = run
+        _sessions[run] = self
+        _signals.enter(self)
+        return self._push(run)
+
+    def _push(self, run: Run) -> Run:
+        self._token = _current.set((*_current.get(), run))
+        _context.opened(run)  # for threads without a run of their own (docs/quickstart.md)
+        return run
+
+    def _create(self, explained: Explained, conn: Connection | None, parent: Run | None) -> Run:
+        from tracksdk import _journal
+        from tracksdk._capture import Capture
+        from tracksdk._writer import Writer
+
+        settings = explained.settings
+        self._conn = conn
+        if parent is None and conn is not None and stores.uses_mlflow(conn):
+            from tracksdk import _mlflow
+
+            self._saved = _mlflow.activate(
+                conn, http_timeout=settings.http_timeout, http_retries=settings.http_retries
+            )
+        if parent is not None and self.options.experiment is None:
+            experiment = parent.experiment_name or explained.root.name
+        else:
+            experiment = settings.experiment or self._mlflow_experiment() or explained.root.name
+
+        checker = Checker(strict=settings.strict)
+        tags, long_tags = self._tags(checker)
+        client_id = _journal.new_client_id()
+        tags[CLIENT_RUN_ID_TAG] = client_id
+        writer = self._writer = Writer(
+            self._journal(explained, conn, parent, client_id, experiment),
+            conn,
+            strict=settings.strict,
+            flush_timeout=settings.flush_timeout,
+            http_timeout=settings.http_timeout,
+            label=self.options.run_name or client_id[:8],
+        )
+        try:
+            writer.create(
+                {
+                    "experiment": experiment,
+                    "run_name": self.options.run_name,
+                    "tags": tags,
+                    "parent": parent.client_run_id if parent is not None else None,
+                    "parent_run_id": parent.run_id if parent is not None else None,
+                    "start": int(time.time() * 1000),
+                }
+            )
+            # Git and friends run while the store creates the run and the body starts.
+            self._capture = Capture(explained, self.source_file, writer, {*tags, *long_tags})
+            self._capture.start()
+            run = Run(
+                conn=conn,
+                writer=writer,
+                checker=checker,
+                parent=parent,
+                name=self.options.run_name,
+                experiment_name=experiment,
+            )
+            if self.params:
+                run.log_params(self.params)
+            if long_tags:
+                run.set_tags(long_tags)
+            self.explained = explained
+            if writer.journal.degraded is not None:
+                writer.warn_degraded()
+            writer.start()
+            self._wait_created(writer, settings)
+            self._enable_autolog(settings, run)
+        except BaseException:
+            # The function will run untracked (or the error reaches the caller in strict
+            # mode): the sender stops and what was journaled waits for `tracksdk sync`.
+            if self._capture is not None:
+                self._capture.join(0)
+            writer.abandon()
+            raise
+        return run
+
+    def _tags(self, checker: Checker) -> tuple[dict[str, str], dict[str, str]]:
+        """The tags the run is created with, and those too long for it (set right after)."""
+        tags = {USER_TAG: _user()}
+        if self.function is not None:
+            tags[FUNCTION_TAG] = _function_name(self.function)
+        long_tags: dict[str, str] = {}  # kept whole in an artifact by Run.set_tags
+        for raw_key, value in (self.options.tags or {}).items():
+            key = checker.key("tag", raw_key)
+            if key is not None:
+                text = checker.text("tag", key, _redact.redact(safe_str(value)))
+                if len(text) > MAX_TAG_VALUE:
+                    long_tags[key] = text
+                else:
+                    tags[key] = text
+        if self.options.run_name:
+            tags[RUN_NAME_TAG] = self.options.run_name
+        return tags, long_tags
+
+    def _journal(
+        self,
+        explained: Explained,
+        conn: Connection | None,
+        parent: Run | None,
+        client_id: str,
+        experiment: str,
+    ) -> Any:
+        """The run's journal: on disk; in memory for the memory store or a broken disk."""
+        from tracksdk import _journal
+
+        folder = _journal.journal_dir(explained)
+        meta = {
+            "client_id": client_id,
+            "target": _journal.masked_target(conn.tracking_uri) if conn else None,
+            "backend": conn.backend if conn is not None else None,
+            "experiment": experiment,
+            "run_name": self.options.run_name,
+            "parent": parent.client_run_id if parent is not None else None,
+        }
+        max_bytes = explained.settings.journal.max_mb << 20
+        try:
+            if conn is not None and not stores.uses_mlflow(conn):
+                # The memory store dies with the process: a journal on disk would outlive it.
+                return _journal.Journal.in_memory(folder, meta, max_bytes=max_bytes, reason=None)
+            return _journal.Journal.create(
+                folder, meta, max_bytes=max_bytes, memory_fallback=conn is not None
+            )
+        except OSError as exc:
+            if conn is None:  # offline: memory would die with the process
+                raise TrackingError(
+                    f"The journal cannot be written in {folder} ({exc}); set "
+                    "TRACKSDK_JOURNAL__DIR to a writable folder"
+                ) from None
+            # The store can still take the run: keep its records in memory meanwhile.
+            return _journal.Journal.in_memory(
+                folder, meta, max_bytes=max_bytes, reason=f"{exc.strerror or exc} in {folder}"
+            )
+
+    def _mlflow_experiment(self) -> str | None:
+        """MLflow's active experiment (``mlflow.set_experiment``), when tracksdk names none."""
+        in_mlflow = self._conn is None or stores.uses_mlflow(self._conn)
+        if self._saved is None and ("mlflow" not in sys.modules or not in_mlflow):
+            return os.environ.get("MLFLOW_EXPERIMENT_NAME") or None  # MLflow never ran here
+        from tracksdk import _mlflow
+
+        try:
+            return _mlflow.active_experiment(self._saved, self._conn)
+        except Exception:  # a best-effort reading: the default experiment then
+            return None
+
+    def _wait_created(self, writer: Writer, settings: Any) -> None:
+        """Wait (bounded) for the store to create the run, so its id is known at once.
+
+        MLflow's own APIs (``mlflow.log_*``, MLflow's autolog) need the run in the store;
+        tracksdk's do not. When the store does not answer, the run goes on journaled.
+        """
+        sender = writer.sender
+        conn = self._conn
+        if sender is None or conn is None:
+            return
+        # A local store has no network to wait for, only a disk (and a first creation).
+        wait = settings.start_timeout if conn.is_remote else max(settings.start_timeout, 120.0)
+        sender.start_watched = True
+        created = sender.wait_created(wait)
+        sender.start_watched = False
+        if created and sender.created is not None:
+            if not stores.uses_mlflow(conn):
+                return  # no MLflow state to hand the run to
+            from tracksdk import _mlflow
+
+            _mlflow.push_active(sender.created)
+            self._pushed = sender.created.run_id
+            return
+        reason = sender.auth_error or sender.last_error
+        because = f": {reason}" if reason else f" within {wait:.0f} s"
+        if settings.strict:
+            sender.stop()
+            raise TrackingError(f"The store at {conn.tracking_uri} did not create the run{because}")
+        sender._warned_outage = True  # this warning says it all
+        if sender.auth_error is not None:
+            return  # the sender said which credential to fix
+        if sender.stopped:
+            _warn.warn(
+                f"tracksdk: the store at {conn.tracking_uri} refused to create run "
+                f"{writer.label}{because}. The function runs; everything it logs is kept in "
+                f"the journal ({writer.journal.path}). Fix the cause (`tracksdk doctor`), "
+                "then run `tracksdk sync`."
+            )
+            return
+        _warn.warn(
+            f"tracksdk: the store at {conn.tracking_uri} did not create run {writer.label}"
+            f"{because}. The function runs; everything it logs is kept in the journal "
+            f"({writer.journal.path}) and sent when the store answers. If this process ends "
+            "first, `tracksdk sync` (or the next tracked run here) sends it."
+        )
+
+    def _sync_leftovers(self, explained: Explained, conn: Connection) -> None:
+        """Send, in the background, runs an earlier process left in the journal."""
+        if active_run() is not None or not stores.uses_mlflow(conn):
+            return  # the memory store lives in this process: earlier runs are not its own
+        from tracksdk import _journal, _sync
+
+        _sync.in_background(_journal.journal_dir(explained), conn, explained.settings.http_timeout)
+
+    def _enable_autolog(self, settings: Any, run: Run) -> None:
+        """Turn on the selected frameworks' autolog for this run only."""
+        from tracksdk import _autolog_run
+
+        chosen = _autolog_run.selection(settings.autolog)
+        if not chosen:
+            return
+        # MLflow's own autolog writes to MLflow's active run: only where tracksdk made one
+        # (not on the memory store, which MLflow cannot reach).
+        in_mlflow_run = run.run_id is not None and (
+            self._conn is None or stores.uses_mlflow(self._conn)
+        )
+        self._autolog = _autolog_run.Switch()
+        self._autolog.on(chosen, settings.plugins, self._conn, in_mlflow_run)
+
+    # -- finish ----------------------------------------------------------------------
+
+    def finish(self, exc: BaseException | None) -> None:
+        """End the run with the status ``exc`` implies; restore global state.
+
+        Never raises on a store failure unless strict, and never replaces ``exc``.
+        """
+        if self._finished:
+            return
+        self._finished = True
+        self.leave_context()
+        _context.closed(self.run)
+        run = self.run
+        if self._writer is None:
+            return
+        try:
+            status = status_for(exc)
+            if status == "FINISHED":  # a failed trial is never a search's best
+                self._report_to_parent()
+            self._record_best()
+            if status == "FAILED" and exc is not None and not isinstance(exc, SystemExit):
+                _record_error(run, exc)
+            elif isinstance(exc, SystemExit):
+                run.set_tag(EXIT_CODE_TAG, str(exc.code))
+            self.end(status)
+        except TrackingError:
+            if exc is None:
+                raise  # strict mode, and the function itself succeeded
+        finally:
+            self._cleanup()
+
+    def leave_context(self) -> None:
+        """Take the run off this context's stack of current runs (once)."""
+        token, self._token = self._token, None
+        if token is None:
+            return
+        try:
+            _current.reset(token)
+        except ValueError:  # left in another context (a generator, a thread)
+            _current.set(tuple(r for r in _current.get() if r is not self.run))
+
+    def kill(self) -> None:
+        """End the run KILLED at once (SIGTERM): no result handling, a short wait."""
+        self._finished = True
+        try:
+            settings = self.explained.settings if self.explained else None
+            self.end("KILLED", settings.sigterm_timeout if settings else 10.0)
+        finally:
+            self._cleanup()
+
+    def end_anyway(self, exc: BaseException | None) -> None:
+        """End the run after an unexpected error in :meth:`finish`, so it is not left open."""
+        self._finished = True
+        self.end(status_for(exc))
+
+    def _report_to_parent(self) -> None:
+        run = self.run
+        run_id = run.run_id or run.client_run_id
+        outer = _sessions.get(run.parent) if run.parent is not None else None
+        if outer is not None and run_id is not None:
+            with outer._children_lock:
+                outer._children.append((run_id, run.latest_metrics))
+
+    def _record_best(self) -> None:
+        """For a search parent: log the best child's metric and run id (``best=``)."""
+        gate = self.options.best
+        if gate is None:
+            return
+        best: tuple[str, float] | None = None
+        with self._children_lock:
+            children = list(self._children)
+        for run_id, metrics in children:
+            value = metrics.get(gate.metric)
+            if value is not None and gate.beats(value, best[1] if best else None):
+                best = (run_id, value)
+        if best is None:
+            _warn.warn(
+                f"tracksdk: best={gate.metric!r} but no child run logged that metric: "
+                "nothing recorded."
+            )
+            return
+        self.run.log_metric(f"best_{gate.metric}", best[1])
+        self.run.set_tag(BEST_RUN_ID_TAG, best[0])
+
+    def end(self, status: str, timeout: float | None = None) -> None:
+        """Journal the end of the run with ``status`` and wait (bounded) until it is sent."""
+        self._stop_capture(CAPTURE_WAIT if status != "KILLED" else CAPTURE_WAIT_KILLED)
+        if self._autolog is not None:
+            self._autolog.off()
+        if self._pushed is not None:
+            from tracksdk import _mlflow
+
+            _mlflow.pop_active(self._pushed)
+            self._pushed = None
+        self.run.status = status
+        if self._writer is not None:
+            self._writer.terminate(status, timeout)
+
+    def _stop_capture(self, wait: float) -> None:
+        """Wait for the provenance records, then say what went wrong capturing them."""
+        capture, self._capture = self._capture, None
+        if capture is None:
+            return
+        for message in capture.join(wait):
+            _warn.warn(f"tracksdk: {message}")
+
+    def _cleanup(self) -> None:
+        _signals.leave(self)
+        self.restore_mlflow()
+
+    def restore_mlflow(self) -> None:
+        """Put MLflow's global state back as the session found it (once)."""
+        if self._saved is not None:
+            from tracksdk import _mlflow
+
+            _mlflow.restore(self._saved)
+            self._saved = None
+
+    # -- the returned value ----------------------------------------------------------
+
+    def handle_result(self, result: Any) -> None:
+        """Log what the tracked function returned (see :meth:`tracksdk._outcome.Outcome.handle`)."""
+        if self._writer is None:
+            return
+        from tracksdk import _autolog_run
+        from tracksdk._outcome import Outcome
+
+        settings = self.explained.settings if self.explained else None
+        if self._outcome is None:
+            self._outcome = Outcome(
+                self.run,
+                self._writer,
+                self._conn,
+                self.options,
+                arguments=self.arguments,
+                plugins=settings.plugins if settings else None,
+                autolog=_autolog_run.selection(settings.autolog) if settings else None,
+                strict=settings.strict if settings else False,
+            )
+        self._outcome.handle(result)
+
+
+def status_for(exc: BaseException | None) -> str:
+    """The status a run ends with when its body raised ``exc`` (None: returned)."""
+    if exc is None:
+        return "FINISHED"
+    if isinstance(exc, SystemExit):
+        return "FINISHED" if exc.code in (0, None) else "FAILED"
+    if isinstance(exc, KeyboardInterrupt):
+        return "KILLED"
+    return "FAILED"
+
+
+def _record_error(run: Run, exc: BaseException) -> None:
+    message = _redact.redact(str(exc))
+    run.set_tags(
+        {
+            ERROR_TYPE_TAG: f"{type(exc).__module__}.{type(exc).__qualname__}",
+            ERROR_MESSAGE_TAG: message[:1000] if message else "",
+        }
+    )
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    run.log_text(text, "error/traceback.txt")
+
+
+def _function_name(func: Any) -> str:
+    """``module.qualname`` of a tracked callable, for the ``tracksdk.function`` tag.
+
+    A ``functools.partial`` is named after the function it wraps, as
+    ``functools.partial(module.name)``; a callable instance as ``module.Class.__call__``.
+    """
+    import functools
+
+    if isinstance(func, functools.partial):
+        return f"functools.partial({_function_name(func.func)})"
+    qualname = getattr(func, "__qualname__", None)
+    module = getattr(func, "__module__", None)
+    if not isinstance(qualname, str):
+        cls = type(func)
+        qualname, module = f"{cls.__qualname__}.__call__", cls.__module__
+    return f"{module}.{qualname}" if module else qualname
+
+
+def _user() -> str:
+    try:
+        import getpass
+
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
