@@ -304,7 +304,7 @@ WORKER_SOURCE = textwrap.dedent(
         import collections
         import functools
 
-        from tracksdk import _capture, _config, _mlflow, _session, _writer
+        from tracksdk import _capture, _config, _creation, _mlflow, _session, _writer
 
         spent = collections.defaultdict(list)
 
@@ -326,7 +326,7 @@ WORKER_SOURCE = textwrap.dedent(
         wrap(_config, "resolve", "enter: settings resolve")
         wrap(_config, "resolve_with_connection", "enter: backend connection")
         wrap(_mlflow, "activate", "enter: mlflow activate")
-        wrap(_session.Session, "_journal", "enter: journal create")
+        wrap(_creation, "open_journal", "enter: journal create")
         wrap(_session.Session, "_wait_created", "enter: wait for the store to create the run")
         wrap(_capture.Capture, "_collect", "background: provenance collect")
         wrap(_session.Session, "_stop_capture", "exit: wait for provenance")

@@ -293,12 +293,12 @@ def test_unexpected_failure_at_start_runs_the_function_untracked(
     """A bug at the run's start is one warning; the function's result and errors stay."""
     import mlflow
 
-    from tracksdk._session import Session
+    from tracksdk import _creation
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("injected start failure")
 
-    monkeypatch.setattr(Session, "_tags", broken)
+    monkeypatch.setattr(_creation, "run_tags", broken)
     sentinel = object()
 
     @tracked

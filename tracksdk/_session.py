@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from tracksdk import _context, _redact, _signals, _warn, stores
+from tracksdk import _context, _creation, _redact, _signals, _warn, stores
 from tracksdk._context import active_run
 from tracksdk._context import current as _current
 from tracksdk._options import RunOptions
@@ -34,12 +34,8 @@ from tracksdk._schema import (
     ERROR_MESSAGE_TAG,
     ERROR_TYPE_TAG,
     EXIT_CODE_TAG,
-    FUNCTION_TAG,
-    MAX_TAG_VALUE,
-    RUN_NAME_TAG,
-    USER_TAG,
 )
-from tracksdk._validate import Checker, safe_str
+from tracksdk._validate import Checker
 from tracksdk.exceptions import TrackingError
 
 if TYPE_CHECKING:
@@ -60,21 +56,6 @@ CAPTURE_WAIT_KILLED = 1.0
 # The session of each tracked run: a nested run's session finds its parent's here (its
 # store, and where to report its result for ``best=``) without touching the Run.
 _sessions: weakref.WeakKeyDictionary[Run, Session] = weakref.WeakKeyDictionary()
-
-
-def _rank() -> int:
-    for var in ("RANK", "LOCAL_RANK"):
-        value = os.environ.get(var)
-        if value is not None:
-            try:
-                return int(value)
-            except ValueError:
-                return 0
-    return 0
-
-
-def _is_multiprocess() -> bool:
-    return any(v in os.environ for v in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
 
 
 class Session:
@@ -130,7 +111,7 @@ class Session:
         settings = explained.settings
         if settings.mode == "disabled":
             return self._push(self.run)
-        if _is_multiprocess() and _rank() != 0 and not settings.track_all_ranks:
+        if _creation.other_rank(settings.track_all_ranks):
             return self._push(self.run)
         conn: Connection | None
         outer = _sessions.get(parent) if parent is not None else None
@@ -182,11 +163,13 @@ class Session:
             experiment = settings.experiment or self._mlflow_experiment() or explained.root.name
 
         checker = Checker(strict=settings.strict)
-        tags, long_tags = self._tags(checker)
+        tags, long_tags = _creation.run_tags(self.options, self.function, checker)
         client_id = _journal.new_client_id()
         tags[CLIENT_RUN_ID_TAG] = client_id
         writer = self._writer = Writer(
-            self._journal(explained, conn, parent, client_id, experiment),
+            _creation.open_journal(
+                explained, conn, parent, client_id, experiment, self.options.run_name
+            ),
             conn,
             strict=settings.strict,
             flush_timeout=settings.flush_timeout,
@@ -204,9 +187,6 @@ class Session:
                     "start": int(time.time() * 1000),
                 }
             )
-            # Git and friends run while the store creates the run and the body starts.
-            self._capture = Capture(explained, self.source_file, writer, {*tags, *long_tags})
-            self._capture.start()
             run = Run(
                 conn=conn,
                 writer=writer,
@@ -224,6 +204,10 @@ class Session:
                 writer.warn_degraded()
             writer.start()
             self._wait_created(writer, settings)
+            # Git and friends run while the body starts: not before the run is created,
+            # where their subprocesses and the GIL would slow the creation down.
+            self._capture = Capture(explained, self.source_file, writer, {*tags, *long_tags})
+            self._capture.start()
             self._enable_autolog(settings, run)
         except BaseException:
             # The function will run untracked (or the error reaches the caller in strict
@@ -233,63 +217,6 @@ class Session:
             writer.abandon()
             raise
         return run
-
-    def _tags(self, checker: Checker) -> tuple[dict[str, str], dict[str, str]]:
-        """The tags the run is created with, and those too long for it (set right after)."""
-        tags = {USER_TAG: _user()}
-        if self.function is not None:
-            tags[FUNCTION_TAG] = _function_name(self.function)
-        long_tags: dict[str, str] = {}  # kept whole in an artifact by Run.set_tags
-        for raw_key, value in (self.options.tags or {}).items():
-            key = checker.key("tag", raw_key)
-            if key is not None:
-                text = checker.text("tag", key, _redact.redact(safe_str(value)))
-                if len(text) > MAX_TAG_VALUE:
-                    long_tags[key] = text
-                else:
-                    tags[key] = text
-        if self.options.run_name:
-            tags[RUN_NAME_TAG] = self.options.run_name
-        return tags, long_tags
-
-    def _journal(
-        self,
-        explained: Explained,
-        conn: Connection | None,
-        parent: Run | None,
-        client_id: str,
-        experiment: str,
-    ) -> Any:
-        """The run's journal: on disk; in memory for the memory store or a broken disk."""
-        from tracksdk import _journal
-
-        folder = _journal.journal_dir(explained)
-        meta = {
-            "client_id": client_id,
-            "target": _journal.masked_target(conn.tracking_uri) if conn else None,
-            "backend": conn.backend if conn is not None else None,
-            "experiment": experiment,
-            "run_name": self.options.run_name,
-            "parent": parent.client_run_id if parent is not None else None,
-        }
-        max_bytes = explained.settings.journal.max_mb << 20
-        try:
-            if conn is not None and not stores.uses_mlflow(conn):
-                # The memory store dies with the process: a journal on disk would outlive it.
-                return _journal.Journal.in_memory(folder, meta, max_bytes=max_bytes, reason=None)
-            return _journal.Journal.create(
-                folder, meta, max_bytes=max_bytes, memory_fallback=conn is not None
-            )
-        except OSError as exc:
-            if conn is None:  # offline: memory would die with the process
-                raise TrackingError(
-                    f"The journal cannot be written in {folder} ({exc}); set "
-                    "TRACKSDK_JOURNAL__DIR to a writable folder"
-                ) from None
-            # The store can still take the run: keep its records in memory meanwhile.
-            return _journal.Journal.in_memory(
-                folder, meta, max_bytes=max_bytes, reason=f"{exc.strerror or exc} in {folder}"
-            )
 
     def _mlflow_experiment(self) -> str | None:
         """MLflow's active experiment (``mlflow.set_experiment``), when tracksdk names none."""
@@ -535,30 +462,3 @@ def _record_error(run: Run, exc: BaseException) -> None:
     )
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     run.log_text(text, "error/traceback.txt")
-
-
-def _function_name(func: Any) -> str:
-    """``module.qualname`` of a tracked callable, for the ``tracksdk.function`` tag.
-
-    A ``functools.partial`` is named after the function it wraps, as
-    ``functools.partial(module.name)``; a callable instance as ``module.Class.__call__``.
-    """
-    import functools
-
-    if isinstance(func, functools.partial):
-        return f"functools.partial({_function_name(func.func)})"
-    qualname = getattr(func, "__qualname__", None)
-    module = getattr(func, "__module__", None)
-    if not isinstance(qualname, str):
-        cls = type(func)
-        qualname, module = f"{cls.__qualname__}.__call__", cls.__module__
-    return f"{module}.{qualname}" if module else qualname
-
-
-def _user() -> str:
-    try:
-        import getpass
-
-        return getpass.getuser()
-    except Exception:
-        return "unknown"

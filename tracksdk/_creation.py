@@ -1,0 +1,131 @@
+"""What a run is created with: its tags, its journal, and the rank that may create it.
+
+Pure helpers of :class:`tracksdk._session.Session`'s start, kept apart so that the
+lifecycle reads as one story.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from tracksdk import _journal, _redact, stores
+from tracksdk._journal import Journal
+from tracksdk._schema import FUNCTION_TAG, MAX_TAG_VALUE, RUN_NAME_TAG, USER_TAG
+from tracksdk._validate import Checker, safe_str
+from tracksdk.exceptions import TrackingError
+
+if TYPE_CHECKING:
+    from tracksdk._options import RunOptions
+    from tracksdk._run import Run
+    from tracksdk.backends import Connection
+    from tracksdk.settings import Explained
+
+__all__ = ["open_journal", "other_rank", "run_tags"]
+
+
+def _rank() -> int:
+    for var in ("RANK", "LOCAL_RANK"):
+        value = os.environ.get(var)
+        if value is not None:
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
+
+
+def other_rank(track_all_ranks: bool) -> bool:
+    """Whether this process is a non-zero rank of a multi-process job that is not tracked."""
+    return _is_multiprocess() and _rank() != 0 and not track_all_ranks
+
+
+def _is_multiprocess() -> bool:
+    return any(v in os.environ for v in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
+
+
+def run_tags(
+    options: RunOptions, function: Callable[..., Any] | None, checker: Checker
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The tags the run is created with, and those too long for it (set right after)."""
+    tags = {USER_TAG: _user()}
+    if function is not None:
+        tags[FUNCTION_TAG] = _function_name(function)
+    long_tags: dict[str, str] = {}  # kept whole in an artifact by Run.set_tags
+    for raw_key, value in (options.tags or {}).items():
+        key = checker.key("tag", raw_key)
+        if key is not None:
+            text = checker.text("tag", key, _redact.redact(safe_str(value)))
+            if len(text) > MAX_TAG_VALUE:
+                long_tags[key] = text
+            else:
+                tags[key] = text
+    if options.run_name:
+        tags[RUN_NAME_TAG] = options.run_name
+    return tags, long_tags
+
+
+def open_journal(
+    explained: Explained,
+    conn: Connection | None,
+    parent: Run | None,
+    client_id: str,
+    experiment: str,
+    run_name: str | None,
+) -> Journal:
+    """The run's journal: on disk; in memory for the memory store or a broken disk."""
+    folder = _journal.journal_dir(explained)
+    meta = {
+        "client_id": client_id,
+        "target": _journal.masked_target(conn.tracking_uri) if conn else None,
+        "backend": conn.backend if conn is not None else None,
+        "experiment": experiment,
+        "run_name": run_name,
+        "parent": parent.client_run_id if parent is not None else None,
+    }
+    max_bytes = explained.settings.journal.max_mb << 20
+    try:
+        if conn is not None and not stores.uses_mlflow(conn):
+            # The memory store dies with the process: a journal on disk would outlive it.
+            return _journal.Journal.in_memory(folder, meta, max_bytes=max_bytes, reason=None)
+        return _journal.Journal.create(
+            folder, meta, max_bytes=max_bytes, memory_fallback=conn is not None
+        )
+    except OSError as exc:
+        if conn is None:  # offline: memory would die with the process
+            raise TrackingError(
+                f"The journal cannot be written in {folder} ({exc}); set "
+                "TRACKSDK_JOURNAL__DIR to a writable folder"
+            ) from None
+        # The store can still take the run: keep its records in memory meanwhile.
+        return _journal.Journal.in_memory(
+            folder, meta, max_bytes=max_bytes, reason=f"{exc.strerror or exc} in {folder}"
+        )
+
+
+def _function_name(func: Any) -> str:
+    """``module.qualname`` of a tracked callable, for the ``tracksdk.function`` tag.
+
+    A ``functools.partial`` is named after the function it wraps, as
+    ``functools.partial(module.name)``; a callable instance as ``module.Class.__call__``.
+    """
+    import functools
+
+    if isinstance(func, functools.partial):
+        return f"functools.partial({_function_name(func.func)})"
+    qualname = getattr(func, "__qualname__", None)
+    module = getattr(func, "__module__", None)
+    if not isinstance(qualname, str):
+        cls = type(func)
+        qualname, module = f"{cls.__qualname__}.__call__", cls.__module__
+    return f"{module}.{qualname}" if module else qualname
+
+
+def _user() -> str:
+    try:
+        import getpass
+
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
