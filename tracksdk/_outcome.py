@@ -1,4 +1,4 @@
-"""What a tracked function returned: metrics, and a model logged (and registered).
+"""What a tracked function returned or raised: metrics, a model, the run's end status.
 
 :class:`Outcome` serves one session: a mapping's numbers become metrics, a model is saved
 through the plugin that owns it, uploaded as ``model/`` and, with ``register=``,
@@ -9,12 +9,17 @@ and uploading (:func:`save_and_upload`).
 from __future__ import annotations
 
 import numbers
+import threading
+import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracksdk import _warn
+from tracksdk import _redact, _warn
 from tracksdk._schema import (
+    BEST_RUN_ID_TAG,
+    ERROR_MESSAGE_TAG,
+    ERROR_TYPE_TAG,
     GATE_REASON_TAG,
     GATE_VERDICT_TAG,
     MODEL_FRAMEWORK_TAG,
@@ -29,9 +34,9 @@ if TYPE_CHECKING:
     from tracksdk._run import Run
     from tracksdk._writer import Writer
     from tracksdk.backends import Connection
-    from tracksdk.registry import Register
+    from tracksdk.registry import Gate, Register
 
-__all__ = ["Outcome", "save_and_upload"]
+__all__ = ["Children", "Outcome", "record_error", "save_and_upload", "status_for"]
 
 
 class Outcome:
@@ -231,6 +236,40 @@ class Outcome:
         self.run.set_tags(tags)
 
 
+class Children:
+    """The finished child runs of a search parent (``best=``): their ids and last metrics.
+
+    Children report from their own threads (a thread pool of trials), hence the lock.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._finished: list[tuple[str, dict[str, float]]] = []
+
+    def add(self, run_id: str, metrics: dict[str, float]) -> None:
+        """Record a child that finished with ``metrics`` (a failed one is never added)."""
+        with self._lock:
+            self._finished.append((run_id, metrics))
+
+    def record_best(self, run: Run, gate: Gate) -> None:
+        """Log the best child's metric as ``best_<metric>`` and its id as a tag."""
+        best: tuple[str, float] | None = None
+        with self._lock:
+            finished = list(self._finished)
+        for run_id, metrics in finished:
+            value = metrics.get(gate.metric)
+            if value is not None and gate.beats(value, best[1] if best else None):
+                best = (run_id, value)
+        if best is None:
+            _warn.warn(
+                f"tracksdk: best={gate.metric!r} but no child run logged that metric: "
+                "nothing recorded."
+            )
+            return
+        run.log_metric(f"best_{gate.metric}", best[1])
+        run.set_tag(BEST_RUN_ID_TAG, best[0])
+
+
 def save_and_upload(
     writer: Writer,
     pm: Any,
@@ -285,3 +324,27 @@ def _describe_value(value: Any) -> str:
     if value is None:
         return "None"
     return f"a {type(value).__name__}"
+
+
+def status_for(exc: BaseException | None) -> str:
+    """The status a run ends with when its body raised ``exc`` (None: returned)."""
+    if exc is None:
+        return "FINISHED"
+    if isinstance(exc, SystemExit):
+        return "FINISHED" if exc.code in (0, None) else "FAILED"
+    if isinstance(exc, KeyboardInterrupt):
+        return "KILLED"
+    return "FAILED"
+
+
+def record_error(run: Run, exc: BaseException) -> None:
+    """Tag the run with the error its body raised, and keep the traceback as an artifact."""
+    message = _redact.redact(str(exc))
+    run.set_tags(
+        {
+            ERROR_TYPE_TAG: f"{type(exc).__module__}.{type(exc).__qualname__}",
+            ERROR_MESSAGE_TAG: message[:1000] if message else "",
+        }
+    )
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    run.log_text(text, "error/traceback.txt")

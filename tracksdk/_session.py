@@ -16,23 +16,18 @@ from __future__ import annotations
 import contextvars
 import os
 import sys
-import threading
 import time
-import traceback
 import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from tracksdk import _context, _creation, _redact, _signals, _warn, stores
+from tracksdk import _context, _creation, _outcome, _signals, _warn, stores
 from tracksdk._context import active_run
 from tracksdk._context import current as _current
 from tracksdk._options import RunOptions
 from tracksdk._run import Run, UntrackedRun
 from tracksdk._schema import (
-    BEST_RUN_ID_TAG,
     CLIENT_RUN_ID_TAG,
-    ERROR_MESSAGE_TAG,
-    ERROR_TYPE_TAG,
     EXIT_CODE_TAG,
 )
 from tracksdk._validate import Checker
@@ -94,9 +89,8 @@ class Session:
         self._token: contextvars.Token[tuple[Run, ...]] | None = None
         self._finished = False
         self._pushed: str | None = None  # the run id put on MLflow's active-run stack
-        # Finished child runs (id, last metrics), for ``best=``; appended from their threads.
-        self._children: list[tuple[str, dict[str, float]]] = []
-        self._children_lock = threading.Lock()
+        # The finished child runs, for ``best=``.
+        self.children = _outcome.Children()
 
     # -- start -----------------------------------------------------------------------
 
@@ -315,12 +309,12 @@ class Session:
         if self._writer is None:
             return
         try:
-            status = status_for(exc)
+            status = _outcome.status_for(exc)
             if status == "FINISHED":  # a failed trial is never a search's best
                 self._report_to_parent()
             self._record_best()
             if status == "FAILED" and exc is not None and not isinstance(exc, SystemExit):
-                _record_error(run, exc)
+                _outcome.record_error(run, exc)
             elif isinstance(exc, SystemExit):
                 run.set_tag(EXIT_CODE_TAG, str(exc.code))
             self.end(status)
@@ -352,36 +346,18 @@ class Session:
     def end_anyway(self, exc: BaseException | None) -> None:
         """End the run after an unexpected error in :meth:`finish`, so it is not left open."""
         self._finished = True
-        self.end(status_for(exc))
+        self.end(_outcome.status_for(exc))
 
     def _report_to_parent(self) -> None:
         run = self.run
         run_id = run.run_id or run.client_run_id
         outer = _sessions.get(run.parent) if run.parent is not None else None
         if outer is not None and run_id is not None:
-            with outer._children_lock:
-                outer._children.append((run_id, run.latest_metrics))
+            outer.children.add(run_id, run.latest_metrics)
 
     def _record_best(self) -> None:
-        """For a search parent: log the best child's metric and run id (``best=``)."""
-        gate = self.options.best
-        if gate is None:
-            return
-        best: tuple[str, float] | None = None
-        with self._children_lock:
-            children = list(self._children)
-        for run_id, metrics in children:
-            value = metrics.get(gate.metric)
-            if value is not None and gate.beats(value, best[1] if best else None):
-                best = (run_id, value)
-        if best is None:
-            _warn.warn(
-                f"tracksdk: best={gate.metric!r} but no child run logged that metric: "
-                "nothing recorded."
-            )
-            return
-        self.run.log_metric(f"best_{gate.metric}", best[1])
-        self.run.set_tag(BEST_RUN_ID_TAG, best[0])
+        if self.options.best is not None:
+            self.children.record_best(self.run, self.options.best)
 
     def end(self, status: str, timeout: float | None = None) -> None:
         """Journal the end of the run with ``status`` and wait (bounded) until it is sent."""
@@ -439,26 +415,3 @@ class Session:
                 strict=settings.strict if settings else False,
             )
         self._outcome.handle(result)
-
-
-def status_for(exc: BaseException | None) -> str:
-    """The status a run ends with when its body raised ``exc`` (None: returned)."""
-    if exc is None:
-        return "FINISHED"
-    if isinstance(exc, SystemExit):
-        return "FINISHED" if exc.code in (0, None) else "FAILED"
-    if isinstance(exc, KeyboardInterrupt):
-        return "KILLED"
-    return "FAILED"
-
-
-def _record_error(run: Run, exc: BaseException) -> None:
-    message = _redact.redact(str(exc))
-    run.set_tags(
-        {
-            ERROR_TYPE_TAG: f"{type(exc).__module__}.{type(exc).__qualname__}",
-            ERROR_MESSAGE_TAG: message[:1000] if message else "",
-        }
-    )
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    run.log_text(text, "error/traceback.txt")
