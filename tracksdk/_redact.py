@@ -6,12 +6,14 @@ and passwords from settings, URI userinfo, and environment variables whose names
 secret; and when a value is logged under a secret-looking name, at any depth of a dict,
 list, dataclass or pydantic model. Registration is process-wide and only ever grows, so a
 secret seen once stays masked for the life of the process.
+
+Which names look secret is decided by :mod:`tracksdk._secret_names`; this module keeps the
+registry and walks values: :func:`redact_obj`, :func:`register_all` and :class:`Walk`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import itertools
 import os
 import re
@@ -19,57 +21,12 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+# The rules that tell a secret name; callers ask them here too (`_redact.looks_secret`).
+from tracksdk._secret_names import is_secret_env_name as is_secret_env_name
+from tracksdk._secret_names import looks_secret as looks_secret
+
 MASK = "***"
 
-# Words that mark a name as secret. Names are split into words on - _ . and camelCase, so
-# `tokenizer`, `max_tokens` and `author` are not secret while `api_key` and `apiToken` are.
-_SECRET_WORDS = frozenset(
-    {
-        "apikey",
-        "accesskey",
-        "auth",
-        "credential",
-        "credentials",
-        "passphrase",
-        "passwd",
-        "password",
-        "privatekey",
-        "pwd",
-        "secret",
-        "secretkey",
-        "token",
-    }
-)
-_SECRET_PAIRS = frozenset(
-    {("access", "key"), ("api", "key"), ("private", "key"), ("secret", "key")}
-)
-# Run-together names (`DBPASSWORD`, `GHTOKEN`, `WANDBAPIKEY`): a word that ends in one of
-# these is secret too. Only long, distinctive words: `pwd` and `auth` end too many
-# ordinary words (`OLDPWD`, the previous directory) to be matched inside one.
-_SECRET_SUFFIXES = (
-    "password",
-    "passwd",
-    "passphrase",
-    "secret",
-    "token",
-    "apikey",
-    "accesskey",
-    "secretkey",
-    "privatekey",
-    "credential",
-    "credentials",
-)
-# A tokenizer's special tokens and token counts are not secrets: `pad_token`,
-# `eos_token_id`, `token_count`.
-_TOKENIZER_WORDS = frozenset(
-    {"pad", "eos", "bos", "unk", "sep", "cls", "mask", "special", "additional"}
-)
-_TOKEN_COUNT_WORDS = frozenset({"id", "ids", "count", "counts", "len", "length", "limit", "type"})
-_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-_WORD_SEPARATORS = re.compile(r"[-_.\s]+")
-# Variables whose names look secret but whose values are not: a provider name, a path,
-# and the working directories every shell exports (PWD is "pwd" as a whole name).
-_NOT_SECRET = frozenset({"MLFLOW_TRACKING_AUTH", "MLFLOW_AUTH_CONFIG_PATH", "PWD", "OLDPWD"})
 # Shorter strings are too likely to occur by chance ("1", "true") to mask everywhere.
 _MIN_SECRET_LEN = 6
 # How far a logged value is searched for secret-looking keys: nesting depth and the
@@ -81,36 +38,6 @@ MAX_ITEMS = 1000
 _lock = threading.Lock()
 _secrets: set[str] = set()
 _pattern: re.Pattern[str] | None = None
-
-
-def _words(name: str) -> tuple[str, ...]:
-    return tuple(
-        word.lower()
-        for word in _WORD_SEPARATORS.split(_CAMEL_BOUNDARY.sub("-", name.lstrip("+~")))
-        if word
-    )
-
-
-@functools.lru_cache(maxsize=4096)
-def looks_secret(name: str) -> bool:
-    """Tell whether a variable, argument or key name suggests its value is a secret.
-
-    The name is split into words on ``-``, ``_``, ``.``, spaces and camelCase. It is
-    secret when a word is one of the secret words (``token``, ``password``, ``pwd``, ...),
-    two adjacent words form ``api key``, ``access key``, ``private key`` or ``secret key``,
-    or a word ends in a long secret word (``dbpassword``, ``ghtoken``). A tokenizer's
-    ``pad_token``, ``eos_token_id`` or ``token_count`` is not secret.
-    """
-    words = _words(name)
-    for i, word in enumerate(words):
-        if word == "token" and (
-            (i > 0 and words[i - 1] in _TOKENIZER_WORDS)
-            or (i + 1 < len(words) and words[i + 1] in _TOKEN_COUNT_WORDS)
-        ):
-            continue
-        if word in _SECRET_WORDS or word.endswith(_SECRET_SUFFIXES):
-            return True
-    return any(pair in _SECRET_PAIRS for pair in itertools.pairwise(words))
 
 
 def add_secret(value: str | None) -> None:
@@ -125,11 +52,6 @@ def add_secret(value: str | None) -> None:
         # Longest first, so a secret that contains another is masked whole.
         alternatives = sorted(_secrets, key=len, reverse=True)
         _pattern = re.compile("|".join(re.escape(s) for s in alternatives))
-
-
-def is_secret_env_name(name: str) -> bool:
-    """Whether the environment variable ``name`` holds a secret (see :func:`looks_secret`)."""
-    return name.upper() not in _NOT_SECRET and looks_secret(name)
 
 
 def add_secrets_from_environ() -> None:
