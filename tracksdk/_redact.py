@@ -227,7 +227,7 @@ class Walk:
             self.emit("{")
             for i, (key, item) in enumerate(value.items()):
                 if self.size > self.limit:
-                    self._skim_mapping(value, i, depth)
+                    self._skim(value, i, depth)
                     break
                 if i:
                     self.emit(", ")
@@ -288,17 +288,13 @@ class Walk:
         self.emit(closing)
 
     def _skim(self, value: Any, start: int, depth: int) -> None:
-        """Past the limit: look only into the items that can hold keys, within the budget."""
-        items = itertools.islice(value, start, start + max(0, self.budget))
-        for item in items:
-            if type(item) not in _LEAVES:
-                self.value(item, depth + 1)
-        self.budget -= min(self.budget, max(0, len(value) - start))
+        """Past the limit: secret keys and the values that can hold keys, within the budget.
 
-    def _skim_mapping(self, value: Mapping[Any, Any], start: int, depth: int) -> None:
-        """Past the limit: secret keys and the values that can hold keys, within the budget."""
-        pairs = itertools.islice(value.items(), start, start + max(0, self.budget))
-        for key, item in pairs:
+        ``value`` is a mapping, or a sequence or set (whose items have no key), from its
+        ``start``-th item on.
+        """
+        pairs = value.items() if isinstance(value, Mapping) else ((None, v) for v in value)
+        for key, item in itertools.islice(pairs, start, start + max(0, self.budget)):
             if type(key) is str and looks_secret(key):
                 register_all(item)
             elif type(item) not in _LEAVES:
