@@ -225,18 +225,7 @@ class Walk:
             return
         if isinstance(value, Mapping):
             self.emit("{")
-            for i, (key, item) in enumerate(value.items()):
-                if self.size > self.limit:
-                    self._skim(value, i, depth)
-                    break
-                if i:
-                    self.emit(", ")
-                self.value(key, depth + 1)
-                self.emit(": ")
-                self.item(key, item, depth)
-                self.budget -= 1
-                if self.budget <= 0:
-                    break
+            self._entries(value, depth)
             self.emit("}")
             return
         names = _fields(value)
@@ -273,19 +262,33 @@ class Walk:
         else:
             opening, closing = "{", "}"
         self.emit(opening)
-        for i, item in enumerate(value):
+        self._entries(value, depth)
+        if isinstance(value, tuple) and len(value) == 1:
+            self.emit(",")
+        self.emit(closing)
+
+    def _entries(self, value: Any, depth: int) -> None:
+        """A mapping's ``key: value`` pairs or a sequence's items, comma-separated.
+
+        Past the limit the rest is skimmed (:meth:`_skim`); the budget ends the walk.
+        """
+        mapping = isinstance(value, Mapping)
+        for i, entry in enumerate(value.items() if mapping else value):
             if self.size > self.limit:
                 self._skim(value, i, depth)
                 break
             if i:
                 self.emit(", ")
-            self.value(item, depth + 1)
+            if mapping:
+                key, item = entry
+                self.value(key, depth + 1)
+                self.emit(": ")
+                self.item(key, item, depth)
+            else:
+                self.value(entry, depth + 1)
             self.budget -= 1
             if self.budget <= 0:
                 break
-        if isinstance(value, tuple) and len(value) == 1:
-            self.emit(",")
-        self.emit(closing)
 
     def _skim(self, value: Any, start: int, depth: int) -> None:
         """Past the limit: secret keys and the values that can hold keys, within the budget.
