@@ -6,12 +6,14 @@ and passwords from settings, URI userinfo, and environment variables whose names
 secret; and when a value is logged under a secret-looking name, at any depth of a dict,
 list, dataclass or pydantic model. Registration is process-wide and only ever grows, so a
 secret seen once stays masked for the life of the process.
+
+Which names look secret is decided by :mod:`tracksdk._secret_names`; this module keeps the
+registry and walks values: :func:`redact_obj`, :func:`register_all` and :class:`Walk`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import itertools
 import os
 import re
@@ -19,57 +21,12 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+# The rules that tell a secret name; callers ask them here too (`_redact.looks_secret`).
+from tracksdk._secret_names import is_secret_env_name as is_secret_env_name
+from tracksdk._secret_names import looks_secret as looks_secret
+
 MASK = "***"
 
-# Words that mark a name as secret. Names are split into words on - _ . and camelCase, so
-# `tokenizer`, `max_tokens` and `author` are not secret while `api_key` and `apiToken` are.
-_SECRET_WORDS = frozenset(
-    {
-        "apikey",
-        "accesskey",
-        "auth",
-        "credential",
-        "credentials",
-        "passphrase",
-        "passwd",
-        "password",
-        "privatekey",
-        "pwd",
-        "secret",
-        "secretkey",
-        "token",
-    }
-)
-_SECRET_PAIRS = frozenset(
-    {("access", "key"), ("api", "key"), ("private", "key"), ("secret", "key")}
-)
-# Run-together names (`DBPASSWORD`, `GHTOKEN`, `WANDBAPIKEY`): a word that ends in one of
-# these is secret too. Only long, distinctive words: `pwd` and `auth` end too many
-# ordinary words (`OLDPWD`, the previous directory) to be matched inside one.
-_SECRET_SUFFIXES = (
-    "password",
-    "passwd",
-    "passphrase",
-    "secret",
-    "token",
-    "apikey",
-    "accesskey",
-    "secretkey",
-    "privatekey",
-    "credential",
-    "credentials",
-)
-# A tokenizer's special tokens and token counts are not secrets: `pad_token`,
-# `eos_token_id`, `token_count`.
-_TOKENIZER_WORDS = frozenset(
-    {"pad", "eos", "bos", "unk", "sep", "cls", "mask", "special", "additional"}
-)
-_TOKEN_COUNT_WORDS = frozenset({"id", "ids", "count", "counts", "len", "length", "limit", "type"})
-_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-_WORD_SEPARATORS = re.compile(r"[-_.\s]+")
-# Variables whose names look secret but whose values are not: a provider name, a path,
-# and the working directories every shell exports (PWD is "pwd" as a whole name).
-_NOT_SECRET = frozenset({"MLFLOW_TRACKING_AUTH", "MLFLOW_AUTH_CONFIG_PATH", "PWD", "OLDPWD"})
 # Shorter strings are too likely to occur by chance ("1", "true") to mask everywhere.
 _MIN_SECRET_LEN = 6
 # How far a logged value is searched for secret-looking keys: nesting depth and the
@@ -81,36 +38,6 @@ MAX_ITEMS = 1000
 _lock = threading.Lock()
 _secrets: set[str] = set()
 _pattern: re.Pattern[str] | None = None
-
-
-def _words(name: str) -> tuple[str, ...]:
-    return tuple(
-        word.lower()
-        for word in _WORD_SEPARATORS.split(_CAMEL_BOUNDARY.sub("-", name.lstrip("+~")))
-        if word
-    )
-
-
-@functools.lru_cache(maxsize=4096)
-def looks_secret(name: str) -> bool:
-    """Tell whether a variable, argument or key name suggests its value is a secret.
-
-    The name is split into words on ``-``, ``_``, ``.``, spaces and camelCase. It is
-    secret when a word is one of the secret words (``token``, ``password``, ``pwd``, ...),
-    two adjacent words form ``api key``, ``access key``, ``private key`` or ``secret key``,
-    or a word ends in a long secret word (``dbpassword``, ``ghtoken``). A tokenizer's
-    ``pad_token``, ``eos_token_id`` or ``token_count`` is not secret.
-    """
-    words = _words(name)
-    for i, word in enumerate(words):
-        if word == "token" and (
-            (i > 0 and words[i - 1] in _TOKENIZER_WORDS)
-            or (i + 1 < len(words) and words[i + 1] in _TOKEN_COUNT_WORDS)
-        ):
-            continue
-        if word in _SECRET_WORDS or word.endswith(_SECRET_SUFFIXES):
-            return True
-    return any(pair in _SECRET_PAIRS for pair in itertools.pairwise(words))
 
 
 def add_secret(value: str | None) -> None:
@@ -125,11 +52,6 @@ def add_secret(value: str | None) -> None:
         # Longest first, so a secret that contains another is masked whole.
         alternatives = sorted(_secrets, key=len, reverse=True)
         _pattern = re.compile("|".join(re.escape(s) for s in alternatives))
-
-
-def is_secret_env_name(name: str) -> bool:
-    """Whether the environment variable ``name`` holds a secret (see :func:`looks_secret`)."""
-    return name.upper() not in _NOT_SECRET and looks_secret(name)
 
 
 def add_secrets_from_environ() -> None:
@@ -303,18 +225,7 @@ class Walk:
             return
         if isinstance(value, Mapping):
             self.emit("{")
-            for i, (key, item) in enumerate(value.items()):
-                if self.size > self.limit:
-                    self._skim_mapping(value, i, depth)
-                    break
-                if i:
-                    self.emit(", ")
-                self.value(key, depth + 1)
-                self.emit(": ")
-                self.item(key, item, depth)
-                self.budget -= 1
-                if self.budget <= 0:
-                    break
+            self._entries(value, depth)
             self.emit("}")
             return
         names = _fields(value)
@@ -351,32 +262,42 @@ class Walk:
         else:
             opening, closing = "{", "}"
         self.emit(opening)
-        for i, item in enumerate(value):
+        self._entries(value, depth)
+        if isinstance(value, tuple) and len(value) == 1:
+            self.emit(",")
+        self.emit(closing)
+
+    def _entries(self, value: Any, depth: int) -> None:
+        """A mapping's ``key: value`` pairs or a sequence's items, comma-separated.
+
+        Past the limit the rest is skimmed (:meth:`_skim`); the budget ends the walk.
+        """
+        mapping = isinstance(value, Mapping)
+        for i, entry in enumerate(value.items() if mapping else value):
             if self.size > self.limit:
                 self._skim(value, i, depth)
                 break
             if i:
                 self.emit(", ")
-            self.value(item, depth + 1)
+            if mapping:
+                key, item = entry
+                self.value(key, depth + 1)
+                self.emit(": ")
+                self.item(key, item, depth)
+            else:
+                self.value(entry, depth + 1)
             self.budget -= 1
             if self.budget <= 0:
                 break
-        if isinstance(value, tuple) and len(value) == 1:
-            self.emit(",")
-        self.emit(closing)
 
     def _skim(self, value: Any, start: int, depth: int) -> None:
-        """Past the limit: look only into the items that can hold keys, within the budget."""
-        items = itertools.islice(value, start, start + max(0, self.budget))
-        for item in items:
-            if type(item) not in _LEAVES:
-                self.value(item, depth + 1)
-        self.budget -= min(self.budget, max(0, len(value) - start))
+        """Past the limit: secret keys and the values that can hold keys, within the budget.
 
-    def _skim_mapping(self, value: Mapping[Any, Any], start: int, depth: int) -> None:
-        """Past the limit: secret keys and the values that can hold keys, within the budget."""
-        pairs = itertools.islice(value.items(), start, start + max(0, self.budget))
-        for key, item in pairs:
+        ``value`` is a mapping, or a sequence or set (whose items have no key), from its
+        ``start``-th item on.
+        """
+        pairs = value.items() if isinstance(value, Mapping) else ((None, v) for v in value)
+        for key, item in itertools.islice(pairs, start, start + max(0, self.budget)):
             if type(key) is str and looks_secret(key):
                 register_all(item)
             elif type(item) not in _LEAVES:

@@ -8,28 +8,22 @@ alias moves to it only when its metric beats the current champion's.
 
 The seed tutorial's stages map to aliases: Staging is ``challenger``, Production is
 ``champion`` (MLflow deprecated stages in 2.9; aliases replace them).
+
+This module holds what users write (:class:`Result`, :class:`Register`, :class:`Gate`),
+registration and the hand-made alias move; the gate's decision is :mod:`tracksdk._gate`'s.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from tracksdk import _warn
-from tracksdk._schema import (
-    GATE_CHAMPION_VALUE_TAG,
-    GATE_CHAMPION_VERSION_TAG,
-    GATE_METRIC_TAG,
-    GATE_REASON_TAG,
-    GATE_VALUE_TAG,
-    GATE_VERDICT_TAG,
-)
+from tracksdk._gate import GateLock, GateVerdict, decide, verdict_tags
 from tracksdk.exceptions import ConfigError, TrackingError
 
 if TYPE_CHECKING:
@@ -134,18 +128,6 @@ class Register:
         )
 
 
-@dataclass(frozen=True)
-class GateVerdict:
-    """What the gate decided, also written as tags on the new version."""
-
-    metric: str
-    new: float | None
-    champion: float | None
-    champion_version: str | None
-    promoted: bool
-    reason: str
-
-
 def input_sample(value: Any, rows: int = 5) -> Any:
     """The first ``rows`` rows of a DataFrame or 2-D array, else None."""
     shape = getattr(value, "shape", None)
@@ -183,7 +165,7 @@ def register_version(
             client.set_alias(spec.name, spec.alias, version)
         if spec.gate is None:
             return version, None
-        verdict = _gate(client, spec, version, metrics, lock_dir)
+        verdict = decide(client, spec, version, metrics, lock_dir)
         if verdict.promoted:
             _write_alias_audit(
                 client,
@@ -194,15 +176,7 @@ def register_version(
                 reason=verdict.reason,
                 via="gate",
             )
-        tags = {
-            GATE_METRIC_TAG: verdict.metric,
-            GATE_VALUE_TAG: _fmt(verdict.new),
-            GATE_CHAMPION_VALUE_TAG: _fmt(verdict.champion),
-            GATE_CHAMPION_VERSION_TAG: verdict.champion_version or "",
-            GATE_VERDICT_TAG: "promoted" if verdict.promoted else "rejected",
-            GATE_REASON_TAG: verdict.reason,
-        }
-        for key, value in tags.items():
+        for key, value in verdict_tags(verdict).items():
             client.set_version_tag(spec.name, version, key, value)
     return version, verdict
 
@@ -295,7 +269,7 @@ def set_alias(
     if problem:
         raise ConfigError(problem)
     with contextlib.closing(stores.open_registry(conn)) as client, _failed(action):
-        with _GateLock(conn, name, lock_dir):
+        with GateLock(conn, name, lock_dir):
             current = client.version_by_alias(name, alias)
             previous = current.version if current is not None else None
             client.set_alias(name, alias, version)
@@ -322,10 +296,6 @@ def _missing(client: Registry, conn: Connection, name: str, version: str) -> str
     )
 
 
-def _fmt(value: float | None) -> str:
-    return "" if value is None else repr(value)
-
-
 def _wait_ready(client: Registry, name: str, version: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -333,72 +303,6 @@ def _wait_ready(client: Registry, name: str, version: str, timeout: float = 60.0
         if status != "PENDING_REGISTRATION":
             return
         time.sleep(0.2)
-
-
-def _champion(client: Registry, spec: Register, metric: str) -> tuple[str | None, float | None]:
-    """The version at ``promote_to`` and its gate metric, read back from the registry."""
-    current = client.version_by_alias(spec.name, spec.promote_to)
-    if current is None:
-        return None, None
-    value = client.run_metrics(current.run_id).get(metric) if current.run_id else None
-    return current.version, value
-
-
-def _gate(
-    client: Registry,
-    spec: Register,
-    version: str,
-    metrics: Mapping[str, float],
-    lock_dir: Path | None,
-) -> GateVerdict:
-    assert spec.gate is not None
-    gate = spec.gate
-    new = metrics.get(gate.metric)
-    if new is None:
-        _warn.warn(
-            f"tracksdk: the gate on {spec.name!r} compares {gate.metric!r}, but this run "
-            "logged no such metric: the version is not promoted. Log it, or return it."
-        )
-        return GateVerdict(gate.metric, None, None, None, False, "metric missing in the run")
-    with _GateLock(client.conn, spec.name, lock_dir):
-        # Read the champion right before moving the alias: a concurrent training that
-        # finished first is then compared against, not overwritten.
-        champion_version, champion = _champion(client, spec, gate.metric)
-        if not gate.beats(new, champion):
-            reason = f"{new!r} does not beat champion v{champion_version}'s {champion!r}"
-            return GateVerdict(gate.metric, new, champion, champion_version, False, reason)
-        client.set_alias(spec.name, spec.promote_to, version)
-    reason = (
-        "no champion yet"
-        if champion_version is None
-        else f"{new!r} beats champion v{champion_version}'s {champion!r}"
-    )
-    return GateVerdict(gate.metric, new, champion, champion_version, True, reason)
-
-
-class _GateLock:
-    """Serialise gate decisions on one machine (a file lock next to the project).
-
-    MLflow's registry has no compare-and-set, so processes on different machines can
-    still race between the read and the write; on one machine (the local store, or
-    several jobs of one host), the lock makes exactly one of them win.
-    """
-
-    def __init__(self, conn: Connection, name: str, lock_dir: Path | None) -> None:
-        import hashlib
-
-        from filelock import FileLock
-
-        folder = lock_dir or Path(os.environ.get("TMPDIR", "/tmp"))
-        folder.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha1(f"{conn.registry_uri}|{name}".encode()).hexdigest()[:16]
-        self._lock = FileLock(str(folder / f"gate-{digest}.lock"), timeout=300)
-
-    def __enter__(self) -> None:
-        self._lock.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.release()
 
 
 @contextlib.contextmanager

@@ -16,14 +16,10 @@ against 3.0 ms for the same ``git status`` run directly (``Repo()`` + status + c
 against ~5.6 ms). GitPython's command wrapper is a subprocess too, so it adds an import and
 overhead and nothing else; the plain subprocess also keeps ``import tracksdk.provenance`` cheap.
 
-Every call runs with ``GIT_TERMINAL_PROMPT=0`` (never prompt), ``GIT_OPTIONAL_LOCKS=0`` (never
-take ``index.lock``: a tracked run must not make the user's own ``git commit`` fail, the same
-choice editors make for their background ``git status``; the cost is that git cannot save the
-stat data it refreshes, which the user's next own ``git status`` does), standard input closed
-and a time
-limit of :data:`GIT_TIMEOUT_SECONDS`. Variables that point git at another repository
-(``GIT_DIR``, ``GIT_INDEX_FILE``, ... as set inside git hooks) are removed, because the
-repository is the one found from the script's folder. Requires git 2.18 or later.
+Every call (:mod:`tracksdk.provenance._git_process`) never prompts, never takes
+``index.lock`` (a tracked run must not make the user's own ``git commit`` fail), ignores
+variables that point git at another repository (as set inside git hooks) and has a time
+limit of :data:`GIT_TIMEOUT_SECONDS`. Requires git 2.18 or later.
 
 Nothing here raises for an expected situation: outside a repository the status is
 ``"no-repository"``; a missing ``git`` executable, a time-out or a git error give status
@@ -32,9 +28,7 @@ Nothing here raises for an expected situation: outside a repository the status i
 
 from __future__ import annotations
 
-import contextlib
 import os
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,10 +44,10 @@ from tracksdk._schema import (
     GIT_STATUS_TAG,
     GIT_UNTRACKED_TAG,
 )
+from tracksdk.provenance import _git_process
+from tracksdk.provenance._git_process import GitFailed, Output
 
 if TYPE_CHECKING:
-    import subprocess
-
     from tracksdk.provenance import CaptureOptions
 
 __all__ = [
@@ -77,31 +71,9 @@ GIT_TIMEOUT_SECONDS = 10.0
 # Extra bytes of diff read past the limit and redacted before cutting: a secret that straddles
 # the cut is then replaced whole instead of leaving its first half in the artifact.
 _REDACTION_MARGIN = 4096
-_READ_CHUNK = 65536
 # Bounds for passing changed paths to `git diff` (Windows command lines end at 32,767 chars).
 _MAX_PATHSPECS = 1000
 _MAX_PATHSPEC_CHARS = 20_000
-
-# Variables that make git ignore `-C` and use another repository or index (the list printed by
-# `git rev-parse --local-env-vars`, less GIT_CONFIG_*: those carry the user's `-c` settings,
-# such as safe.directory in CI containers). They are set while git hooks run, e.g. a pre-commit
-# hook that runs the test suite.
-_REPO_LOCAL_ENV = (
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_COMMON_DIR",
-    "GIT_DIR",
-    "GIT_GRAFT_FILE",
-    "GIT_IMPLICIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_INTERNAL_SUPER_PREFIX",
-    "GIT_NAMESPACE",
-    "GIT_NO_REPLACE_OBJECTS",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_PREFIX",
-    "GIT_REPLACE_REF_BASE",
-    "GIT_SHALLOW_FILE",
-    "GIT_WORK_TREE",
-)
 
 
 @dataclass(frozen=True)
@@ -119,16 +91,6 @@ class GitCapture:
     tags: dict[str, str] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-
-
-class _GitFailed(Exception):
-    """A git call could not run or failed; the message is the warning to show."""
-
-
-@dataclass(frozen=True)
-class _Output:
-    stdout: bytes  # at most the `limit` asked for
-    total: int  # bytes git wrote to stdout, kept or not
 
 
 @dataclass(frozen=True)
@@ -189,7 +151,7 @@ def capture_git(
     capture = GitCapture(root=root)
     try:
         _capture_into(capture, options, redact)
-    except _GitFailed as exc:
+    except GitFailed as exc:
         capture.tags.clear()
         capture.texts.clear()
         capture.tags[GIT_STATUS_TAG] = "error"
@@ -222,13 +184,13 @@ def _capture_into(
         status = _parse_status(_run(root, status_args).stdout)
     except BaseException:
         if remotes is not None:
-            _abandon(remotes)
+            _git_process.abandon(remotes)
         raise
     remote_output = None
     if remotes is not None:
         try:
-            remote_output = _finish(remotes, ok_codes=(0, 1))  # 1: no remote configured
-        except _GitFailed as exc:
+            remote_output = _git_process.finish(remotes, ok_codes=(0, 1))  # 1: no remote configured
+        except GitFailed as exc:
             capture.warnings.append(f"Git remote URL not recorded: {exc}")
 
     tags = capture.tags
@@ -252,7 +214,7 @@ def _capture_into(
     if options.diff and status.changed:
         try:
             _capture_diff(capture, status, options.max_diff_bytes, redact)
-        except _GitFailed as exc:  # keep the rest: the diff is the least essential part
+        except GitFailed as exc:  # keep the rest: the diff is the least essential part
             capture.warnings.append(f"Uncommitted changes not recorded: {exc}")
 
 
@@ -279,7 +241,7 @@ def _capture_diff(
         # No HEAD to compare with: staged contents (against nothing), then unstaged changes.
         staged = _run(root, ["diff", "--cached", *options, *paths], limit=limit)
         unstaged = _run(root, ["diff", *options, *paths], limit=max(limit - len(staged.stdout), 0))
-        output = _Output(staged.stdout + unstaged.stdout, staged.total + unstaged.total)
+        output = Output(staged.stdout + unstaged.stdout, staged.total + unstaged.total)
     if output.total == 0:
         return
     try:
@@ -369,113 +331,10 @@ def _one_line(path: str) -> str:
     return path
 
 
-def _git_env() -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in _REPO_LOCAL_ENV}
-    env["GIT_TERMINAL_PROMPT"] = "0"
-    env["GIT_OPTIONAL_LOCKS"] = "0"
-    env["GIT_PAGER"] = "cat"
-    return env
+# Both read GIT_TIMEOUT_SECONDS when called, so that a change to it applies to the next call.
+def _start(root: Path, args: Sequence[str]) -> _git_process.Pending:
+    return _git_process.start(root, args, timeout=GIT_TIMEOUT_SECONDS)
 
 
-@dataclass
-class _Pending:
-    argv: list[str]
-    process: subprocess.Popen[bytes]
-    limit: int | None
-    timer: threading.Timer
-    timed_out: threading.Event
-    stderr: list[bytes] = field(default_factory=list)
-    reader: threading.Thread | None = None
-
-
-def _start(root: Path, args: Sequence[str], *, limit: int | None = None) -> _Pending:
-    import subprocess  # imported here: only code inside a repository pays for it
-
-    argv = ["git", "--no-pager", "--literal-pathspecs", "-C", str(root), *args]
-    try:
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=_git_env(),
-            # No console window flashing up on Windows; 0 (no flag) elsewhere.
-            creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
-        )
-    except FileNotFoundError:
-        raise _GitFailed("the git executable was not found on PATH") from None
-    except OSError as exc:
-        raise _GitFailed(f"git could not be started ({exc})") from None
-    # Killing on a timer (instead of communicate(timeout=...)) lets stdout be read in chunks, so
-    # a huge diff is counted but never held in memory whole.
-    timed_out = threading.Event()
-
-    def kill() -> None:
-        timed_out.set()
-        process.kill()
-
-    timer = threading.Timer(GIT_TIMEOUT_SECONDS, kill)
-    timer.daemon = True
-    timer.start()
-    pending = _Pending(argv=argv, process=process, limit=limit, timer=timer, timed_out=timed_out)
-    # stderr is drained concurrently so that a chatty git (one warning per file) cannot fill
-    # the pipe and block while we read stdout.
-    pending.reader = threading.Thread(target=_drain, args=(process, pending.stderr), daemon=True)
-    pending.reader.start()
-    return pending
-
-
-def _drain(process: subprocess.Popen[bytes], into: list[bytes]) -> None:
-    assert process.stderr is not None
-    kept = 0
-    while chunk := process.stderr.read(_READ_CHUNK):
-        if kept < 8192:  # enough for the message; the rest is discarded
-            into.append(chunk)
-            kept += len(chunk)
-
-
-def _finish(pending: _Pending, *, ok_codes: Sequence[int] = (0,)) -> _Output:
-    process = pending.process
-    assert process.stdout is not None
-    kept: list[bytes] = []
-    kept_size = 0
-    total = 0
-    try:
-        while chunk := process.stdout.read(_READ_CHUNK):
-            total += len(chunk)
-            if pending.limit is None:
-                kept.append(chunk)
-            elif kept_size < pending.limit:
-                chunk = chunk[: pending.limit - kept_size]
-                kept.append(chunk)
-                kept_size += len(chunk)
-        returncode = process.wait()
-    finally:
-        pending.timer.cancel()
-        if process.returncode is None:
-            process.kill()
-            process.wait()
-        if pending.reader is not None:
-            pending.reader.join(timeout=1.0)
-        process.stdout.close()
-        if process.stderr is not None:
-            process.stderr.close()
-    command = " ".join(pending.argv[5:7])  # after "git --no-pager ... -C <root>": "diff HEAD"
-    if pending.timed_out.is_set():
-        raise _GitFailed(f"`git {command}` took longer than {GIT_TIMEOUT_SECONDS:g} s")
-    if returncode not in ok_codes:
-        message = b"".join(pending.stderr).decode("utf-8", errors="replace").strip()
-        first_line = message.splitlines()[0] if message else f"exit status {returncode}"
-        raise _GitFailed(f"`git {command}` failed: {first_line}")
-    return _Output(stdout=b"".join(kept), total=total)
-
-
-def _abandon(pending: _Pending) -> None:
-    """Stop a call whose result is no longer wanted."""
-    pending.process.kill()
-    with contextlib.suppress(_GitFailed):
-        _finish(pending)
-
-
-def _run(root: Path, args: Sequence[str], *, limit: int | None = None) -> _Output:
-    return _finish(_start(root, args, limit=limit))
+def _run(root: Path, args: Sequence[str], *, limit: int | None = None) -> Output:
+    return _git_process.run(root, args, timeout=GIT_TIMEOUT_SECONDS, limit=limit)
