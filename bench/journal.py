@@ -138,12 +138,13 @@ WORKER_SOURCE = textwrap.dedent(
         """Metric points kept in a run's journal, and whether the journal is still there."""
         from pathlib import Path
 
-        from tracksdk import _journal
+        from tracksdk._journal import layout
+        from tracksdk._journal.reader import Reader
 
         path = Path(folder) / client_id
         if not path.is_dir():
             return 0, False
-        reader = _journal.Reader(path, _journal.START)
+        reader = Reader(path, layout.START)
         points = 0
         while True:
             entries = reader.read(5000)
@@ -462,7 +463,8 @@ WORKER_SOURCE = textwrap.dedent(
         import collections
         import functools
 
-        from tracksdk import _journal
+        from tracksdk._journal import layout
+        from tracksdk._journal.reader import Reader
         from tracksdk.stores.local import LocalStore
         from tracksdk.stores.rest import RestStore
 
@@ -497,8 +499,8 @@ WORKER_SOURCE = textwrap.dedent(
 
         wrap(LocalStore, "log_batch", "LocalStore.log_batch")
         wrap(RestStore, "log_batch", "RestStore.log_batch")
-        wrap(_journal.Reader, "read", "Reader.read (JSON decode)")
-        wrap(_journal, "write_ack", "write_ack (file + glob)")
+        wrap(Reader, "read", "Reader.read (JSON decode)")
+        wrap(layout, "write_ack", "write_ack (file + glob)")
         _sender.Sender._main = profiled_main
         t1 = perf()
         with tracked(experiment=exp) as run:

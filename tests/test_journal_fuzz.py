@@ -22,6 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tracksdk import _journal, _sync
+from tracksdk._journal import folders, layout
+from tracksdk._journal.reader import Reader, well_formed
 
 EXAMPLES = int(os.environ.get("TRACKSDK_FUZZ_EXAMPLES", "1000"))
 SYNC_EXAMPLES = int(os.environ.get("TRACKSDK_FUZZ_SYNC_EXAMPLES", "40"))
@@ -175,13 +177,13 @@ def test_reader_and_planner_never_raise(
     """Any bytes: find, the reader (live and final) and summarize return, never raise."""
     started = time.perf_counter()
     lay_out(scratch, base, ops, meta, ack, created, second)
-    for found in _journal.find(scratch):
+    for found in folders.find(scratch):
         assert found.path.name != "stray-folder"
         for final in (False, True):
-            reader = _journal.Reader(found.path, _journal.read_ack(found.path))
+            reader = Reader(found.path, layout.read_ack(found.path))
             try:
                 while entries := reader.read(7, final=final):
-                    assert all(_journal.well_formed(e.record) for e in entries)
+                    assert all(well_formed(e.record) for e in entries)
             finally:
                 reader.close()
         summary = _sync.summarize(found)

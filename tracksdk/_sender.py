@@ -22,7 +22,7 @@ Failures (kinds of :mod:`tracksdk.stores.errors`):
 
 A run whose create record cannot be read is created from ``meta.json`` instead, tagged
 ``tracksdk.recreated``. A journal with unreadable parts is sent as far as it can be read
-and then kept, never deleted (:func:`tracksdk._journal.set_aside`).
+and then kept, never deleted (:func:`tracksdk._journal.folders.set_aside`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracksdk import _journal, _warn
+from tracksdk import _warn
+from tracksdk._journal import folders, layout
+from tracksdk._journal.reader import Damage, Entry, Reader, TailReader, well_formed
 from tracksdk._schema import (
     ARTIFACTS_NOT_RESENT_TAG,
     BATCH_MAX_BYTES,
@@ -54,6 +56,7 @@ from tracksdk.exceptions import TrackingError
 from tracksdk.stores.errors import AuthFailed, Kind, Rejected, StoreError, Transient
 
 if TYPE_CHECKING:
+    from tracksdk._journal.journal import Journal
     from tracksdk.backends import Connection
     from tracksdk.stores import CreatedRun, Store
 
@@ -71,7 +74,7 @@ _server_ids: dict[str, str] = {}
 @dataclass
 class _Op:
     kind: str
-    end: _journal.Position | None  # ack up to here once done; None: more of a record
+    end: layout.Position | None  # ack up to here once done; None: more of a record
     record: list[Any] = field(default_factory=list)
     metrics: list[list[Any]] = field(default_factory=list)
     params: dict[str, str] = field(default_factory=dict)
@@ -99,7 +102,7 @@ class _Op:
         return json.dumps(self.record)[:300]
 
 
-def _plan(entries: list[_journal.Entry]) -> Iterator[_Op]:
+def _plan(entries: list[Entry]) -> Iterator[_Op]:
     """Group records into requests: batches of m/p/t within limits, the rest one by one."""
     batch: _Op | None = None
     size = 0
@@ -159,7 +162,7 @@ class Sender:
         path: Path,
         conn: Connection | None,
         *,
-        journal: _journal.Journal | None = None,
+        journal: Journal | None = None,
         http_timeout: float = 30.0,
         label: str = "",
     ) -> None:
@@ -172,9 +175,9 @@ class Sender:
         self.created: CreatedRun | None = None
         self.run_id: str | None = None
         self.experiment_id: str | None = None
-        self.acked: _journal.Position = _journal.read_ack(path)
+        self.acked: layout.Position = layout.read_ack(path)
         self.status_sent: str | None = None
-        if journal is None and _journal.read_ended(path):
+        if journal is None and layout.read_ended(path):
             self.status_sent = "sent before"  # only the journal's deletion was missed
         self.done = False  # every record reached the store and the journal is gone
         self.stopped = False  # gave up: auth failure, or asked to stop
@@ -183,7 +186,7 @@ class Sender:
         self.first_outcome = threading.Event()  # created, or the first attempt failed
         self.rejected = 0
         self.quiet = False  # a sync reports outcomes itself: no warnings from here
-        self.damage: list[_journal.Damage] = []  # byte ranges that could not be read
+        self.damage: list[Damage] = []  # byte ranges that could not be read
         self.kept_at: Path | None = None  # where the journal was set aside, if it was
         self.restarts = 0
         self._lost_artifacts = 0  # uploaded to a store that lost the run, then freed
@@ -202,22 +205,22 @@ class Sender:
         self._unreachable = False  # the last failure: nothing answered (see in_outage)
         # A forked child's journal adds to its parent's run (docs/offline.md, "Fork"):
         # it never creates or ends a run of its own.
-        meta = journal.meta if journal is not None else _journal.read_json(path / "meta.json")
+        meta = journal.meta if journal is not None else layout.read_json(path / "meta.json")
         attach = (meta or {}).get("attach_to")
         self.attach_to: str | None = str(attach) if attach else None
-        created = _journal.read_json(path / "created.json") or {}
+        created = layout.read_json(path / "created.json") or {}
         if (
             conn is not None
-            and _journal.same_target(created.get("target"), conn.tracking_uri)
+            and layout.same_target(created.get("target"), conn.tracking_uri)
             and isinstance(created.get("run_id"), str)
             and isinstance(created.get("experiment_id"), str)
         ):
             self.run_id = str(created["run_id"])
             self.experiment_id = str(created["experiment_id"])
-        elif journal is None and self.acked != _journal.START:
+        elif journal is None and self.acked != layout.START:
             # Part of it went to another store (`tracksdk sync --all`): this store gets a
             # run of its own, so everything is sent from the start.
-            self.acked = _journal.START
+            self.acked = layout.START
 
     # -- control (other threads) -----------------------------------------------------
 
@@ -259,7 +262,7 @@ class Sender:
         For ``tracksdk sync --rejected``: the run is found (or created from meta.json)
         first. Returns None when all were sent, else the error that stopped them.
         """
-        entries = [_journal.Entry(r, _journal.START) for r in records if _journal.well_formed(r)]
+        entries = [Entry(r, layout.START) for r in records if well_formed(r)]
         if len(entries) != len(records):
             return TrackingError("the line holds records this tracksdk cannot read")
         try:
@@ -295,7 +298,7 @@ class Sender:
     def flush(
         self,
         timeout: float,
-        until: _journal.Position | None = None,
+        until: layout.Position | None = None,
         *,
         progress_delay: float | None = 2.0,
         stall: float | None = None,
@@ -328,7 +331,7 @@ class Sender:
                 if stall is not None and self.in_outage and since >= stall:
                     return False
                 if target is not None and progress_delay is not None:
-                    total = _journal.distance(start, target)
+                    total = layout.distance(start, target)
                     if progress is None:
                         progress = Progress(
                             f"tracksdk: sending run {self.label}",
@@ -336,7 +339,7 @@ class Sender:
                             unit="B",
                             delay=progress_delay,
                         )
-                    progress.update(_journal.distance(start, self.acked), total)
+                    progress.update(layout.distance(start, self.acked), total)
                 self._wake.set()
                 with self._changed:
                     self._changed.wait(min(0.1, remaining))
@@ -376,10 +379,8 @@ class Sender:
 
     def _loop(self) -> None:
         journal = self.journal
-        reader: _journal.Reader | _journal.TailReader = (
-            journal.reader(self.acked)
-            if journal is not None
-            else _journal.Reader(self.path, self.acked)
+        reader: Reader | TailReader = (
+            journal.reader(self.acked) if journal is not None else Reader(self.path, self.acked)
         )
         try:
             while not self._stop.is_set():
@@ -409,7 +410,7 @@ class Sender:
                     reader = (
                         journal.reader(restart)
                         if journal is not None
-                        else _journal.Reader(self.path, restart)
+                        else Reader(self.path, restart)
                     )
             else:
                 self.stopped = True
@@ -435,14 +436,14 @@ class Sender:
         if unended and not self._send(killed):
             self.stopped = True
             return True
-        refused = _journal.count_lines(self.path / "rejected.jsonl")
+        refused = layout.count_lines(self.path / "rejected.jsonl")
         damaged_before = (self.path / "damage.json").exists()  # kept, resent by --rejected
         if self.journal is not None:
             self.journal.retire()  # no heartbeat may write into it while it moves or goes
         if self.damage or refused or damaged_before:
             self._keep(refused)
         else:
-            _journal.remove(self.path)
+            folders.remove(self.path)
         self.done = True
         with self._changed:
             self._changed.notify_all()
@@ -453,7 +454,7 @@ class Sender:
         reasons: list[str] = []
         if self.damage:
             with contextlib.suppress(OSError):
-                _journal.write_json(
+                layout.write_json(
                     self.path / "damage.json",
                     {"damage": [d.as_dict() for d in self.damage]},
                 )
@@ -473,7 +474,7 @@ class Sender:
             )
         if self._recreated:
             lines.append(f"The run was created again: {self._recreated}.")
-        self.kept_at = _journal.set_aside(self.path, "; ".join(reasons), lines)
+        self.kept_at = folders.set_aside(self.path, "; ".join(reasons), lines)
         if self.quiet:
             return
         what = " and ".join(reasons)
@@ -486,7 +487,7 @@ class Sender:
             f"{self.kept_at}; {how}"
         )
 
-    def _restart(self, why: str) -> _journal.Position:
+    def _restart(self, why: str) -> layout.Position:
         """Send the run again from the journal's start, to a store that lost it."""
         self.restarts += 1
         old = self.run_id
@@ -497,9 +498,9 @@ class Sender:
         self._attempts = 0
         with contextlib.suppress(OSError):
             (self.path / "created.json").unlink()
-        numbers = _journal.segment_numbers(self.path)
+        numbers = layout.segment_numbers(self.path)
         first = numbers[0] if numbers else 1
-        start: _journal.Position = (first, 0)
+        start: layout.Position = (first, 0)
         if first != 1:
             self._recreated = (
                 f"the store lost it and the journal's segments 1-{first - 1} had already "
@@ -522,7 +523,7 @@ class Sender:
                     "journal's start were freed, so they are missing from it"
                 )
         with contextlib.suppress(OSError):
-            _journal.write_ack(self.path, start)
+            layout.write_ack(self.path, start)
         self.acked = start
         if self.journal is not None:
             self.journal.acked_segment = first
@@ -539,10 +540,10 @@ class Sender:
         except (OSError, ValueError):
             return int(time.time() * 1000)
 
-    def _ack(self, position: _journal.Position, *, ended: bool = False) -> None:
+    def _ack(self, position: layout.Position, *, ended: bool = False) -> None:
         durable = True
         try:
-            _journal.write_ack(self.path, position, ended=ended)
+            layout.write_ack(self.path, position, ended=ended)
         except OSError:  # a resend after a crash is de-duplicated
             durable = False
         self.acked = position
@@ -651,14 +652,14 @@ class Sender:
     def _experiment_name(self) -> str:
         if self._experiment is not None:
             return self._experiment
-        meta = _journal.read_json(self.path / "meta.json") or {}
+        meta = layout.read_json(self.path / "meta.json") or {}
         name = meta.get("experiment")
         return name if isinstance(name, str) and name else "Default"
 
     def _info_from_meta(self, reason: str) -> dict[str, Any]:
         """A create record rebuilt from meta.json, for a run whose own is unreadable."""
-        meta = _journal.read_json(self.path / "meta.json") or {}
-        found = _journal.Found(self.path, meta)
+        meta = layout.read_json(self.path / "meta.json") or {}
+        found = folders.Found(self.path, meta)
         created = found.created
         start = int(created * 1000) if created > 0 else self._death_time_ms()
         return {
@@ -692,7 +693,7 @@ class Sender:
             "records": op.records(),  # in full: `tracksdk sync --rejected` replays them
         }
         with contextlib.suppress(OSError, ValueError, TypeError):
-            _journal.append_line(self.path / "rejected.jsonl", json.dumps(line))
+            layout.append_line(self.path / "rejected.jsonl", json.dumps(line))
         if self.rejected == 1 and self.journal is not None and not self.quiet:
             _warn.warn(
                 f"tracksdk: the store refused part of run {self.label}: {exc}. The run goes "
@@ -778,10 +779,10 @@ class Sender:
         _server_ids[self.client_id] = created.run_id
         assert self.conn is not None
         with contextlib.suppress(OSError):  # a later sync finds the run by its client id
-            _journal.write_json(
+            layout.write_json(
                 self.path / "created.json",
                 {
-                    "target": _journal.masked_target(self.conn.tracking_uri),
+                    "target": layout.masked_target(self.conn.tracking_uri),
                     "run_id": created.run_id,
                     "experiment_id": created.experiment_id,
                 },
@@ -817,7 +818,7 @@ class Sender:
         import shutil
 
         folder = local.parent
-        size = _journal.size_of(folder)
+        size = layout.size_of(folder)
         shutil.rmtree(folder, ignore_errors=True)
         if self.journal is not None:
             self.journal.files_bytes = max(0, self.journal.files_bytes - size)

@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from tracksdk import _journal, _warn
+from tracksdk import _warn
+from tracksdk._journal import folders, layout
+from tracksdk._journal.reader import Damage, Reader
 
 if TYPE_CHECKING:
     from tracksdk._sender import Sender
@@ -46,8 +48,8 @@ class Summary:
     records: Counter[str] = field(default_factory=Counter)
     metric_points: int = 0
     status: str | None = None  # the run's end status, if the run ended
-    end: _journal.Position = _journal.START
-    damage: list[_journal.Damage] = field(default_factory=list)
+    end: layout.Position = layout.START
+    damage: list[Damage] = field(default_factory=list)
     refused: int = 0  # lines in rejected.jsonl
     attach_to: str | None = None  # a forked child's part of this run (client id)
 
@@ -89,24 +91,24 @@ class Summary:
         ]
 
 
-def summarize(found: _journal.Found, *, final: bool = True) -> Summary:
+def summarize(found: folders.Found, *, final: bool = True) -> Summary:
     """Read a journal from its ack to its end, without sending anything (never raises).
 
     ``final``: the journal's writer is gone, so damaged parts are skipped and listed
     (a live journal is read up to its first incomplete record).
     """
-    created = _journal.read_json(found.path / "created.json") or {}
+    created = layout.read_json(found.path / "created.json") or {}
     run_id = created.get("run_id")
     summary = Summary(
         client_id=found.client_id,
         run_name=found.text("run_name"),
         experiment=found.text("experiment") or "",
-        target=_journal.masked_target(found.text("target")),
+        target=layout.masked_target(found.text("target")),
         created_as=run_id if isinstance(run_id, str) else None,
-        refused=_journal.count_lines(found.path / "rejected.jsonl"),
+        refused=layout.count_lines(found.path / "rejected.jsonl"),
         attach_to=found.text("attach_to"),
     )
-    reader = _journal.Reader(found.path, _journal.read_ack(found.path))
+    reader = Reader(found.path, layout.read_ack(found.path))
     try:
         while entries := reader.read(5000, final=final):
             for entry in entries:
@@ -137,15 +139,15 @@ class Outcome:
     kept_at: Path | None = None
 
 
-def _other_store(found: _journal.Found, conn: Connection, any_target: bool) -> str | None:
+def _other_store(found: folders.Found, conn: Connection, any_target: bool) -> str | None:
     target = found.text("target")
-    if target is None or any_target or _journal.same_target(target, conn.tracking_uri):
+    if target is None or any_target or layout.same_target(target, conn.tracking_uri):
         return None
-    return f"journaled for {_journal.masked_target(target)}"
+    return f"journaled for {layout.masked_target(target)}"
 
 
 def sync_one(
-    found: _journal.Found,
+    found: folders.Found,
     conn: Connection,
     *,
     http_timeout: float,
@@ -163,9 +165,9 @@ def sync_one(
     other = _other_store(found, conn, any_target)
     if other is not None:
         return Outcome(summarize(found, final=False), "other-store", message=other)
-    with _journal.claim(found.path) as ours:
+    with folders.claim(found.path) as ours:
         if not ours:
-            holder = _journal.holder(found.path, found.meta)
+            holder = folders.holder(found.path, found.meta)
             return Outcome(summarize(found, final=False), "live", message=holder)
         summary = summarize(found)
         label = summary.run_name or found.client_id[:8]
@@ -176,7 +178,7 @@ def sync_one(
         if sender.done:
             if sender.kept_at is not None:
                 lines = summary.describe_damage()
-                refused = _journal.count_lines(sender.kept_at / "rejected.jsonl")
+                refused = layout.count_lines(sender.kept_at / "rejected.jsonl")
                 if refused:
                     lines.append(f"{refused} request(s) refused by the store, kept in full")
                 return Outcome(
@@ -201,7 +203,7 @@ def sync_one(
                 ),
             )
         if _refused_run(sender):
-            kept = _journal.set_aside(
+            kept = folders.set_aside(
                 found.path,
                 f"the store refused the run: {error}",
                 [
@@ -237,7 +239,7 @@ def _wait(sender: Sender, summary: Summary, timeout: float, progress_delay: floa
     if progress_delay is not None:
         progress = Progress(
             f"tracksdk: sending run {summary.run_name or summary.client_id[:8]}",
-            _journal.distance(sender.acked, summary.end),
+            layout.distance(sender.acked, summary.end),
             unit="B",
             delay=progress_delay,
         )
@@ -252,7 +254,7 @@ def _wait(sender: Sender, summary: Summary, timeout: float, progress_delay: floa
             elif timeout > 0 and sender.failing and time.monotonic() - since > timeout:
                 return False
             if progress is not None:
-                progress.update(_journal.distance(start, sender.acked))
+                progress.update(layout.distance(start, sender.acked))
         return True
     finally:
         if progress is not None:
@@ -274,7 +276,7 @@ def sync_all(
     One journal that fails never stops the others.
     """
     outcomes = []
-    for found in _journal.find(folder):
+    for found in folders.find(folder):
         try:
             if dry_run:
                 outcomes.append(_dry_run(found, conn, any_target))
@@ -297,14 +299,14 @@ def sync_all(
     return outcomes
 
 
-def _dry_run(found: _journal.Found, conn: Connection, any_target: bool) -> Outcome:
-    with _journal.claim(found.path) as ours:
+def _dry_run(found: folders.Found, conn: Connection, any_target: bool) -> Outcome:
+    with folders.claim(found.path) as ours:
         summary = summarize(found, final=ours)
     other = _other_store(found, conn, any_target)
     if other is not None:
         return Outcome(summary, "other-store", message=other)
     if not ours:
-        return Outcome(summary, "live", message=_journal.holder(found.path, found.meta))
+        return Outcome(summary, "live", message=folders.holder(found.path, found.meta))
     return Outcome(summary, "would-send")
 
 
@@ -326,15 +328,15 @@ def in_background(folder: Path, conn: Connection, http_timeout: float) -> None:
             return
     except OSError:
         return
-    key = (str(folder), _journal.masked_target(conn.tracking_uri) or "")
+    key = (str(folder), layout.masked_target(conn.tracking_uri) or "")
     with _background_lock:
         thread = _background.get(key)
         if thread is not None and thread.is_alive():
             return
 
         def work() -> None:
-            for found in _journal.find(folder):
-                if not _journal.same_target(found.text("target"), conn.tracking_uri):
+            for found in folders.find(folder):
+                if not layout.same_target(found.text("target"), conn.tracking_uri):
                     continue
                 try:
                     outcome = sync_one(
@@ -384,13 +386,13 @@ def replay_rejected(
     """``tracksdk sync --rejected``: send kept journals and refused requests again."""
     from tracksdk._sender import Sender
 
-    kept = _journal.find(folder / _journal.KEPT)
+    kept = folders.find(folder / layout.KEPT)
     if not kept:
-        print(f"Nothing kept in {folder / _journal.KEPT}.", file=out)
+        print(f"Nothing kept in {folder / layout.KEPT}.", file=out)
         return 0
     print(
-        f"Sending {len(kept)} kept journal(s) from {folder / _journal.KEPT} to "
-        f"{_journal.masked_target(conn.tracking_uri)}",
+        f"Sending {len(kept)} kept journal(s) from {folder / layout.KEPT} to "
+        f"{layout.masked_target(conn.tracking_uri)}",
         file=out,
     )
     failed = 0
@@ -419,10 +421,10 @@ def replay_rejected(
         if not lines:
             print(f"  sent {name} as run {outcome.run_id}", file=out)
             continue
-        with _journal.claim(path) as ours:
+        with folders.claim(path) as ours:
             if not ours:
                 failed += 1
-                print(f"  skipped {name}: {_journal.holder(path, found.meta)}", file=out)
+                print(f"  skipped {name}: {folders.holder(path, found.meta)}", file=out)
                 continue
             sender = Sender(path, conn, http_timeout=http_timeout, label=name)
             sender.quiet = True
@@ -439,7 +441,7 @@ def replay_rejected(
             sent = len(lines) - len(left)
             if left:
                 failed += 1
-                _journal.write_lines(rejected, left)
+                layout.write_lines(rejected, left)
                 why = f": {error}" if error is not None else " (lines without records)"
                 print(
                     f"  FAILED {name}: sent {sent} of {len(lines)} refused request(s) to run "
@@ -450,7 +452,7 @@ def replay_rejected(
             rejected.unlink(missing_ok=True)
             damaged = (path / "damage.json").exists()
             if not damaged:
-                _journal.remove(path)
+                folders.remove(path)
             print(
                 f"  sent {sent} refused request(s) of {name} to run {sender.run_id}"
                 + (f"; kept in {path} for its unreadable parts" if damaged else ""),
@@ -488,10 +490,10 @@ def command(
     """``tracksdk sync``: send (or list) this project's journals; the exit code."""
     from tracksdk import _mlflow
 
-    folder = _journal.journal_dir(explained)
+    folder = layout.journal_dir(explained)
     settings = explained.settings
-    uri = _journal.masked_target(conn.tracking_uri)
-    found = [] if rejected else _journal.find(folder)
+    uri = layout.masked_target(conn.tracking_uri)
+    found = [] if rejected else folders.find(folder)
     if not found and not rejected:
         print(f"Nothing to sync in {folder}.", file=out)
         _mention_kept(folder, out)
@@ -554,7 +556,7 @@ def command(
             print(f"  sent {short} as run {outcome.run_id}, NOT IN FULL:", file=out)
             for line in summary.describe_damage():
                 print(f"    {line}", file=out)
-            refused = _journal.count_lines((outcome.kept_at or Path()) / "rejected.jsonl")
+            refused = layout.count_lines((outcome.kept_at or Path()) / "rejected.jsonl")
             if refused:
                 print(f"    {refused} request(s) refused by the store, kept in full", file=out)
             print(f"    kept in {outcome.kept_at} (see KEPT.txt there)", file=out)
@@ -575,10 +577,10 @@ def command(
 
 
 def _mention_kept(folder: Path, out: TextIO) -> None:
-    kept = _journal.find(folder / _journal.KEPT)
+    kept = folders.find(folder / layout.KEPT)
     if kept:
         print(
-            f"{len(kept)} journal(s) kept in {folder / _journal.KEPT} (see KEPT.txt in each); "
+            f"{len(kept)} journal(s) kept in {folder / layout.KEPT} (see KEPT.txt in each); "
             "`tracksdk sync --rejected` sends them again.",
             file=out,
         )

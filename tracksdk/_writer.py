@@ -29,7 +29,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracksdk import _journal, _warn
+from tracksdk import _warn
+from tracksdk._journal import folders, layout
+from tracksdk._journal.journal import Journal, JournalFull
 from tracksdk._schema import DROPPED_POINTS_TAG, WRITE_FAILURES_TAG
 from tracksdk.exceptions import TrackingError
 
@@ -54,7 +56,7 @@ class Writer:
 
     def __init__(
         self,
-        journal: _journal.Journal,
+        journal: Journal,
         conn: Connection | None,
         *,
         strict: bool,
@@ -82,7 +84,7 @@ class Writer:
             )
         self._warned_degraded = False
         self.had_children = False  # this process forked while the run was live
-        self._child_of: _journal.Journal | None = None  # set in a forked child until it logs
+        self._child_of: Journal | None = None  # set in a forked child until it logs
         self._child_exit_hooked = False
         self._parent_run_id: str | None = None
         self.attach_to: str | None = None  # in a forked child: the parent run's client id
@@ -115,7 +117,7 @@ class Writer:
             self._start_child()
         try:
             self.journal.append(record, droppable=droppable)
-        except _journal.JournalFull:
+        except JournalFull:
             self.dropped_points += len(record[1])
             if self.dropped_points == len(record[1]):
                 _warn.warn(
@@ -177,12 +179,12 @@ class Writer:
         return ok
 
     def _spooled(self, local: Path, artifact_path: str | None) -> bool:
-        _journal.make_private(local)
+        layout.make_private(local)
         try:
             relative = local.relative_to(self.journal.files_root).as_posix()
         except ValueError:  # spooled outside the journal (full disk): an absolute path
             relative = str(local)
-        self.journal.files_bytes += _journal.size_of(local)
+        self.journal.files_bytes += layout.size_of(local)
         return self._append(["f", relative, artifact_path or None])
 
     def _spool(self, name: str, write: Callable[[Path], None]) -> Path:
@@ -433,13 +435,13 @@ class Writer:
         self.sender = None
         self.had_children = False
 
-    def _child_of_memory(self, parent: _journal.Journal, meta: Mapping[str, Any]) -> None:
+    def _child_of_memory(self, parent: Journal, meta: Mapping[str, Any]) -> None:
         """A forked child of a run on the memory store: its writes cannot reach the store.
 
         The store lives in the parent process's memory; the child's copy dies with the
         child. One warning says so; the child's records are kept in memory and dropped.
         """
-        self.journal = _journal.Journal.in_memory(
+        self.journal = Journal.in_memory(
             parent.path.parent, {**meta}, max_bytes=parent.max_bytes, reason=None
         )
         self.sender = None
@@ -459,7 +461,7 @@ class Writer:
         assert parent is not None
         self._child_of = None
         meta = {
-            "client_id": _journal.new_client_id(),
+            "client_id": layout.new_client_id(),
             "target": parent.meta.get("target"),
             "backend": parent.meta.get("backend"),
             "experiment": parent.meta.get("experiment"),
@@ -474,11 +476,11 @@ class Writer:
             self._child_of_memory(parent, meta)
             return
         try:
-            journal = _journal.Journal.create(
+            journal = Journal.create(
                 folder, meta, max_bytes=parent.max_bytes, memory_fallback=self.conn is not None
             )
         except OSError as exc:
-            journal = _journal.Journal.in_memory(
+            journal = Journal.in_memory(
                 folder, meta, max_bytes=parent.max_bytes, reason=f"{exc.strerror or exc}"
             )
         self.journal = journal
@@ -522,7 +524,7 @@ class Writer:
         if mp_util is not None:
             mp_util.Finalize(None, finish, exitpriority=10)
 
-    def _finish_child(self, end: _journal.Position) -> bool:
+    def _finish_child(self, end: layout.Position) -> bool:
         """The end of a forked child's part: send it (bounded); the rest waits on disk."""
         sender = self.sender
         if sender is None:
@@ -548,14 +550,14 @@ class Writer:
         from tracksdk._sender import Sender
 
         assert self.conn is not None
-        for found in _journal.find(self.journal.path.parent):
+        for found in folders.find(self.journal.path.parent):
             if found.meta.get("attach_to") != self.client_id:
                 continue
             leftover = _Leftover(found.path, self.conn, self.http_timeout, self.label)
             if time.monotonic() >= deadline:
                 _drainer().add(leftover)  # the end does not wait any longer for them
                 continue
-            with _journal.claim(found.path) as ours:
+            with folders.claim(found.path) as ours:
                 if not ours:
                     continue  # the child still runs and sends its own points
                 sender = Sender(
@@ -672,7 +674,7 @@ class _Drainer:
             return False  # finishing its last request
         if not item.path.exists():
             return True
-        with _journal.claim(item.path) as ours:
+        with folders.claim(item.path) as ours:
             if not ours:
                 return False
             sender = Sender(item.path, item.conn, http_timeout=item.http_timeout, label=item.label)
