@@ -140,6 +140,7 @@ WORKER_SOURCE = textwrap.dedent(
 
         from tracksdk._journal import layout
         from tracksdk._journal.reader import Reader
+        from tracksdk._journal.records import Metrics
 
         path = Path(folder) / client_id
         if not path.is_dir():
@@ -150,7 +151,7 @@ WORKER_SOURCE = textwrap.dedent(
             entries = reader.read(5000)
             if not entries:
                 break
-            points += sum(len(e.record[1]) for e in entries if e.record[0] == "m")
+            points += sum(len(e.record.points) for e in entries if isinstance(e.record, Metrics))
         reader.close()
         return points, True
 
@@ -405,6 +406,7 @@ WORKER_SOURCE = textwrap.dedent(
         folder = tempfile.mkdtemp()
         try:
             from tracksdk import _journal, _redact, _validate, _writer
+            from tracksdk._journal.records import Metrics, encode
             from tracksdk._run import Run
 
             journal = _journal.Journal.create(
@@ -414,8 +416,8 @@ WORKER_SOURCE = textwrap.dedent(
             checker = _validate.Checker(strict=False)
             alone = Run(writer=writer, checker=checker)
             ts = int(time.time() * 1000)
-            record = ["m", [["d", 1.5, ts, 7]]]
-            payload = json.dumps(record).encode()
+            record = Metrics([("d", 1.5, ts, 7)])
+            payload = encode(record)
             for label, func in (
                 ("run.log_metric, whole call (no sender)",
                  lambda i: alone.log_metric("a", float(i), step=i)),
@@ -429,8 +431,7 @@ WORKER_SOURCE = textwrap.dedent(
                 ("  Writer.batch (record + Journal.append)",
                  lambda i: writer.batch(metrics=[("c", float(i), ts, i)])),
                 ("    Journal.append", lambda i: journal.append(record)),
-                ("      json.dumps(record).encode()",
-                 lambda i: json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()),
+                ("      encode(record)", lambda i: encode(record)),
                 ("      zlib.crc32(payload)", lambda i: zlib.crc32(payload)),
             ):
                 try:

@@ -32,14 +32,27 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracksdk import _warn
 from tracksdk._journal import folders, layout
-from tracksdk._journal.reader import Damage, Entry, Reader, TailReader, well_formed
+from tracksdk._journal.reader import Damage, Entry, Reader, TailReader
+from tracksdk._journal.records import (
+    Create,
+    End,
+    File,
+    Input,
+    MetricPoint,
+    Metrics,
+    Params,
+    Record,
+    Register,
+    Tags,
+    from_json,
+)
 from tracksdk._schema import (
     ARTIFACTS_NOT_RESENT_TAG,
     BATCH_MAX_BYTES,
@@ -71,40 +84,54 @@ WAKE_AFTER = 500  # records the training thread may write before it wakes the se
 _server_ids: dict[str, str] = {}
 
 
-@dataclass
-class _Op:
-    kind: str
-    end: layout.Position | None  # ack up to here once done; None: more of a record
-    record: list[Any] = field(default_factory=list)
-    metrics: list[list[Any]] = field(default_factory=list)
+@dataclass(slots=True)
+class _Batch:
+    """Consecutive metrics, params and tags merged into one ``log_batch`` request."""
+
+    end: layout.Position | None = None  # ack up to here once done; None: more of a record
+    metrics: list[MetricPoint] = field(default_factory=list)
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
 
-    def records(self) -> list[list[Any]]:
+    def records(self) -> list[Record]:
         """The journal records this request was built from (to keep a refused one)."""
-        if self.kind != "batch":
-            return [self.record]
-        out: list[list[Any]] = []
+        out: list[Record] = []
         if self.params:
-            out.append(["p", self.params])
+            out.append(Params(self.params))
         if self.tags:
-            out.append(["t", self.tags])
+            out.append(Tags(self.tags))
         if self.metrics:
-            out.append(["m", self.metrics])
+            out.append(Metrics(self.metrics))
         return out
 
     def describe(self) -> str:
-        if self.kind == "batch":
-            return (
-                f"log_batch of {len(self.metrics)} metrics, {len(self.params)} params, "
-                f"{len(self.tags)} tags"
-            )
-        return json.dumps(self.record)[:300]
+        return (
+            f"log_batch of {len(self.metrics)} metrics, {len(self.params)} params, "
+            f"{len(self.tags)} tags"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Single:
+    """One record sent on its own: a create, an upload, an input, a registration, an end."""
+
+    record: Record
+    end: layout.Position | None
+
+    def records(self) -> list[Record]:
+        """The journal record this request was built from (to keep a refused one)."""
+        return [self.record]
+
+    def describe(self) -> str:
+        return json.dumps(self.record.as_json())[:300]
+
+
+_Op = _Batch | _Single
 
 
 def _plan(entries: list[Entry]) -> Iterator[_Op]:
     """Group records into requests: batches of m/p/t within limits, the rest one by one."""
-    batch: _Op | None = None
+    batch: _Batch | None = None
     size = 0
 
     def full(extra_bytes: int, metrics: int = 0, params: int = 0, tags: int = 0) -> bool:
@@ -120,34 +147,41 @@ def _plan(entries: list[Entry]) -> Iterator[_Op]:
 
     for entry in entries:
         record = entry.record
-        kind = record[0]
-        if kind in ("m", "p", "t"):
-            items: list[Any] = list(record[1]) if kind == "m" else list(record[1].items())
-            for item in items:
-                item_bytes = len(str(item)) + 16
-                m, p, t = (kind == "m"), (kind == "p"), (kind == "t")
-                if batch is None:
-                    batch, size = _Op("batch", None), 0
-                elif full(item_bytes, m, p, t):
-                    yield batch
-                    batch, size = _Op("batch", None), 0
-                if m:
-                    batch.metrics.append(item)
-                elif p:
-                    batch.params[str(item[0])] = str(item[1])
-                else:
-                    batch.tags[str(item[0])] = str(item[1])
-                size += item_bytes
-            if batch is None:  # an empty record
-                batch, size = _Op("batch", None), 0
-            batch.end = entry.end
+        if not isinstance(record, Metrics | Params | Tags):
+            if batch is not None:
+                yield batch
+                batch = None
+            yield _Single(record, entry.end)
             continue
-        if batch is not None:
-            yield batch
-            batch = None
-        yield _Op(kind, entry.end, record)
+        m, p = isinstance(record, Metrics), isinstance(record, Params)
+        t = not (m or p)
+        items: Iterable[Any] = (
+            record.points if isinstance(record, Metrics) else record.values.items()
+        )
+        for item in items:
+            item_bytes = len(str(item)) + 16
+            if batch is None:
+                batch, size = _Batch(), 0
+            elif full(item_bytes, m, p, t):
+                yield batch
+                batch, size = _Batch(), 0
+            if m:
+                batch.metrics.append(item)
+            elif p:
+                batch.params[item[0]] = item[1]
+            else:
+                batch.tags[item[0]] = item[1]
+            size += item_bytes
+        if batch is None:  # an empty record
+            batch, size = _Batch(), 0
+        batch.end = entry.end
     if batch is not None:
         yield batch
+
+
+def _creates(op: _Op) -> bool:
+    """Whether ``op`` creates the run (never set aside: its tags and parent live in it)."""
+    return isinstance(op, _Single) and isinstance(op.record, Create)
 
 
 class _RunLost(Exception):
@@ -256,13 +290,14 @@ class Sender:
         with self._changed:
             self._changed.wait(timeout)
 
-    def resend(self, records: list[list[Any]]) -> TrackingError | None:
+    def resend(self, records: list[Any]) -> TrackingError | None:
         """Send refused records again, once each, from the calling thread.
 
         For ``tracksdk sync --rejected``: the run is found (or created from meta.json)
         first. Returns None when all were sent, else the error that stopped them.
         """
-        entries = [Entry(r, layout.START) for r in records if well_formed(r)]
+        parsed = [from_json(r) for r in records]
+        entries = [Entry(r, layout.START) for r in parsed if r is not None]
         if len(entries) != len(records):
             return TrackingError("the line holds records this tracksdk cannot read")
         try:
@@ -277,7 +312,7 @@ class Sender:
                     ),
                 )
             for op in _plan(entries):
-                if op.kind != "c":
+                if not _creates(op):
                     self._do(op)
         except TrackingError as exc:
             return exc
@@ -425,7 +460,7 @@ class Sender:
         """
         # Replaying a journal whose process died before ending the run: KILLED. When
         # nothing readable created the run, it is created from meta.json first.
-        killed = _Op("e", None, ["e", "KILLED", self._death_time_ms(), {}])
+        killed = _Single(End("KILLED", self._death_time_ms()), None)
         # A forked child's journal has no end of its own: it adds to its parent's run.
         unended = (
             self.journal is None
@@ -585,9 +620,14 @@ class Sender:
                 # error, is not an outage: after a few tries the request is set aside
                 # instead of blocking everything behind it.
                 # A create is never set aside: the run's tags and parent live in it.
-                poison = op.kind != "c" and (
+                record = op.record if isinstance(op, _Single) else None
+                poison = not isinstance(record, Create) and (
                     exc.status == 500
-                    or (op.kind in ("f", "r") and exc.status is None and not exc.network)
+                    or (
+                        isinstance(record, File | Register)
+                        and exc.status is None
+                        and not exc.network
+                    )
                 )
                 if poison:
                     odd_failures += 1
@@ -616,12 +656,12 @@ class Sender:
                 # range): set aside, like a request the store refused.
                 self.first_outcome.set()
                 self._reject(op, Rejected(f"{type(exc).__name__}: {exc}"))
-                return op.kind != "c" and self.run_id is not None
+                return not _creates(op) and self.run_id is not None
             except Rejected as exc:
                 self.first_outcome.set()
-                if op.kind != "c" and self._run_lost(exc):
+                if not _creates(op) and self._run_lost(exc):
                     raise _RunLost(str(exc)) from None
-                if op.kind == "c" or self.run_id is None:  # the run could not be created
+                if _creates(op) or self.run_id is None:  # the run could not be created
                     self.last_error = exc
                     if not self.start_watched and not self.quiet:
                         _warn.warn(
@@ -656,20 +696,20 @@ class Sender:
         name = meta.get("experiment")
         return name if isinstance(name, str) and name else "Default"
 
-    def _info_from_meta(self, reason: str) -> dict[str, Any]:
+    def _info_from_meta(self, reason: str) -> Create:
         """A create record rebuilt from meta.json, for a run whose own is unreadable."""
         meta = layout.read_json(self.path / "meta.json") or {}
         found = folders.Found(self.path, meta)
         created = found.created
         start = int(created * 1000) if created > 0 else self._death_time_ms()
-        return {
-            "experiment": self._experiment_name(),
-            "run_name": found.text("run_name"),
-            "parent": found.text("parent"),
-            "start": start,
-            "tags": {RECREATED_TAG: reason[:5000]},
-            "attach": self.attach_to,  # a forked child's part: find the parent's run
-        }
+        return Create(
+            experiment=self._experiment_name(),
+            start=start,
+            run_name=found.text("run_name"),
+            tags={RECREATED_TAG: reason[:5000]},
+            parent=found.text("parent"),
+            attach=self.attach_to,  # a forked child's part: find the parent's run
+        )
 
     def _report_outage(self, exc: TrackingError) -> None:
         if self.journal is None or self._warned_outage or self.start_watched:
@@ -684,13 +724,14 @@ class Sender:
 
     def _reject(self, op: _Op, exc: TrackingError) -> None:
         self.rejected += 1
-        if op.kind == "e":
+        if isinstance(op, _Single) and isinstance(op.record, End):
             self._ended = True
         line = {
             "at": int(time.time() * 1000),
             "request": op.describe(),
             "error": str(exc),
-            "records": op.records(),  # in full: `tracksdk sync --rejected` replays them
+            # In full: `tracksdk sync --rejected` replays them.
+            "records": [record.as_json() for record in op.records()],
         }
         with contextlib.suppress(OSError, ValueError, TypeError):
             layout.append_line(self.path / "rejected.jsonl", json.dumps(line))
@@ -703,8 +744,9 @@ class Sender:
 
     def _do(self, op: _Op) -> None:
         transport = self._transport_for()
-        if op.kind == "c":
-            self._create(transport, op.record[1])
+        record = op.record if isinstance(op, _Single) else None
+        if isinstance(record, Create):
+            self._create(transport, record)
             return
         if self.run_id is None:
             # The create record is unreadable, or the store lost the run and the journal's
@@ -718,18 +760,18 @@ class Sender:
         run_id = self.run_id
         if run_id is None:
             raise TrackingError(f"run {self.label} could not be created")
-        if op.kind == "batch":
+        if isinstance(op, _Batch):
             transport.log_batch(run_id, op.metrics, op.params, op.tags)
-        elif op.kind == "f":
-            self._upload(transport, op.record)
-        elif op.kind == "i":
-            transport.log_input(run_id, op.record[1], op.record[2])
-        elif op.kind == "r":
-            self._register(op.record)
-        elif op.kind == "e" and self.attach_to is not None:
+        elif isinstance(record, File):
+            self._upload(transport, record)
+        elif isinstance(record, Input):
+            transport.log_input(run_id, record.dataset, record.context)
+        elif isinstance(record, Register):
+            self._register(record)
+        elif isinstance(record, End) and self.attach_to is not None:
             self.status_sent = "attached"  # the parent's run ends with the parent
-        elif op.kind == "e":
-            extra: dict[str, str] = dict(op.record[3].get("tags", {})) if len(op.record) > 3 else {}
+        elif isinstance(record, End):
+            extra = dict(record.tags)
             if self.rejected:
                 extra[WRITE_FAILURES_TAG] = str(self.rejected)
             if self._lost_artifacts:
@@ -739,17 +781,17 @@ class Sender:
                 )
             if extra:
                 transport.log_batch(run_id, [], {}, extra)
-            transport.end_run(run_id, str(op.record[1]), int(op.record[2]))
-            self.status_sent = str(op.record[1])
+            transport.end_run(run_id, record.status, int(record.end_ms))
+            self.status_sent = record.status
             self._ended = True
         # Unknown kinds come from a newer tracksdk: skipped, never a crash.
 
-    def _create(self, transport: Store, info: dict[str, Any]) -> None:
+    def _create(self, transport: Store, info: Create) -> None:
         if self.run_id is not None:
             return
-        self._experiment = str(info["experiment"])
+        self._experiment = info.experiment
         experiment_id = transport.experiment_id(self._experiment)
-        if info.get("attach"):
+        if info.attach:
             self._attach(transport, experiment_id, info)
             return
         created = None
@@ -757,22 +799,20 @@ class Sender:
             # An earlier attempt (or process) may have created it and lost the answer.
             created = transport.find_run(experiment_id, self.client_id)
         if created is None:
-            tags = {str(k): str(v) for k, v in dict(info.get("tags", {})).items()}
+            tags = dict(info.tags)
             if self._recreated:
                 tags[RECREATED_TAG] = self._recreated[:5000]
             tags[CLIENT_RUN_ID_TAG] = self.client_id
-            parent = info.get("parent")
+            parent = info.parent
             if parent:
-                parent_id = info.get("parent_run_id") or _server_ids.get(str(parent))
+                parent_id = info.parent_run_id or _server_ids.get(parent)
                 if parent_id is None:
-                    found = transport.find_run(experiment_id, str(parent))
+                    found = transport.find_run(experiment_id, parent)
                     if found is None:
                         raise Transient(f"the parent run {parent} is not in the store yet")
                     parent_id = found.run_id
                 tags[PARENT_RUN_ID_TAG] = str(parent_id)
-            created = transport.create_run(
-                experiment_id, info.get("run_name"), tags, int(info["start"])
-            )
+            created = transport.create_run(experiment_id, info.run_name, tags, int(info.start))
         self.created = created
         self.experiment_id = created.experiment_id
         self.run_id = created.run_id
@@ -788,10 +828,10 @@ class Sender:
                 },
             )
 
-    def _attach(self, transport: Store, experiment_id: str, info: dict[str, Any]) -> None:
+    def _attach(self, transport: Store, experiment_id: str, info: Create) -> None:
         """Find the parent's run that a forked child's journal adds to."""
-        parent = str(info["attach"])
-        run_id = info.get("run_id") or _server_ids.get(parent)
+        parent = str(info.attach)
+        run_id = info.run_id or _server_ids.get(parent)
         if run_id is None:
             found = transport.find_run(experiment_id, parent)
             if found is None:
@@ -801,16 +841,16 @@ class Sender:
         self.experiment_id = experiment_id
         self.attach_to = parent
 
-    def _upload(self, transport: Store, record: list[Any]) -> None:
+    def _upload(self, transport: Store, record: File) -> None:
         assert self.run_id is not None
-        local = self.path / "files" / str(record[1])
+        local = self.path / "files" / record.path
         if not local.exists() and self.restarts:
             # Sent to the store that lost the run, then freed: it cannot be sent again.
             self._lost_artifacts += 1
             return
         if not local.exists():
-            raise Rejected(f"spooled artifact {record[1]} is missing from the journal")
-        transport.upload(self.run_id, str(local), record[2])
+            raise Rejected(f"spooled artifact {record.path} is missing from the journal")
+        transport.upload(self.run_id, str(local), record.artifact_path)
         self.after_upload(local)
 
     def after_upload(self, local: Path) -> None:
@@ -823,7 +863,7 @@ class Sender:
         if self.journal is not None:
             self.journal.files_bytes = max(0, self.journal.files_bytes - size)
 
-    def _register(self, record: list[Any]) -> None:
+    def _register(self, record: Register) -> None:
         from tracksdk import registry
         from tracksdk.stores._client import classify
 
@@ -832,12 +872,12 @@ class Sender:
             raise Rejected(f"{self.conn.tracking_uri} has no model registry")
         from tracksdk.settings import find_project_root
 
-        spec = registry.Register.from_dict(record[1])
+        spec = registry.Register.from_dict(record.spec)
         model_uri = f"runs:/{self.run_id}/model"
         lock_dir = find_project_root() / ".tracksdk"
         try:
             registry.register_version(
-                self.conn, self.run_id, model_uri, spec, dict(record[2]), lock_dir
+                self.conn, self.run_id, model_uri, spec, dict(record.metrics), lock_dir
             )
         except TrackingError as exc:
             raise classify(self.conn, exc.__cause__ or exc, "Registering") from None

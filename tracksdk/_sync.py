@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from tracksdk import _warn
 from tracksdk._journal import folders, layout
 from tracksdk._journal.reader import Damage, Reader
+from tracksdk._journal.records import End, File, Input, Metrics, Params, Record, Register, Tags
 
 if TYPE_CHECKING:
     from tracksdk._sender import Sender
@@ -45,7 +46,7 @@ class Summary:
     experiment: str
     target: str | None
     created_as: str | None  # MLflow run id, when the run exists in ``target``
-    records: Counter[str] = field(default_factory=Counter)
+    records: Counter[type[Record]] = field(default_factory=Counter)  # by kind
     metric_points: int = 0
     status: str | None = None  # the run's end status, if the run ended
     end: layout.Position = layout.START
@@ -68,12 +69,16 @@ class Summary:
         else:
             what = f"create run {name!r} in experiment {self.experiment!r}"
         parts = [f"{self.metric_points} metric points"]
-        for kind, label in (("p", "param batches"), ("t", "tag batches"), ("f", "artifacts")):
+        kinds: tuple[tuple[type[Record], str], ...] = (
+            (Params, "param batches"),
+            (Tags, "tag batches"),
+            (File, "artifacts"),
+            (Input, "dataset inputs"),
+        )
+        for kind, label in kinds:
             if self.records[kind]:
                 parts.append(f"{self.records[kind]} {label}")
-        if self.records["i"]:
-            parts.append(f"{self.records['i']} dataset inputs")
-        if self.records["r"]:
+        if self.records[Register]:
             parts.append("a model registration")
         ending = f"end it {self.status}" if self.status else "end it KILLED (its process died)"
         if self.attach_to:
@@ -112,12 +117,12 @@ def summarize(found: folders.Found, *, final: bool = True) -> Summary:
     try:
         while entries := reader.read(5000, final=final):
             for entry in entries:
-                kind = entry.record[0]
-                summary.records[kind] += 1
-                if kind == "m":
-                    summary.metric_points += len(entry.record[1])
-                elif kind == "e":
-                    summary.status = str(entry.record[1])
+                record = entry.record
+                summary.records[type(record)] += 1
+                if isinstance(record, Metrics):
+                    summary.metric_points += len(record.points)
+                elif isinstance(record, End):
+                    summary.status = record.status
                 summary.end = entry.end
         summary.damage = list(reader.damage)
     finally:

@@ -32,6 +32,18 @@ from typing import TYPE_CHECKING, Any
 from tracksdk import _warn
 from tracksdk._journal import folders, layout
 from tracksdk._journal.journal import Journal, JournalFull
+from tracksdk._journal.records import (
+    Create,
+    End,
+    File,
+    Input,
+    MetricPoint,
+    Metrics,
+    Params,
+    Record,
+    Register,
+    Tags,
+)
 from tracksdk._schema import DROPPED_POINTS_TAG, WRITE_FAILURES_TAG
 from tracksdk.exceptions import TrackingError
 
@@ -39,7 +51,6 @@ if TYPE_CHECKING:
     from tracksdk._sender import Sender
     from tracksdk.backends import Connection
 
-MetricPoint = tuple[str, float, int, int]  # key, value, timestamp in ms, step
 
 # When the store cannot be reached at a run's end, the wait stops after this many seconds
 # without progress, instead of the whole TRACKSDK_FLUSH_TIMEOUT.
@@ -112,14 +123,15 @@ class Writer:
 
     # -- appending -------------------------------------------------------------------
 
-    def _append(self, record: list[Any], *, droppable: bool = False) -> bool:
+    def _append(self, record: Record, *, droppable: bool = False) -> bool:
         if self._child_of is not None:
             self._start_child()
         try:
             self.journal.append(record, droppable=droppable)
         except JournalFull:
-            self.dropped_points += len(record[1])
-            if self.dropped_points == len(record[1]):
+            dropped = len(record.points) if isinstance(record, Metrics) else 1
+            self.dropped_points += dropped
+            if self.dropped_points == dropped:
                 _warn.warn(
                     f"tracksdk: the journal of run {self.label} holds more unsent data than "
                     f"TRACKSDK_JOURNAL__MAX_MB ({self.journal.max_bytes >> 20} MB): new metric "
@@ -158,9 +170,22 @@ class Writer:
             "TRACKSDK_JOURNAL__DIR to a writable folder."
         )
 
-    def create(self, info: Mapping[str, Any]) -> bool:
-        """Journal the run's creation: experiment, name, tags, parent, start time."""
-        return self._append(["c", dict(info)])
+    def create(self, info: Mapping[str, Any] | Create) -> bool:
+        """Journal the run's creation: experiment, name, tags, parent, start time.
+
+        ``info`` is the record, or a mapping of its fields (``experiment``, ``start``,
+        ``run_name``, ``tags``, ``parent``, ``parent_run_id``).
+        """
+        if not isinstance(info, Create):
+            info = Create(
+                experiment=info["experiment"],
+                start=info["start"],
+                run_name=info.get("run_name"),
+                tags=dict(info.get("tags") or {}),
+                parent=info.get("parent"),
+                parent_run_id=info.get("parent_run_id"),
+            )
+        return self._append(info)
 
     def batch(
         self,
@@ -171,11 +196,12 @@ class Writer:
         """Journal metrics, params and tags."""
         ok = True
         if params:
-            ok = self._append(["p", dict(params)]) and ok
+            ok = self._append(Params(dict(params))) and ok
         if tags:
-            ok = self._append(["t", dict(tags)]) and ok
+            ok = self._append(Tags(dict(tags))) and ok
         if metrics:
-            ok = self._append(["m", [list(p) for p in metrics]], droppable=True) and ok
+            points = metrics if isinstance(metrics, list) else list(metrics)
+            ok = self._append(Metrics(points), droppable=True) and ok
         return ok
 
     def _spooled(self, local: Path, artifact_path: str | None) -> bool:
@@ -185,7 +211,7 @@ class Writer:
         except ValueError:  # spooled outside the journal (full disk): an absolute path
             relative = str(local)
         self.journal.files_bytes += layout.size_of(local)
-        return self._append(["f", relative, artifact_path or None])
+        return self._append(File(relative, artifact_path or None))
 
     def _spool(self, name: str, write: Callable[[Path], None]) -> Path:
         """Spool an artifact: in the journal, or in a temp folder when the disk is full."""
@@ -296,11 +322,11 @@ class Writer:
             described = _mlflow.describe_dataset(data, name=name, targets=targets)
         except TrackingError as exc:
             return self._spool_failed(exc, "a dataset input")
-        return self._append(["i", described, context])
+        return self._append(Input(described, context))
 
     def register(self, spec: Mapping[str, Any], metrics: Mapping[str, float]) -> bool:
         """Journal a registration to be done when the run's data reaches the store."""
-        return self._append(["r", dict(spec), dict(metrics)])
+        return self._append(Register(dict(spec), dict(metrics)))
 
     # -- waiting ---------------------------------------------------------------------
 
@@ -332,7 +358,7 @@ class Writer:
             tags[WRITE_FAILURES_TAG] = str(self.failures)
         if self.dropped_points:
             tags[DROPPED_POINTS_TAG] = str(self.dropped_points)
-        self._append(["e", status, int(time.time() * 1000), {"tags": tags}])
+        self._append(End(status, int(time.time() * 1000), tags))
         end = self.journal.position
         self.journal.close()
         if self.attach_to is not None:
@@ -487,14 +513,14 @@ class Writer:
         self.failures = self.dropped_points = 0
         self._warned_degraded = False
         self.attach_to = parent.client_id
-        create = {
-            "experiment": meta["experiment"],
-            "attach": parent.client_id,
-            "run_id": self._parent_run_id,
-            "start": int(time.time() * 1000),
-        }
+        create = Create(
+            experiment=str(meta["experiment"] or "Default"),  # as a sync would find it
+            start=int(time.time() * 1000),
+            attach=parent.client_id,
+            run_id=self._parent_run_id,
+        )
         with contextlib.suppress(OSError):
-            journal.append(["c", create])
+            journal.append(create)
         if self.conn is not None:
             self.sender = Sender(
                 journal.path,

@@ -42,6 +42,7 @@ from tracksdk._journal.layout import (
     write_private,
 )
 from tracksdk._journal.reader import TailReader
+from tracksdk._journal.records import Record, encode
 
 # On a nearly full disk a segment is halved until it fits, down to this size.
 MIN_SEGMENT_SIZE = 64 << 10
@@ -50,8 +51,6 @@ _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 _TAIL_RESERVE = 8 << 10
 # The acknowledged start of a segment is given back to the disk in pieces of at least this.
 _PUNCH_MIN = 256 << 10
-# One encoder: json.dumps with options builds a new one per call (about 4 us).
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 class JournalFull(Exception):
@@ -204,7 +203,7 @@ class Journal:
 
     # -- appending -------------------------------------------------------------------
 
-    def append(self, record: list[Any], *, droppable: bool = False) -> None:
+    def append(self, record: Record, *, droppable: bool = False) -> None:
         """Append one record. Costs a JSON encoding and a memory copy.
 
         Raises:
@@ -212,7 +211,7 @@ class Journal:
                 its cap. Other records are always kept (docs/offline.md, "Journal full").
             OSError: the journal is closed.
         """
-        payload = _encode(record).encode()
+        payload = encode(record)
         size = len(payload)
         with self._lock:
             mm = self._mm

@@ -11,7 +11,6 @@ accepted only when its length fits and its CRC matches.
 
 from __future__ import annotations
 
-import json
 import mmap
 import os
 import zlib
@@ -28,16 +27,17 @@ from tracksdk._journal.layout import (
     segment_name,
     segment_numbers,
 )
+from tracksdk._journal.records import Create, Record, decode
 
 if TYPE_CHECKING:
     from tracksdk._journal.journal import Journal
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     """One record read back, with the position right after it."""
 
-    record: list[Any]
+    record: Record
     end: Position
 
 
@@ -67,77 +67,6 @@ class Damage:
             "end": self.end,
             "reason": self.reason,
         }
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _optional_str(record: list[Any], index: int) -> bool:
-    return len(record) <= index or record[index] is None or isinstance(record[index], str)
-
-
-def well_formed(record: Any) -> bool:
-    """Whether a decoded payload is a record the sender can use without an exception.
-
-    Unknown kinds (from a newer tracksdk) are well formed: the sender skips them.
-    """
-    if not isinstance(record, list) or not record or not isinstance(record[0], str):
-        return False
-    kind = record[0]
-    body = record[1] if len(record) > 1 else None
-    if kind == "m":
-        return isinstance(body, list) and all(
-            isinstance(p, list)
-            and len(p) == 4
-            and isinstance(p[0], str)
-            and _is_number(p[1])
-            and _is_int(p[2])
-            and _is_int(p[3])
-            for p in body
-        )
-    if kind in ("p", "t"):
-        return isinstance(body, dict)
-    if kind == "c":
-        return (
-            isinstance(body, dict)
-            and isinstance(body.get("experiment"), str)
-            and _is_number(body.get("start"))
-            and isinstance(body.get("tags", {}), dict)
-            and (body.get("run_name") is None or isinstance(body["run_name"], str))
-            and (body.get("parent") is None or isinstance(body["parent"], str))
-            and (body.get("parent_run_id") is None or isinstance(body["parent_run_id"], str))
-        )
-    if kind == "f":
-        return isinstance(body, str) and _optional_str(record, 2)
-    if kind == "i":
-        return isinstance(body, dict) and _optional_str(record, 2)
-    if kind == "r":
-        return (
-            isinstance(body, dict)
-            and len(record) > 2
-            and isinstance(record[2], dict)
-            and all(_is_number(v) for v in record[2].values())
-        )
-    if kind == "e":
-        if not (isinstance(body, str) and len(record) > 2 and _is_number(record[2])):
-            return False
-        extra = record[3] if len(record) > 3 else {}
-        return isinstance(extra, dict) and isinstance(extra.get("tags", {}), dict)
-    return True
-
-
-def decode(payload: bytes) -> list[Any] | None:
-    """A payload as a record, or None when it is not one (never raises)."""
-    try:
-        record = json.loads(payload)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-        return None
-    return record if well_formed(record) else None
 
 
 class Reader:
@@ -237,7 +166,7 @@ class Reader:
     def _check_first(self, entry: Entry) -> None:
         if self._first:
             self._first = False
-            if entry.record[0] != "c":
+            if not isinstance(entry.record, Create):
                 self.damage.append(Damage(1, 0, 0, "no record creates the run"))
 
     def _resync(self, mm: mmap.mmap | None, segment: int, offset: int) -> Position | None:
@@ -345,12 +274,15 @@ class TailReader:
             self._disk.close()
         segment, index = self._memory_position
         first, payloads = journal.memory_records(index, limit)
-        out = [
-            Entry(json.loads(payload), (segment, first + offset + 1))
-            for offset, payload in enumerate(payloads)
-        ]
-        if out:
-            self._memory_position = out[-1].end
+        out: list[Entry] = []
+        for number, payload in enumerate(payloads, first):
+            record = decode(payload)
+            if record is None:  # encoded by this process: only a bug gets here
+                self._disk.damage.append(Damage(segment, number, number, "not a record"))
+                continue
+            out.append(Entry(record, (segment, number + 1)))
+        if payloads:
+            self._memory_position = (segment, first + len(payloads))
         return out
 
     def close(self) -> None:
