@@ -288,3 +288,38 @@ class TailReader:
     def close(self) -> None:
         """Unmap the current segment."""
         self._disk.close()
+
+
+def first_held(path: Path, journal: Journal | None) -> tuple[Position, str | None]:
+    """The first record a journal still holds, to send it all again to a store that lost it.
+
+    Records the store had acknowledged may be gone already: whole segments are deleted,
+    the start of the current one may be freed (a hole), and a journal on a full disk keeps
+    only unsent records in memory. Returns the position and, when records before it are
+    gone, a clause saying which (after "the store lost it and").
+    """
+    numbers = segment_numbers(path)
+    first = numbers[0] if numbers else 1
+    start: Position = (first, 0)
+    gone = None
+    if first != 1:
+        gone = (
+            f"the journal's segments 1-{first - 1} had already been sent and deleted, so "
+            "their records are missing from it"
+        )
+    if journal is not None:
+        memory = journal.memory_start
+        if memory is not None and not numbers:
+            # Every disk segment was sent and deleted before the disk filled up.
+            start = memory
+            gone = (
+                "the records it had already taken were no longer kept (the journal's disk "
+                "was full), so they are missing from it"
+            )
+        elif journal.punched_at is not None and start < journal.punched_at:
+            start = journal.punched_at  # the bytes before it were freed once sent
+            gone = (
+                "the records it had already taken from the journal's start were freed, so "
+                "they are missing from it"
+            )
+    return start, gone
