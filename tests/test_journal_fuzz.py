@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tracksdk import _journal, _sync
+from tracksdk import _journal, _replay
 from tracksdk._journal import folders, layout
 from tracksdk._journal.reader import Reader
 from tracksdk._journal.records import (
@@ -196,7 +196,7 @@ def test_reader_and_planner_never_raise(
                     assert all(isinstance(e.record, Record) for e in entries)
             finally:
                 reader.close()
-        summary = _sync.summarize(found)
+        summary = _replay.summarize(found)
         summary.describe()
         summary.describe_damage()
         for damage in summary.damage:
@@ -237,7 +237,9 @@ def test_a_real_sync_of_mutated_journals_never_raises(
     started = time.perf_counter()
     folder = project / ".tracksdk" / "journal"
     path = lay_out(folder, base, ops, meta, None, created, None)
-    outcomes = _sync.sync_all(folder, local_conn, http_timeout=10, progress_delay=None, timeout=20)
+    outcomes = _replay.sync_all(
+        folder, local_conn, http_timeout=10, progress_delay=None, timeout=20
+    )
     for outcome in outcomes:
         assert outcome.state in ("sent", "kept", "failed", "retired", "other-store"), outcome
         if outcome.summary.damage and outcome.state in ("sent", "kept"):
