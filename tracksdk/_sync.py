@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 _background: dict[tuple[str, str], threading.Thread] = {}
 _background_lock = threading.Lock()
 BACKGROUND_TIMEOUT = DEFAULT_TIMEOUT
+_said_newer: set[Path] = set()  # journals of a newer tracksdk already reported here
 
 
 def in_background(folder: Path, conn: Connection, http_timeout: float) -> None:
@@ -36,7 +37,8 @@ def in_background(folder: Path, conn: Connection, http_timeout: float) -> None:
     Only journals recorded for this same store are sent: an offline run waits for an
     explicit ``tracksdk sync``, which says where it goes. The thread gives up when the
     store makes no progress for a minute; a journal set aside (damaged, refused, its run
-    deleted) is said once, by one warning, and not tried again.
+    deleted) is said once, by one warning, and not tried again. So is, once per process,
+    a journal written by a newer tracksdk, which is left as it is.
     """
     try:
         if not any(folder.iterdir()):
@@ -50,7 +52,9 @@ def in_background(folder: Path, conn: Connection, http_timeout: float) -> None:
             return
 
         def work() -> None:
-            for found in folders.find(folder):
+            journals, newer = folders.scan(folder)
+            _warn_newer(newer)
+            for found in journals:
                 if not layout.same_target(found.text("target"), conn.tracking_uri):
                     continue
                 try:
@@ -71,6 +75,22 @@ def in_background(folder: Path, conn: Connection, http_timeout: float) -> None:
         thread = threading.Thread(target=work, name="tracksdk-autosync", daemon=True)
         _background[key] = thread
         thread.start()
+
+
+def _warn_newer(newer: list[folders.Newer]) -> None:
+    """One warning per journal of a newer tracksdk, the first time this process sees it."""
+    with _background_lock:
+        unsaid = [journal for journal in newer if journal.path not in _said_newer]
+        _said_newer.update(journal.path for journal in unsaid)
+    for journal in unsaid:
+        _warn.warn(f"tracksdk: {journal.describe()}.")
+
+
+def _report_newer(newer: list[folders.Newer], out: TextIO) -> int:
+    """List the journals of a newer tracksdk for ``tracksdk sync``; how many there are."""
+    for journal in newer:
+        print(f"  NOT SENT {journal.path.name[:8]}: {journal.describe()}", file=out)
+    return len(newer)
 
 
 def _kept_message(outcome: Outcome) -> str:
@@ -101,10 +121,14 @@ def replay_rejected(
     """``tracksdk sync --rejected``: send kept journals and refused requests again."""
     from tracksdk._sender import Sender
 
-    kept = folders.find(folder / layout.KEPT)
+    kept, newer = folders.scan(folder / layout.KEPT)
     if not kept:
-        print(f"Nothing kept in {folder / layout.KEPT}.", file=out)
-        return 0
+        if not newer:
+            print(f"Nothing kept in {folder / layout.KEPT}.", file=out)
+            return 0
+        print(f"Nothing this tracksdk can send in {folder / layout.KEPT}:", file=out)
+        _report_newer(newer, out)
+        return 1
     print(
         f"Sending {len(kept)} kept journal(s) from {folder / layout.KEPT} to "
         f"{layout.masked_target(conn.tracking_uri)}",
@@ -173,6 +197,7 @@ def replay_rejected(
                 + (f"; kept in {path} for its unreadable parts" if damaged else ""),
                 file=out,
             )
+    failed += _report_newer(newer, out)
     return 1 if failed else 0
 
 
@@ -208,11 +233,15 @@ def command(
     folder = layout.journal_dir(explained)
     settings = explained.settings
     uri = layout.masked_target(conn.tracking_uri)
-    found = [] if rejected else folders.find(folder)
+    found, newer = ([], []) if rejected else folders.scan(folder)
     if not found and not rejected:
-        print(f"Nothing to sync in {folder}.", file=out)
+        if newer:
+            print(f"Nothing this tracksdk can send in {folder}:", file=out)
+            _report_newer(newer, out)
+        else:
+            print(f"Nothing to sync in {folder}.", file=out)
         _mention_kept(folder, out)
-        return 0
+        return 1 if newer else 0
     if not rejected:
         verb = "Would send" if dry_run else "Sending"
         print(f"{verb} {len(found)} journaled run(s) from {folder} to {uri}", file=out)
@@ -286,6 +315,7 @@ def command(
         else:
             failed += 1
             print(f"  FAILED {short}: {outcome.message} (kept)", file=out)
+    failed += _report_newer(newer, out)
     if not dry_run:
         _mention_kept(folder, out)
     return 1 if failed else 0

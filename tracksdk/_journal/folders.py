@@ -34,32 +34,41 @@ from tracksdk._journal.layout import (
 )
 
 _CLIENT_ID = re.compile(r"[0-9a-f]{32}")
+_MARKER = re.compile(re.escape(MAGIC) + r" ([1-9][0-9]{0,5})")  # "tracksdk journal <format>"
 HEARTBEAT_STALE = 60.0
 
 
-def is_journal(path: Path) -> bool:
-    """Whether ``path`` is a journal folder tracksdk created and can read.
+def journal_format(path: Path) -> int | None:
+    """The journal format of folder ``path``, or None when it is not a journal of tracksdk.
 
-    A folder with a valid marker, or (a journal of the previous release, which wrote no
-    marker) one whose meta.json says format 1 with the folder's name as its client id and
-    that holds at least one segment file. Anything else is not tracksdk's: left alone.
+    A folder whose marker names a format: that one. A folder without a marker is a
+    journal of the release before the marker (format 1) when its meta.json says format 1
+    with the folder's name as its client id, and it holds at least one segment file.
+    Anything else is not tracksdk's: left alone.
     """
     try:
         if not path.is_dir() or path.is_symlink():
-            return False
+            return None
         marker = (path / MARKER).read_text(encoding="utf-8")[:100]
     except FileNotFoundError:
         meta = read_json(path / "meta.json")
-        return (
+        legacy = (
             meta is not None
             and meta.get("format") == 1
             and meta.get("client_id") == path.name
             and _CLIENT_ID.fullmatch(path.name) is not None
             and bool(segment_numbers(path))
         )
+        return 1 if legacy else None
     except (OSError, UnicodeDecodeError):
-        return False
-    return marker.strip() == f"{MAGIC} {FORMAT}"
+        return None
+    named = _MARKER.fullmatch(marker.strip())
+    return int(named.group(1)) if named else None
+
+
+def is_journal(path: Path) -> bool:
+    """Whether ``path`` is a journal folder tracksdk created and this tracksdk reads."""
+    return journal_format(path) == FORMAT
 
 
 @dataclass
@@ -89,19 +98,51 @@ class Found:
         return 0.0
 
 
-def find(folder: Path) -> list[Found]:
-    """Every journal under ``folder``, oldest first (parents before their children)."""
-    found = []
+@dataclass(frozen=True)
+class Newer:
+    """A journal folder written by a newer tracksdk, in a format this one cannot read.
+
+    It is never read, sent, moved or deleted: a newer tracksdk sends it.
+    """
+
+    path: Path
+    format: int
+
+    def describe(self) -> str:
+        """What it is and what to do, for ``tracksdk sync`` and the automatic sync."""
+        return (
+            f"journal {self.path} was written by a newer tracksdk (journal format "
+            f"{self.format}); this tracksdk reads format {FORMAT}: upgrade tracksdk to "
+            "send it"
+        )
+
+
+def scan(folder: Path) -> tuple[list[Found], list[Newer]]:
+    """The journals under ``folder``: those this tracksdk reads, and those it cannot.
+
+    The first list is oldest first (parents before their children); the second lists
+    the folders a newer tracksdk wrote (see :class:`Newer`), by name.
+    """
+    found: list[Found] = []
+    newer: list[Newer] = []
     try:
         entries = list(folder.iterdir())
     except OSError:
-        return []
+        return [], []
     for path in entries:
-        if not is_journal(path):
-            continue
-        found.append(Found(path, read_json(path / "meta.json") or {}))
+        version = journal_format(path)
+        if version == FORMAT:
+            found.append(Found(path, read_json(path / "meta.json") or {}))
+        elif version is not None and version > FORMAT:
+            newer.append(Newer(path, version))
     found.sort(key=lambda f: (f.created, f.path.name))
-    return found
+    newer.sort(key=lambda n: n.path.name)
+    return found, newer
+
+
+def find(folder: Path) -> list[Found]:
+    """Every journal under ``folder`` this tracksdk reads, oldest first (see :func:`scan`)."""
+    return scan(folder)[0]
 
 
 @contextlib.contextmanager
