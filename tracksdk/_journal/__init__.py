@@ -19,14 +19,17 @@ framed as ``<length u32><crc32 u32>`` then the payload; a header of ``0xFFFFFFFF
 
 The modules, from the bytes up:
 
+- :mod:`~tracksdk._journal.records`: the record kinds, typed, and their payloads;
 - :mod:`~tracksdk._journal.layout`: the format's constants, the folder's small files (ack,
   JSON files, lines), segment names;
 - :mod:`~tracksdk._journal.journal`: the writing side (:class:`Journal`), owned by the
-  process running the run;
+  process running the run, with :mod:`~tracksdk._journal.memory` (records kept in memory
+  when the disk cannot take them) and :mod:`~tracksdk._journal.spool` (artifacts copied
+  before upload);
 - :mod:`~tracksdk._journal.live`: the heartbeat of the journals this process writes;
 - :mod:`~tracksdk._journal.reader`: reading records back, skipping damaged bytes;
-- :mod:`~tracksdk._journal.folders`: finding journals in the journal dir, claiming one
-  for replay, setting one aside in ``kept/``.
+- :mod:`~tracksdk._journal.folders`: finding journals in the journal dir (and their
+  format), claiming one for replay, setting one aside in ``kept/``.
 
 This module names what code outside the journal needs to start a run.
 """

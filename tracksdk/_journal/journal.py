@@ -19,7 +19,6 @@ import mmap
 import os
 import shutil
 import socket
-import tempfile
 import threading
 import time
 import uuid
@@ -41,8 +40,10 @@ from tracksdk._journal.layout import (
     write_marker,
     write_private,
 )
+from tracksdk._journal.memory import MemoryTail
 from tracksdk._journal.reader import TailReader
 from tracksdk._journal.records import Record, encode
+from tracksdk._journal.spool import Spool
 
 # On a nearly full disk a segment is halved until it fits, down to this size.
 MIN_SEGMENT_SIZE = 64 << 10
@@ -77,9 +78,9 @@ class Journal:
         self._lock_fd = -1
         # Set when the disk cannot take the journal: records then live in memory until
         # the store has them (durability reduced, delivery kept; docs/offline.md).
-        self._memory: _MemoryTail | None = None
+        self._memory: MemoryTail | None = None
         self.degraded: str | None = None  # why the journal fell back to memory
-        self._fallback_spool: Path | None = None
+        self._spool = Spool(path)
         self._punched = 0  # bytes at the start of the segment whose disk space was freed
         self._acked_offset = 0  # acknowledged bytes of the current segment (ack on disk)
         self.memory_fallback = True
@@ -152,7 +153,7 @@ class Journal:
         """
         meta = {**meta, "pid": os.getpid(), "host": socket.gethostname(), "created": time.time()}
         journal = cls(folder / meta["client_id"], meta, max_bytes=max_bytes)
-        journal._memory = _MemoryTail(1)
+        journal._memory = MemoryTail(1)
         journal._segment = 1
         journal.degraded = reason
         live.track(journal)
@@ -252,7 +253,7 @@ class Journal:
     def _to_memory(self, exc: OSError) -> None:
         """The disk cannot take the next segment: keep the rest of the journal in memory."""
         self.degraded = f"{exc.strerror or exc} in {self.path}"
-        self._memory = _MemoryTail(self._segment + 1)
+        self._memory = MemoryTail(self._segment + 1)
         if self._mm is not None:
             # The marker lives in the reserved part of this segment: the sender's reader
             # follows it to the memory tail.
@@ -304,11 +305,7 @@ class Journal:
         """
         with self._lock:
             memory = self._memory
-            if memory is None:
-                return index, []
-            first = max(index, memory.base)
-            start = first - memory.base
-            return first, memory.records[start : start + limit]
+            return (index, []) if memory is None else memory.read(index, limit)
 
     def reader(self, start: Position) -> TailReader:
         """A reader for this process's sender: the segments on disk, then memory."""
@@ -349,7 +346,7 @@ class Journal:
     @property
     def files_root(self) -> Path:
         """Where spooled artifacts live (``files/``, or a temp folder on a full disk)."""
-        return self.path / "files"
+        return self._spool.root
 
     def spool(self, name: str, *, fallback: bool = False) -> Path:
         """A fresh path to copy an artifact to before it is uploaded.
@@ -359,20 +356,8 @@ class Journal:
         folder: the upload then still happens while the process lives.
         """
         unique = f"{self.records:08d}-{uuid.uuid4().hex[:8]}"
-        if not fallback and self._memory is None:
-            try:
-                files = self.path / "files"
-                make_private_dir(files)
-                folder = files / unique
-                make_private_dir(folder)
-                return folder / name
-            except OSError:
-                pass
-        if self._fallback_spool is None:
-            self._fallback_spool = Path(tempfile.mkdtemp(prefix="tracksdk-spool-"))
-        folder = self._fallback_spool / unique
-        make_private_dir(folder)
-        return folder / name
+        on_disk = not fallback and self._memory is None
+        return self._spool.new_path(unique, name, on_disk=on_disk)
 
     def beat(self) -> None:
         """Record that the writing process is alive."""
@@ -428,28 +413,3 @@ class Journal:
                     os.close(fd)
         self._fd = self._lock_fd = -1
         self._memory = None
-
-
-class _MemoryTail:
-    """Records kept in memory once the disk could not take them: one virtual segment."""
-
-    def __init__(self, segment: int) -> None:
-        self.segment = segment
-        self.base = 0  # index of records[0] in the segment
-        self.records: list[bytes] = []
-        self.bytes = 0
-
-    @property
-    def position(self) -> Position:
-        return (self.segment, self.base + len(self.records))
-
-    def append(self, payload: bytes) -> None:
-        self.records.append(payload)
-        self.bytes += len(payload)
-
-    def trim(self, index: int) -> None:
-        drop = min(max(0, index - self.base), len(self.records))
-        if drop:
-            self.bytes -= sum(len(p) for p in self.records[:drop])
-            del self.records[:drop]
-            self.base += drop
