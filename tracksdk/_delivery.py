@@ -225,13 +225,10 @@ class Delivery:
             tags[CLIENT_RUN_ID_TAG] = self.client_id
             parent = info.parent
             if parent:
-                parent_id = info.parent_run_id or _server_ids.get(parent)
-                if parent_id is None:
-                    found = transport.find_run(experiment_id, parent)
-                    if found is None:
-                        raise Transient(f"the parent run {parent} is not in the store yet")
-                    parent_id = found.run_id
-                tags[PARENT_RUN_ID_TAG] = str(parent_id)
+                missing = f"the parent run {parent} is not in the store yet"
+                tags[PARENT_RUN_ID_TAG] = _run_id_of(
+                    transport, experiment_id, parent, info.parent_run_id, missing
+                )
             created = transport.create_run(experiment_id, info.run_name, tags, int(info.start))
         self.created = created
         self.experiment_id = created.experiment_id
@@ -251,13 +248,8 @@ class Delivery:
     def _attach(self, transport: Store, experiment_id: str, info: Create) -> None:
         """Find the parent's run that a forked child's journal adds to."""
         parent = str(info.attach)
-        run_id = info.run_id or _server_ids.get(parent)
-        if run_id is None:
-            found = transport.find_run(experiment_id, parent)
-            if found is None:
-                raise Transient(f"the run {parent[:8]} this child adds to is not in the store yet")
-            run_id = found.run_id
-        self.run_id = str(run_id)
+        missing = f"the run {parent[:8]} this child adds to is not in the store yet"
+        self.run_id = _run_id_of(transport, experiment_id, parent, info.run_id, missing)
         self.experiment_id = experiment_id
         self.attach_to = parent
 
@@ -299,3 +291,20 @@ class Delivery:
             )
         except TrackingError as exc:
             raise classify(self.conn, exc.__cause__ or exc, "Registering") from None
+
+
+def _run_id_of(
+    transport: Store, experiment_id: str, client_id: str, known: str | None, missing: str
+) -> str:
+    """MLflow's id of the run with ``client_id``: ``known``, created here, or in the store.
+
+    Raises:
+        Transient: The store has no such run yet (``missing`` says which); it may soon.
+    """
+    run_id = known or _server_ids.get(client_id)
+    if run_id is None:
+        found = transport.find_run(experiment_id, client_id)
+        if found is None:
+            raise Transient(missing)
+        run_id = found.run_id
+    return str(run_id)
