@@ -19,7 +19,7 @@ journals written by earlier releases are read back as they were written.
 cannot use; a kind it does not know (written by a newer tracksdk) comes back as
 :class:`Unknown`, which the sender skips. A new kind gets a dataclass here, a letter no
 other kind uses, an entry in ``_PARSERS``, a method on the writer that appends it
-(:mod:`tracksdk._writer`) and the request that sends it (:mod:`tracksdk._sender`).
+(:mod:`tracksdk._writer`) and the request that sends it (:mod:`tracksdk._delivery`).
 """
 
 from __future__ import annotations
