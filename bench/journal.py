@@ -138,18 +138,20 @@ WORKER_SOURCE = textwrap.dedent(
         """Metric points kept in a run's journal, and whether the journal is still there."""
         from pathlib import Path
 
-        from tracksdk import _journal
+        from tracksdk._journal import layout
+        from tracksdk._journal.reader import Reader
+        from tracksdk._journal.records import Metrics
 
         path = Path(folder) / client_id
         if not path.is_dir():
             return 0, False
-        reader = _journal.Reader(path, _journal.START)
+        reader = Reader(path, layout.START)
         points = 0
         while True:
             entries = reader.read(5000)
             if not entries:
                 break
-            points += sum(len(e.record[1]) for e in entries if e.record[0] == "m")
+            points += sum(len(e.record.points) for e in entries if isinstance(e.record, Metrics))
         reader.close()
         return points, True
 
@@ -404,6 +406,7 @@ WORKER_SOURCE = textwrap.dedent(
         folder = tempfile.mkdtemp()
         try:
             from tracksdk import _journal, _redact, _validate, _writer
+            from tracksdk._journal.records import Metrics, encode
             from tracksdk._run import Run
 
             journal = _journal.Journal.create(
@@ -413,8 +416,8 @@ WORKER_SOURCE = textwrap.dedent(
             checker = _validate.Checker(strict=False)
             alone = Run(writer=writer, checker=checker)
             ts = int(time.time() * 1000)
-            record = ["m", [["d", 1.5, ts, 7]]]
-            payload = json.dumps(record).encode()
+            record = Metrics([("d", 1.5, ts, 7)])
+            payload = encode(record)
             for label, func in (
                 ("run.log_metric, whole call (no sender)",
                  lambda i: alone.log_metric("a", float(i), step=i)),
@@ -428,8 +431,7 @@ WORKER_SOURCE = textwrap.dedent(
                 ("  Writer.batch (record + Journal.append)",
                  lambda i: writer.batch(metrics=[("c", float(i), ts, i)])),
                 ("    Journal.append", lambda i: journal.append(record)),
-                ("      json.dumps(record).encode()",
-                 lambda i: json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()),
+                ("      encode(record)", lambda i: encode(record)),
                 ("      zlib.crc32(payload)", lambda i: zlib.crc32(payload)),
             ):
                 try:
@@ -462,7 +464,8 @@ WORKER_SOURCE = textwrap.dedent(
         import collections
         import functools
 
-        from tracksdk import _journal
+        from tracksdk._journal import layout
+        from tracksdk._journal.reader import Reader
         from tracksdk.stores.local import LocalStore
         from tracksdk.stores.rest import RestStore
 
@@ -497,8 +500,8 @@ WORKER_SOURCE = textwrap.dedent(
 
         wrap(LocalStore, "log_batch", "LocalStore.log_batch")
         wrap(RestStore, "log_batch", "RestStore.log_batch")
-        wrap(_journal.Reader, "read", "Reader.read (JSON decode)")
-        wrap(_journal, "write_ack", "write_ack (file + glob)")
+        wrap(Reader, "read", "Reader.read (JSON decode)")
+        wrap(layout, "write_ack", "write_ack (file + glob)")
         _sender.Sender._main = profiled_main
         t1 = perf()
         with tracked(experiment=exp) as run:

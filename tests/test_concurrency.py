@@ -314,13 +314,14 @@ def test_a_sent_journal_left_behind_does_not_turn_a_finished_run_killed(
     interpreter stopping the daemon sender in the middle of deleting the folder. The next
     `tracksdk sync` (or tracked run) must then leave the FINISHED run as it is, not replay
     it as a dead run and end it again as KILLED."""
-    from tracksdk import _journal, tracked
+    from tracksdk import tracked
+    from tracksdk._journal import folders
 
-    delete = _journal.remove
-    monkeypatch.setattr(_journal, "remove", lambda path: None)  # died before deleting
+    delete = folders.remove
+    monkeypatch.setattr(folders, "remove", lambda path: None)  # died before deleting
     with tracked(experiment="left-behind", settings={"capture": {"requirements": False}}) as run:
         run.log_metric("m", 1.0, step=3)
-    monkeypatch.setattr(_journal, "remove", delete)
+    monkeypatch.setattr(folders, "remove", delete)
     assert run.status == "FINISHED" and run.run_id is not None
     journal = project / ".tracksdk" / "journal" / str(run.client_run_id)
     assert journal.is_dir()

@@ -168,25 +168,30 @@ def test_freed_start_of_a_segment_is_never_read_again(tmp_path: Path) -> None:
     """After the acknowledged start of a segment is freed, a resend from the journal's
     start (a store that lost the run) begins at the first whole record after the hole."""
     from tracksdk import _journal
+    from tracksdk._journal import layout
+    from tracksdk._journal.reader import Reader
+    from tracksdk._journal.records import Metrics
 
     journal = _journal.Journal.create(
         tmp_path, {"client_id": _journal.new_client_id()}, max_bytes=1 << 30
     )
     for step in range(20_000):
-        journal.append(["m", [["loss", float(step), 0, step]]])
-    reader = _journal.Reader(journal.path)
+        journal.append(Metrics([("loss", float(step), 0, step)]))
+    reader = Reader(journal.path)
     entries = []
     while batch := reader.read(5000):
         entries.extend(batch)
     reader.close()
     acked = entries[15_000].end
-    _journal.write_ack(journal.path, acked)
+    layout.write_ack(journal.path, acked)
     journal.acknowledge(acked, durable=True)
     journal.free_acknowledged()
     assert journal.punched_at == acked  # a hole was punched (Linux)
     blocks = os.stat(journal.path / "seg-000001.log").st_blocks * 512
-    assert blocks < _journal.SEGMENT_SIZE  # its disk space went back
-    after = _journal.Reader(journal.path, journal.punched_at).read(10_000)
-    assert [e.record[1][0][3] for e in after] == list(range(15_001, 20_000))
+    assert blocks < layout.SEGMENT_SIZE  # its disk space went back
+    after = Reader(journal.path, journal.punched_at).read(10_000)
+    assert [e.record.points[0][3] for e in after if isinstance(e.record, Metrics)] == list(
+        range(15_001, 20_000)
+    )
     journal.close()
     journal.release()

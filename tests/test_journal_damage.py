@@ -18,7 +18,8 @@ import pytest
 from core_fixtures import all_runs, local_client, run_cli
 
 import tracksdk
-from tracksdk import TrackSDKWarning, _journal, tracked
+from tracksdk import TrackSDKWarning, tracked
+from tracksdk._journal import folders, layout
 
 HEADER = struct.Struct("<II")
 
@@ -310,8 +311,8 @@ def test_the_journal_target_holds_no_credentials(
     assert run.client_run_id[:8] in dry.stdout, dry.stdout
     assert "journaled for" not in dry.stdout, dry.stdout
     assert "s3cretPassw0rd" not in dry.stdout + dry.stderr
-    assert _journal.same_target(meta["target"], "postgresql://bob:other@127.0.0.1:1/db")
-    assert not _journal.same_target(meta["target"], "postgresql://alice@127.0.0.1:2/db")
+    assert layout.same_target(meta["target"], "postgresql://bob:other@127.0.0.1:1/db")
+    assert not layout.same_target(meta["target"], "postgresql://alice@127.0.0.1:2/db")
 
 
 def test_sync_gives_up_on_an_unreachable_store(
@@ -336,7 +337,7 @@ def test_a_second_sync_names_the_sync_that_holds_the_journal(
 ) -> None:
     """While a sync holds a journal, another says so, not that a dead writer still runs."""
     journal = offline_run(monkeypatch)
-    with _journal.claim(journal) as ours:
+    with folders.claim(journal) as ours:
         assert ours
         result = run_cli(project, "sync")
     assert f"another `tracksdk sync` (pid {os.getpid()}) is sending it" in result.stdout, (

@@ -21,7 +21,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tracksdk import _journal, _sync
+from tracksdk import _journal, _replay
+from tracksdk._journal import folders, layout
+from tracksdk._journal.reader import Reader
+from tracksdk._journal.records import (
+    Create,
+    End,
+    Input,
+    Metrics,
+    Params,
+    Record,
+    Tags,
+    Unknown,
+)
 
 EXAMPLES = int(os.environ.get("TRACKSDK_FUZZ_EXAMPLES", "1000"))
 SYNC_EXAMPLES = int(os.environ.get("TRACKSDK_FUZZ_SYNC_EXAMPLES", "40"))
@@ -36,14 +48,14 @@ def build_journal(folder: Path) -> Path:
         {"client_id": client_id, "target": None, "experiment": "fuzz", "run_name": "fz"},
         max_bytes=1 << 30,
     )
-    journal.append(["c", {"experiment": "fuzz", "run_name": "fz", "tags": {}, "start": 1}])
-    journal.append(["p", {"lr": "0.1"}])
+    journal.append(Create(experiment="fuzz", start=1, run_name="fz"))
+    journal.append(Params({"lr": "0.1"}))
     for step in range(40):
-        journal.append(["m", [["loss", 1.0 / (step + 1), 1_700_000_000_000 + step, step]]])
-    journal.append(["t", {"stage": "dev"}])
-    journal.append(["i", {"name": "d", "digest": "x"}, None])
-    journal.append(["x", "a kind from a newer tracksdk"])
-    journal.append(["e", "FINISHED", 1_700_000_100_000, {"tags": {}}])
+        journal.append(Metrics([("loss", 1.0 / (step + 1), 1_700_000_000_000 + step, step)]))
+    journal.append(Tags({"stage": "dev"}))
+    journal.append(Input({"name": "d", "digest": "x"}, None))
+    journal.append(Unknown("x", ("a kind from a newer tracksdk",)))
+    journal.append(End("FINISHED", 1_700_000_100_000))
     journal.close()
     journal.release()
     # Keep only the written part: the fuzzer mutates real bytes, not 4 MB of zeros.
@@ -175,16 +187,16 @@ def test_reader_and_planner_never_raise(
     """Any bytes: find, the reader (live and final) and summarize return, never raise."""
     started = time.perf_counter()
     lay_out(scratch, base, ops, meta, ack, created, second)
-    for found in _journal.find(scratch):
+    for found in folders.find(scratch):
         assert found.path.name != "stray-folder"
         for final in (False, True):
-            reader = _journal.Reader(found.path, _journal.read_ack(found.path))
+            reader = Reader(found.path, layout.read_ack(found.path))
             try:
                 while entries := reader.read(7, final=final):
-                    assert all(_journal.well_formed(e.record) for e in entries)
+                    assert all(isinstance(e.record, Record) for e in entries)
             finally:
                 reader.close()
-        summary = _sync.summarize(found)
+        summary = _replay.summarize(found)
         summary.describe()
         summary.describe_damage()
         for damage in summary.damage:
@@ -225,7 +237,9 @@ def test_a_real_sync_of_mutated_journals_never_raises(
     started = time.perf_counter()
     folder = project / ".tracksdk" / "journal"
     path = lay_out(folder, base, ops, meta, None, created, None)
-    outcomes = _sync.sync_all(folder, local_conn, http_timeout=10, progress_delay=None, timeout=20)
+    outcomes = _replay.sync_all(
+        folder, local_conn, http_timeout=10, progress_delay=None, timeout=20
+    )
     for outcome in outcomes:
         assert outcome.state in ("sent", "kept", "failed", "retired", "other-store"), outcome
         if outcome.summary.damage and outcome.state in ("sent", "kept"):

@@ -32,8 +32,9 @@ def test_offline_run_keeps_its_heartbeat_so_another_hosts_sync_leaves_it(project
         textwrap.dedent(
             """
             import os, sys, time
-            from tracksdk import _journal, tracked
-            _journal.HEARTBEAT_EVERY = 0.2
+            from tracksdk import tracked
+            from tracksdk._journal import live
+            live.HEARTBEAT_EVERY = 0.2
             with tracked(experiment="spool") as run:
                 print(run.client_run_id, flush=True)
                 for i in range(600):
@@ -67,7 +68,8 @@ def test_offline_run_keeps_its_heartbeat_so_another_hosts_sync_leaves_it(project
         [
             sys.executable,
             "-c",
-            "import sys; from tracksdk import _journal, cli; _journal.HEARTBEAT_STALE = 2.0; "
+            "import sys; from tracksdk import cli; from tracksdk._journal import folders; "
+            "folders.HEARTBEAT_STALE = 2.0; "
             "sys.argv = ['tracksdk', 'sync', '--all']; cli.main()",
         ],
         cwd=project,

@@ -1,223 +1,57 @@
 """The background sender: replays a journal into a store, in order, exactly once.
 
-One :class:`Sender` per journal. A live run's sender tails the journal its run appends
-to; ``tracksdk sync`` runs the same code over a journal whose writer is gone. Records are
-sent in the order they were written. Consecutive metrics, params and tags are merged into
-``log_batch`` requests within MLflow's limits. After each request the sender writes the
-journal position it reached (the ack), so a restart resends at most the one request
-whose answer was lost, and the store de-duplicates identical metric rows and params.
-
-Failures (kinds of :mod:`tracksdk.stores.errors`):
-
-- transient (unreachable, timeout, 5xx, 429): retried with exponential backoff and
-  jitter, at most ``MAX_BACKOFF`` seconds apart, or after the server's Retry-After;
-- 401/403: the sender stops at once and says which credential to fix; the data stays
-  in the journal for ``tracksdk sync``;
-- any other refusal: that request is recorded in full in ``rejected.jsonl`` (its
-  records, replayable with ``tracksdk sync --rejected``) and counted in the run's
-  ``tracksdk.write_failures`` tag, and the sender moves on. At the end the journal is
-  kept (``<journal dir>/kept/``) and one warning says what was refused;
-- a run the store no longer has (404 on a run it created, and no run with the client
-  id: the store was replaced or reset) is created again from the journal's start.
-
-A run whose create record cannot be read is created from ``meta.json`` instead, tagged
-``tracksdk.recreated``. A journal with unreadable parts is sent as far as it can be read
-and then kept, never deleted (:func:`tracksdk._journal.set_aside`).
+One :class:`Sender` per journal, with a daemon thread (:mod:`tracksdk._send_loop`: how
+records are read, grouped, sent, retried and acknowledged). A live run's sender tails
+the journal its run appends to; ``tracksdk sync`` runs the same code over a journal whose
+writer is gone. This module is what other threads call: start and stop it, wait for the
+run's creation (a run's start) or for records to be sent (a flush, a run's end), and
+send refused records again (``tracksdk sync --rejected``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import random
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tracksdk import _journal, _warn
-from tracksdk._schema import (
-    ARTIFACTS_NOT_RESENT_TAG,
-    BATCH_MAX_BYTES,
-    BATCH_MAX_ENTITIES,
-    BATCH_MAX_METRICS,
-    BATCH_MAX_PARAMS,
-    BATCH_MAX_TAGS,
-    CLIENT_RUN_ID_TAG,
-    PARENT_RUN_ID_TAG,
-    RECREATED_TAG,
-    WRITE_FAILURES_TAG,
-)
+from tracksdk._journal import layout
+from tracksdk._journal.reader import Entry
+from tracksdk._journal.records import from_json
+from tracksdk._send_loop import SendLoop
+from tracksdk._send_plan import creates, plan
 from tracksdk.exceptions import TrackingError
-from tracksdk.stores.errors import AuthFailed, Kind, Rejected, StoreError, Transient
 
 if TYPE_CHECKING:
-    from tracksdk.backends import Connection
-    from tracksdk.stores import CreatedRun, Store
+    from tracksdk.stores import CreatedRun
 
-MAX_BACKOFF = 10.0
-POLL = 0.5
-POISON_TRIES = 5  # internal errors on the same request before it is set aside
-MAX_RESTARTS = 2  # times a run the store lost is created again from the journal
-START_ATTEMPTS = 3  # failed attempts before a run's start stops waiting for the store
 WAKE_AFTER = 500  # records the training thread may write before it wakes the sender
 
-# client run id -> MLflow run id, for every run created by this process (nested runs).
-_server_ids: dict[str, str] = {}
+
+@dataclass(frozen=True)
+class Creation:
+    """How a run's creation in the store went, for its start (:meth:`Sender.await_creation`).
+
+    Attributes:
+        created: The run as the store created it; None when it does not exist (yet).
+        auth_error: The credential failure that stopped the sender, if there was one.
+        last_error: The last failure of any kind, if there was one.
+        stopped: The sender gave up (a refused create, a credential): waiting cannot help.
+    """
+
+    created: CreatedRun | None
+    auth_error: TrackingError | None
+    last_error: TrackingError | None
+    stopped: bool
+
+    @property
+    def reason(self) -> TrackingError | None:
+        """Why the run was not created: the credential failure, else the last failure."""
+        return self.auth_error or self.last_error
 
 
-@dataclass
-class _Op:
-    kind: str
-    end: _journal.Position | None  # ack up to here once done; None: more of a record
-    record: list[Any] = field(default_factory=list)
-    metrics: list[list[Any]] = field(default_factory=list)
-    params: dict[str, str] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
-
-    def records(self) -> list[list[Any]]:
-        """The journal records this request was built from (to keep a refused one)."""
-        if self.kind != "batch":
-            return [self.record]
-        out: list[list[Any]] = []
-        if self.params:
-            out.append(["p", self.params])
-        if self.tags:
-            out.append(["t", self.tags])
-        if self.metrics:
-            out.append(["m", self.metrics])
-        return out
-
-    def describe(self) -> str:
-        if self.kind == "batch":
-            return (
-                f"log_batch of {len(self.metrics)} metrics, {len(self.params)} params, "
-                f"{len(self.tags)} tags"
-            )
-        return json.dumps(self.record)[:300]
-
-
-def _plan(entries: list[_journal.Entry]) -> Iterator[_Op]:
-    """Group records into requests: batches of m/p/t within limits, the rest one by one."""
-    batch: _Op | None = None
-    size = 0
-
-    def full(extra_bytes: int, metrics: int = 0, params: int = 0, tags: int = 0) -> bool:
-        assert batch is not None
-        return (
-            len(batch.metrics) + metrics > BATCH_MAX_METRICS
-            or len(batch.params) + params > BATCH_MAX_PARAMS
-            or len(batch.tags) + tags > BATCH_MAX_TAGS
-            or len(batch.metrics) + len(batch.params) + len(batch.tags) + metrics + params + tags
-            > BATCH_MAX_ENTITIES
-            or size + extra_bytes > BATCH_MAX_BYTES
-        )
-
-    for entry in entries:
-        record = entry.record
-        kind = record[0]
-        if kind in ("m", "p", "t"):
-            items: list[Any] = list(record[1]) if kind == "m" else list(record[1].items())
-            for item in items:
-                item_bytes = len(str(item)) + 16
-                m, p, t = (kind == "m"), (kind == "p"), (kind == "t")
-                if batch is None:
-                    batch, size = _Op("batch", None), 0
-                elif full(item_bytes, m, p, t):
-                    yield batch
-                    batch, size = _Op("batch", None), 0
-                if m:
-                    batch.metrics.append(item)
-                elif p:
-                    batch.params[str(item[0])] = str(item[1])
-                else:
-                    batch.tags[str(item[0])] = str(item[1])
-                size += item_bytes
-            if batch is None:  # an empty record
-                batch, size = _Op("batch", None), 0
-            batch.end = entry.end
-            continue
-        if batch is not None:
-            yield batch
-            batch = None
-        yield _Op(kind, entry.end, record)
-    if batch is not None:
-        yield batch
-
-
-class _RunLost(Exception):
-    """The store no longer has the run (it was replaced or reset)."""
-
-
-class Sender:
+class Sender(SendLoop):
     """Sends one journal's records to one store from a daemon thread."""
-
-    def __init__(
-        self,
-        path: Path,
-        conn: Connection | None,
-        *,
-        journal: _journal.Journal | None = None,
-        http_timeout: float = 30.0,
-        label: str = "",
-    ) -> None:
-        self.path = path
-        self.conn = conn
-        self.journal = journal  # set for a live run: tail it while it grows
-        self.http_timeout = http_timeout
-        self.label = label or path.name
-        self.client_id = path.name
-        self.created: CreatedRun | None = None
-        self.run_id: str | None = None
-        self.experiment_id: str | None = None
-        self.acked: _journal.Position = _journal.read_ack(path)
-        self.status_sent: str | None = None
-        if journal is None and _journal.read_ended(path):
-            self.status_sent = "sent before"  # only the journal's deletion was missed
-        self.done = False  # every record reached the store and the journal is gone
-        self.stopped = False  # gave up: auth failure, or asked to stop
-        self.auth_error: TrackingError | None = None
-        self.last_error: TrackingError | None = None
-        self.first_outcome = threading.Event()  # created, or the first attempt failed
-        self.rejected = 0
-        self.quiet = False  # a sync reports outcomes itself: no warnings from here
-        self.damage: list[_journal.Damage] = []  # byte ranges that could not be read
-        self.kept_at: Path | None = None  # where the journal was set aside, if it was
-        self.restarts = 0
-        self._lost_artifacts = 0  # uploaded to a store that lost the run, then freed
-        self._ended = False  # the end record was handled (sent or refused)
-        self._recreated: str | None = None  # why the run is created from meta.json
-        self._experiment: str | None = None
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._changed = threading.Condition()
-        self._warned_outage = False
-        self.start_watched = False  # the run's start is waiting and reports failures itself
-        self._attempts = 0
-        self._thread: threading.Thread | None = None
-        self._transport: Store | None = None
-        self._progress_at = time.monotonic()  # when an ack last moved (see flush's stall)
-        self._unreachable = False  # the last failure: nothing answered (see in_outage)
-        # A forked child's journal adds to its parent's run (docs/offline.md, "Fork"):
-        # it never creates or ends a run of its own.
-        meta = journal.meta if journal is not None else _journal.read_json(path / "meta.json")
-        attach = (meta or {}).get("attach_to")
-        self.attach_to: str | None = str(attach) if attach else None
-        created = _journal.read_json(path / "created.json") or {}
-        if (
-            conn is not None
-            and _journal.same_target(created.get("target"), conn.tracking_uri)
-            and isinstance(created.get("run_id"), str)
-            and isinstance(created.get("experiment_id"), str)
-        ):
-            self.run_id = str(created["run_id"])
-            self.experiment_id = str(created["experiment_id"])
-        elif journal is None and self.acked != _journal.START:
-            # Part of it went to another store (`tracksdk sync --all`): this store gets a
-            # run of its own, so everything is sent from the start.
-            self.acked = _journal.START
 
     # -- control (other threads) -----------------------------------------------------
 
@@ -244,58 +78,58 @@ class Sender:
             self._thread.join(timeout)
 
     @property
+    def alive(self) -> bool:
+        """Whether the thread still runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
     def failing(self) -> bool:
         """Whether the last attempt failed (a sync gives up only then)."""
         return self._attempts > 0 or self.stopped
+
+    @property
+    def in_outage(self) -> bool:
+        """Whether nothing answered the last two attempts (refused, unknown host, no route).
+
+        A timeout or a 5xx is not an outage here: such a store may answer any moment.
+        """
+        return self._attempts >= 2 and self._unreachable
 
     def wait_change(self, timeout: float) -> None:
         """Wait until something changes (an ack, the end), at most ``timeout``."""
         with self._changed:
             self._changed.wait(timeout)
 
-    def resend(self, records: list[list[Any]]) -> TrackingError | None:
-        """Send refused records again, once each, from the calling thread.
-
-        For ``tracksdk sync --rejected``: the run is found (or created from meta.json)
-        first. Returns None when all were sent, else the error that stopped them.
-        """
-        entries = [_journal.Entry(r, _journal.START) for r in records if _journal.well_formed(r)]
-        if len(entries) != len(records):
-            return TrackingError("the line holds records this tracksdk cannot read")
-        try:
-            transport = self._transport_for()
-            if self.run_id is None:
-                self._create(
-                    transport,
-                    self._info_from_meta(
-                        "its refused requests were sent by `tracksdk sync --rejected`, and the "
-                        "store had no run with its client id; the run was created from the "
-                        "journal's meta.json"
-                    ),
-                )
-            for op in _plan(entries):
-                if op.kind != "c":
-                    self._do(op)
-        except TrackingError as exc:
-            return exc
-        except (ValueError, TypeError, OverflowError, KeyError, IndexError) as exc:
-            return TrackingError(f"{type(exc).__name__}: {exc}")
-        return None
-
-    @property
-    def alive(self) -> bool:
-        """Whether the thread still runs."""
-        return self._thread is not None and self._thread.is_alive()
-
     def wait_created(self, timeout: float) -> bool:
         """Wait until the run exists in the store, or the first attempt failed."""
         self.first_outcome.wait(timeout)
         return self.run_id is not None
 
+    def await_creation(self, timeout: float) -> Creation:
+        """Wait, at most ``timeout`` seconds, for the store to create the run: a run's start.
+
+        The caller reports a failure itself, so while it waits the sender warns neither
+        of a refused create nor of an outage; when the run is not created, the outage
+        counts as reported (the caller's warning says it). The sender goes on either way
+        (the run's records are sent when the store answers); :meth:`stop` gives up.
+
+        Returns:
+            What happened: ``created`` is None when the run does not exist in the store.
+        """
+        self.start_watched = True
+        try:
+            self.first_outcome.wait(timeout)
+        finally:
+            self.start_watched = False
+        created = self.created if self.run_id is not None else None
+        if created is None:
+            self._warned_outage = True
+        return Creation(created, self.auth_error, self.last_error, self.stopped)
+
     def flush(
         self,
         timeout: float,
-        until: _journal.Position | None = None,
+        until: layout.Position | None = None,
         *,
         progress_delay: float | None = 2.0,
         stall: float | None = None,
@@ -328,7 +162,7 @@ class Sender:
                 if stall is not None and self.in_outage and since >= stall:
                     return False
                 if target is not None and progress_delay is not None:
-                    total = _journal.distance(start, target)
+                    total = layout.distance(start, target)
                     if progress is None:
                         progress = Progress(
                             f"tracksdk: sending run {self.label}",
@@ -336,7 +170,7 @@ class Sender:
                             unit="B",
                             delay=progress_delay,
                         )
-                    progress.update(_journal.distance(start, self.acked), total)
+                    progress.update(layout.distance(start, self.acked), total)
                 self._wake.set()
                 with self._changed:
                     self._changed.wait(min(0.1, remaining))
@@ -344,499 +178,32 @@ class Sender:
             if progress is not None:
                 progress.close()
 
-    @property
-    def in_outage(self) -> bool:
-        """Whether nothing answered the last two attempts (refused, unknown host, no route).
+    def resend(self, records: list[Any]) -> TrackingError | None:
+        """Send refused records again, once each, from the calling thread.
 
-        A timeout or a 5xx is not an outage here: such a store may answer any moment.
+        For ``tracksdk sync --rejected``: the run is found (or created from meta.json)
+        first. Returns None when all were sent, else the error that stopped them.
         """
-        return self._attempts >= 2 and self._unreachable
-
-    # -- the thread ------------------------------------------------------------------
-
-    def _main(self) -> None:
+        parsed = [from_json(r) for r in records]
+        entries = [Entry(r, layout.START) for r in parsed if r is not None]
+        if len(entries) != len(records):
+            return TrackingError("the line holds records this tracksdk cannot read")
+        delivery = self._delivery
         try:
-            self._loop()
-        except Exception as exc:  # a bug here must never reach the user's code
-            _warn.warn(
-                f"tracksdk: the sender of run {self.label} stopped: {type(exc).__name__}: "
-                f"{exc}. Its data is kept in {self.path}; `tracksdk sync` sends it."
-            )
-            self.stopped = True
-        finally:
-            self.first_outcome.set()
-            if self._transport is not None:
-                self._transport.close()
-            with self._changed:
-                self._changed.notify_all()
-
-    def _final(self) -> bool:
-        """Whether the journal can grow no more (closed, or its writer is gone)."""
-        return self.journal is None or self.journal.closed
-
-    def _loop(self) -> None:
-        journal = self.journal
-        reader: _journal.Reader | _journal.TailReader = (
-            journal.reader(self.acked)
-            if journal is not None
-            else _journal.Reader(self.path, self.acked)
-        )
-        try:
-            while not self._stop.is_set():
-                # Read "final" only once the journal is: a live journal's bad header is a
-                # record not written yet, to be read again, not damage to skip.
-                final = self._final()
-                entries = reader.read(2000, final=final)
-                self.damage = reader.damage
-                try:
-                    if not entries:
-                        if journal is not None:
-                            journal.free_acknowledged()  # caught up: give the disk back
-                        if final and self._finished_reading():
-                            break
-                        self._wake.wait(POLL)
-                        self._wake.clear()
-                        continue
-                    for op in _plan(entries):
-                        if not self._send(op):
-                            self.stopped = True
-                            return
-                        if op.end is not None:
-                            self._ack(op.end, ended=self._ended)
-                except _RunLost as lost:
-                    reader.close()
-                    restart = self._restart(str(lost))
-                    reader = (
-                        journal.reader(restart)
-                        if journal is not None
-                        else _journal.Reader(self.path, restart)
-                    )
-            else:
-                self.stopped = True
-        finally:
-            reader.close()
-
-    def _finished_reading(self) -> bool:
-        """Everything readable was read from a final journal: end the run, then clean up.
-
-        A fully sent journal is deleted; one with unreadable parts or refused requests
-        is set aside in ``<journal dir>/kept/`` with a note, and said once.
-        """
-        # Replaying a journal whose process died before ending the run: KILLED. When
-        # nothing readable created the run, it is created from meta.json first.
-        killed = _Op("e", None, ["e", "KILLED", self._death_time_ms(), {}])
-        # A forked child's journal has no end of its own: it adds to its parent's run.
-        unended = (
-            self.journal is None
-            and self.status_sent is None
-            and not self._ended
-            and self.attach_to is None
-        )
-        if unended and not self._send(killed):
-            self.stopped = True
-            return True
-        refused = _journal.count_lines(self.path / "rejected.jsonl")
-        damaged_before = (self.path / "damage.json").exists()  # kept, resent by --rejected
-        if self.journal is not None:
-            self.journal.retire()  # no heartbeat may write into it while it moves or goes
-        if self.damage or refused or damaged_before:
-            self._keep(refused)
-        else:
-            _journal.remove(self.path)
-        self.done = True
-        with self._changed:
-            self._changed.notify_all()
-        return True
-
-    def _keep(self, refused: int) -> None:
-        lines: list[str] = []
-        reasons: list[str] = []
-        if self.damage:
-            with contextlib.suppress(OSError):
-                _journal.write_json(
-                    self.path / "damage.json",
-                    {"damage": [d.as_dict() for d in self.damage]},
+            if delivery.run_id is None:
+                delivery.create(
+                    delivery.from_meta(
+                        "its refused requests were sent by `tracksdk sync --rejected`, and the "
+                        "store had no run with its client id; the run was created from the "
+                        "journal's meta.json"
+                    ),
+                    retried=self._attempts > 0,
                 )
-            lost = sum(d.end - d.start for d in self.damage)
-            reasons.append(f"{len(self.damage)} unreadable part(s), {lost} B")
-            lines.append("Unreadable parts (their records could not be sent):")
-            lines.extend(f"  {d.describe()}" for d in self.damage)
-            lines.append("Everything else was sent.")
-        if not self.damage and (self.path / "damage.json").exists():
-            reasons.append("unreadable parts found before (damage.json)")
-            lines.append("damage.json lists the parts that could not be read.")
-        if refused:
-            reasons.append(f"{refused} request(s) refused by the store")
-            lines.append(
-                f"rejected.jsonl holds the {refused} request(s) the store refused, in full, "
-                "with the store's answer."
-            )
-        if self._recreated:
-            lines.append(f"The run was created again: {self._recreated}.")
-        self.kept_at = _journal.set_aside(self.path, "; ".join(reasons), lines)
-        if self.quiet:
-            return
-        what = " and ".join(reasons)
-        if refused:
-            how = "fix the cause, then run `tracksdk sync --rejected` to send them."
-        else:
-            how = "the rest of the run was sent."
-        _warn.warn(
-            f"tracksdk: run {self.label} was not sent in full: {what}. They are kept in "
-            f"{self.kept_at}; {how}"
-        )
-
-    def _restart(self, why: str) -> _journal.Position:
-        """Send the run again from the journal's start, to a store that lost it."""
-        self.restarts += 1
-        old = self.run_id
-        _server_ids.pop(self.client_id, None)
-        self.run_id = self.created = self.experiment_id = None
-        self.status_sent = None
-        self._ended = False
-        self._attempts = 0
-        with contextlib.suppress(OSError):
-            (self.path / "created.json").unlink()
-        numbers = _journal.segment_numbers(self.path)
-        first = numbers[0] if numbers else 1
-        start: _journal.Position = (first, 0)
-        if first != 1:
-            self._recreated = (
-                f"the store lost it and the journal's segments 1-{first - 1} had already "
-                "been sent and deleted, so their records are missing from it"
-            )
-        journal = self.journal
-        if journal is not None:
-            memory = journal._memory
-            if memory is not None and not numbers:
-                # Every disk segment was sent and deleted before the disk filled up.
-                start = (memory.segment, memory.base)
-                self._recreated = (
-                    "the store lost it and the records it had already taken were no longer "
-                    "kept (the journal's disk was full), so they are missing from it"
-                )
-            elif journal.punched_at is not None and start < journal.punched_at:
-                start = journal.punched_at  # the bytes before it were freed once sent
-                self._recreated = (
-                    "the store lost it and the records it had already taken from the "
-                    "journal's start were freed, so they are missing from it"
-                )
-        with contextlib.suppress(OSError):
-            _journal.write_ack(self.path, start)
-        self.acked = start
-        if self.journal is not None:
-            self.journal.acked_segment = first
-        if not self.quiet:
-            _warn.warn(
-                f"tracksdk: the store no longer has run {self.label} ({old}; {why}): it was "
-                "replaced or reset. The run is created there again from its journal."
-            )
-        return start
-
-    def _death_time_ms(self) -> int:
-        try:
-            return int(float((self.path / "heartbeat").read_text()) * 1000)
-        except (OSError, ValueError):
-            return int(time.time() * 1000)
-
-    def _ack(self, position: _journal.Position, *, ended: bool = False) -> None:
-        durable = True
-        try:
-            _journal.write_ack(self.path, position, ended=ended)
-        except OSError:  # a resend after a crash is de-duplicated
-            durable = False
-        self.acked = position
-        self._progress_at = time.monotonic()
-        if self.journal is not None:
-            self.journal.acknowledge(position, durable=durable)
-        with self._changed:
-            self._changed.notify_all()
-
-    def _transport_for(self) -> Store:
-        if self._transport is None:
-            from tracksdk.stores import open_store
-
-            assert self.conn is not None
-            self._transport = open_store(self.conn, self.http_timeout)
-        return self._transport
-
-    # -- one request, with the retry policy ------------------------------------------
-
-    def _send(self, op: _Op) -> bool:
-        """Send ``op`` until it succeeds or is refused; False when the sender must stop."""
-        delay = 0.5
-        odd_failures = 0
-        while not self._stop.is_set():
-            try:
-                self._do(op)
-                self._attempts = 0
-                self.first_outcome.set()
-                return True
-            except Transient as exc:
-                self.last_error = exc
-                self._attempts += 1
-                self._unreachable = exc.unreachable
-                if self._attempts >= START_ATTEMPTS:  # one lost answer is not an outage
-                    self.first_outcome.set()
-                self._report_outage(exc)
-                # A store that answers, and answers this one request with an internal error
-                # each time (a value its database refuses), or an upload failing on a disk
-                # error, is not an outage: after a few tries the request is set aside
-                # instead of blocking everything behind it.
-                # A create is never set aside: the run's tags and parent live in it.
-                poison = op.kind != "c" and (
-                    exc.status == 500
-                    or (op.kind in ("f", "r") and exc.status is None and not exc.network)
-                )
-                if poison:
-                    odd_failures += 1
-                    if odd_failures >= POISON_TRIES:
-                        self._reject(op, exc)
-                        return True
-                wait = exc.retry_after if exc.retry_after is not None else delay
-                wait = max(0.05, min(wait, 300.0))
-                if exc.retry_after is None:
-                    wait *= random.uniform(0.5, 1.0)  # jitter: clients do not retry in step
-                delay = min(delay * 2, MAX_BACKOFF)
-                if self._stop.wait(wait):
-                    return False
-            except AuthFailed as exc:
-                self.first_outcome.set()
-                self.auth_error = exc
-                self.last_error = exc
-                _warn.warn(
-                    f"tracksdk: {exc}. Nothing more is sent for run {self.label}; its data "
-                    f"is kept in the journal ({self.path}). After fixing the credential, run "
-                    "`tracksdk sync`."
-                )
-                return False
-            except (ValueError, TypeError, OverflowError, KeyError, IndexError) as exc:
-                # A record the request cannot be built from (a value out of MLflow's
-                # range): set aside, like a request the store refused.
-                self.first_outcome.set()
-                self._reject(op, Rejected(f"{type(exc).__name__}: {exc}"))
-                return op.kind != "c" and self.run_id is not None
-            except Rejected as exc:
-                self.first_outcome.set()
-                if op.kind != "c" and self._run_lost(exc):
-                    raise _RunLost(str(exc)) from None
-                if op.kind == "c" or self.run_id is None:  # the run could not be created
-                    self.last_error = exc
-                    if not self.start_watched and not self.quiet:
-                        _warn.warn(
-                            f"tracksdk: the store refused to create run {self.label}: {exc}. "
-                            f"Its data is kept in the journal ({self.path})."
-                        )
-                    return False
-                self._reject(op, exc)
-                return True
-        return False
-
-    def _run_lost(self, exc: StoreError) -> bool:
-        """Whether a 404 means the store lost the run (no run with our client id)."""
-        if exc.kind is not Kind.NOT_FOUND or exc.subject != "run" or self.run_id is None:
-            return False
-        if self.restarts >= MAX_RESTARTS:
-            return False
-        if self._transport is not None:  # its experiment ids may be the lost store's
-            self._transport.close()
-            self._transport = None
-        try:
-            transport = self._transport_for()
-            experiment_id = transport.experiment_id(self._experiment_name())
-            return transport.find_run(experiment_id, self.client_id) is None
-        except TrackingError:
-            return False
-
-    def _experiment_name(self) -> str:
-        if self._experiment is not None:
-            return self._experiment
-        meta = _journal.read_json(self.path / "meta.json") or {}
-        name = meta.get("experiment")
-        return name if isinstance(name, str) and name else "Default"
-
-    def _info_from_meta(self, reason: str) -> dict[str, Any]:
-        """A create record rebuilt from meta.json, for a run whose own is unreadable."""
-        meta = _journal.read_json(self.path / "meta.json") or {}
-        found = _journal.Found(self.path, meta)
-        created = found.created
-        start = int(created * 1000) if created > 0 else self._death_time_ms()
-        return {
-            "experiment": self._experiment_name(),
-            "run_name": found.text("run_name"),
-            "parent": found.text("parent"),
-            "start": start,
-            "tags": {RECREATED_TAG: reason[:5000]},
-            "attach": self.attach_to,  # a forked child's part: find the parent's run
-        }
-
-    def _report_outage(self, exc: TrackingError) -> None:
-        if self.journal is None or self._warned_outage or self.start_watched:
-            return
-        if self._attempts < 2:
-            return
-        self._warned_outage = True
-        _warn.warn(
-            f"tracksdk: cannot reach the store for run {self.label} ({exc}). Logging goes "
-            f"on into the journal ({self.path}) and is sent when the store answers."
-        )
-
-    def _reject(self, op: _Op, exc: TrackingError) -> None:
-        self.rejected += 1
-        if op.kind == "e":
-            self._ended = True
-        line = {
-            "at": int(time.time() * 1000),
-            "request": op.describe(),
-            "error": str(exc),
-            "records": op.records(),  # in full: `tracksdk sync --rejected` replays them
-        }
-        with contextlib.suppress(OSError, ValueError, TypeError):
-            _journal.append_line(self.path / "rejected.jsonl", json.dumps(line))
-        if self.rejected == 1 and self.journal is not None and not self.quiet:
-            _warn.warn(
-                f"tracksdk: the store refused part of run {self.label}: {exc}. The run goes "
-                "on; refused requests are kept in full in the journal and counted in its "
-                "tracksdk.write_failures tag."
-            )
-
-    def _do(self, op: _Op) -> None:
-        transport = self._transport_for()
-        if op.kind == "c":
-            self._create(transport, op.record[1])
-            return
-        if self.run_id is None:
-            # The create record is unreadable, or the store lost the run and the journal's
-            # start is gone: create the run from meta.json, and say so in a tag.
-            reason = self._recreated or (
-                "the journal's create record could not be read; the run was created "
-                "from the journal's meta.json"
-            )
-            self._recreated = reason
-            self._create(transport, self._info_from_meta(reason))
-        run_id = self.run_id
-        if run_id is None:
-            raise TrackingError(f"run {self.label} could not be created")
-        if op.kind == "batch":
-            transport.log_batch(run_id, op.metrics, op.params, op.tags)
-        elif op.kind == "f":
-            self._upload(transport, op.record)
-        elif op.kind == "i":
-            transport.log_input(run_id, op.record[1], op.record[2])
-        elif op.kind == "r":
-            self._register(op.record)
-        elif op.kind == "e" and self.attach_to is not None:
-            self.status_sent = "attached"  # the parent's run ends with the parent
-        elif op.kind == "e":
-            extra: dict[str, str] = dict(op.record[3].get("tags", {})) if len(op.record) > 3 else {}
-            if self.rejected:
-                extra[WRITE_FAILURES_TAG] = str(self.rejected)
-            if self._lost_artifacts:
-                extra[ARTIFACTS_NOT_RESENT_TAG] = (
-                    f"{self._lost_artifacts} artifact upload(s) reached the store that lost "
-                    "this run and were freed from the journal; they could not be sent again"
-                )
-            if extra:
-                transport.log_batch(run_id, [], {}, extra)
-            transport.end_run(run_id, str(op.record[1]), int(op.record[2]))
-            self.status_sent = str(op.record[1])
-            self._ended = True
-        # Unknown kinds come from a newer tracksdk: skipped, never a crash.
-
-    def _create(self, transport: Store, info: dict[str, Any]) -> None:
-        if self.run_id is not None:
-            return
-        self._experiment = str(info["experiment"])
-        experiment_id = transport.experiment_id(self._experiment)
-        if info.get("attach"):
-            self._attach(transport, experiment_id, info)
-            return
-        created = None
-        if self._attempts > 0 or self.journal is None:
-            # An earlier attempt (or process) may have created it and lost the answer.
-            created = transport.find_run(experiment_id, self.client_id)
-        if created is None:
-            tags = {str(k): str(v) for k, v in dict(info.get("tags", {})).items()}
-            if self._recreated:
-                tags[RECREATED_TAG] = self._recreated[:5000]
-            tags[CLIENT_RUN_ID_TAG] = self.client_id
-            parent = info.get("parent")
-            if parent:
-                parent_id = info.get("parent_run_id") or _server_ids.get(str(parent))
-                if parent_id is None:
-                    found = transport.find_run(experiment_id, str(parent))
-                    if found is None:
-                        raise Transient(f"the parent run {parent} is not in the store yet")
-                    parent_id = found.run_id
-                tags[PARENT_RUN_ID_TAG] = str(parent_id)
-            created = transport.create_run(
-                experiment_id, info.get("run_name"), tags, int(info["start"])
-            )
-        self.created = created
-        self.experiment_id = created.experiment_id
-        self.run_id = created.run_id
-        _server_ids[self.client_id] = created.run_id
-        assert self.conn is not None
-        with contextlib.suppress(OSError):  # a later sync finds the run by its client id
-            _journal.write_json(
-                self.path / "created.json",
-                {
-                    "target": _journal.masked_target(self.conn.tracking_uri),
-                    "run_id": created.run_id,
-                    "experiment_id": created.experiment_id,
-                },
-            )
-
-    def _attach(self, transport: Store, experiment_id: str, info: dict[str, Any]) -> None:
-        """Find the parent's run that a forked child's journal adds to."""
-        parent = str(info["attach"])
-        run_id = info.get("run_id") or _server_ids.get(parent)
-        if run_id is None:
-            found = transport.find_run(experiment_id, parent)
-            if found is None:
-                raise Transient(f"the run {parent[:8]} this child adds to is not in the store yet")
-            run_id = found.run_id
-        self.run_id = str(run_id)
-        self.experiment_id = experiment_id
-        self.attach_to = parent
-
-    def _upload(self, transport: Store, record: list[Any]) -> None:
-        assert self.run_id is not None
-        local = self.path / "files" / str(record[1])
-        if not local.exists() and self.restarts:
-            # Sent to the store that lost the run, then freed: it cannot be sent again.
-            self._lost_artifacts += 1
-            return
-        if not local.exists():
-            raise Rejected(f"spooled artifact {record[1]} is missing from the journal")
-        transport.upload(self.run_id, str(local), record[2])
-        self.after_upload(local)
-
-    def after_upload(self, local: Path) -> None:
-        """Free the spooled copy of an uploaded artifact."""
-        import shutil
-
-        folder = local.parent
-        size = _journal.size_of(folder)
-        shutil.rmtree(folder, ignore_errors=True)
-        if self.journal is not None:
-            self.journal.files_bytes = max(0, self.journal.files_bytes - size)
-
-    def _register(self, record: list[Any]) -> None:
-        from tracksdk import registry
-        from tracksdk.stores._client import classify
-
-        assert self.conn is not None and self.run_id is not None
-        if not self._transport_for().capabilities().registry:
-            raise Rejected(f"{self.conn.tracking_uri} has no model registry")
-        from tracksdk.settings import find_project_root
-
-        spec = registry.Register.from_dict(record[1])
-        model_uri = f"runs:/{self.run_id}/model"
-        lock_dir = find_project_root() / ".tracksdk"
-        try:
-            registry.register_version(
-                self.conn, self.run_id, model_uri, spec, dict(record[2]), lock_dir
-            )
+            for op in plan(entries):
+                if not creates(op):
+                    delivery.perform(op, rejected=self.rejected, retried=self._attempts > 0)
         except TrackingError as exc:
-            raise classify(self.conn, exc.__cause__ or exc, "Registering") from None
+            return exc
+        except (ValueError, TypeError, OverflowError, KeyError, IndexError) as exc:
+            return TrackingError(f"{type(exc).__name__}: {exc}")
+        return None

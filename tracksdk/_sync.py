@@ -1,316 +1,34 @@
-"""Replaying journals whose process is gone: ``tracksdk sync`` and the automatic sync.
+"""``tracksdk sync`` and the automatic sync: journals whose process is gone, sent and reported.
 
-A journal is left behind when its process ended before the store had everything: the
-server was down, the process was killed, or the run was offline. Its records are sent in
-order by a :class:`~tracksdk._sender.Sender`, which creates the run when it is missing
-(found again by its client id when an earlier attempt created it), sends what was not
-acknowledged, and ends the run with its true status, or KILLED when the process died
-before ending it.
+Each journal is replayed by :func:`tracksdk._replay.sync_one`; this module finds them,
+reports what became of each, sends the journals kept in ``<journal dir>/kept/`` again
+(``tracksdk sync --rejected``, once the cause is fixed), and runs the automatic sync a
+tracked run starts in the background.
 
-What cannot be finished is never deleted: a journal with unreadable parts or refused
-requests, or whose run or experiment was deleted in the store, is moved to
-``<journal dir>/kept/`` with a note, and ``tracksdk sync --rejected`` sends it again once
-the cause is fixed. A sync gives up on a store that makes no progress for ``timeout``
-seconds, says why, and keeps the journal.
+A journal folder written by a newer tracksdk (a newer journal format in its marker) is
+never read, sent, moved or deleted here: it is reported, once, so that it is not lost
+silently ("upgrade tracksdk to send it").
 """
 
 from __future__ import annotations
 
 import json
 import threading
-import time
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from tracksdk import _journal, _warn
+from tracksdk import _warn
+from tracksdk._journal import folders, layout
+from tracksdk._replay import DEFAULT_TIMEOUT, Outcome, sync_all, sync_one
 
 if TYPE_CHECKING:
-    from tracksdk._sender import Sender
     from tracksdk.backends import Connection
     from tracksdk.settings import Explained
-
-DEFAULT_TIMEOUT = 60.0  # seconds without progress before a sync gives up on a store
-
-
-@dataclass
-class Summary:
-    """What a journal still holds, from its ack onwards."""
-
-    client_id: str
-    run_name: str | None
-    experiment: str
-    target: str | None
-    created_as: str | None  # MLflow run id, when the run exists in ``target``
-    records: Counter[str] = field(default_factory=Counter)
-    metric_points: int = 0
-    status: str | None = None  # the run's end status, if the run ended
-    end: _journal.Position = _journal.START
-    damage: list[_journal.Damage] = field(default_factory=list)
-    refused: int = 0  # lines in rejected.jsonl
-    attach_to: str | None = None  # a forked child's part of this run (client id)
-
-    @property
-    def torn(self) -> bool:
-        """Whether part of the journal could not be read."""
-        return bool(self.damage)
-
-    def describe(self) -> str:
-        """One human line, e.g. for ``tracksdk sync --dry-run``."""
-        name = self.run_name or self.client_id[:8]
-        if self.created_as:
-            what = f"append to run {self.created_as}"
-        elif self.attach_to:
-            what = f"add a forked child's points to run {self.attach_to[:8]}"
-        else:
-            what = f"create run {name!r} in experiment {self.experiment!r}"
-        parts = [f"{self.metric_points} metric points"]
-        for kind, label in (("p", "param batches"), ("t", "tag batches"), ("f", "artifacts")):
-            if self.records[kind]:
-                parts.append(f"{self.records[kind]} {label}")
-        if self.records["i"]:
-            parts.append(f"{self.records['i']} dataset inputs")
-        if self.records["r"]:
-            parts.append("a model registration")
-        ending = f"end it {self.status}" if self.status else "end it KILLED (its process died)"
-        if self.attach_to:
-            ending = "its run ends with its parent process"
-        return f"{self.client_id[:8]}  {what}: {', '.join(parts)}; {ending}"
-
-    def describe_damage(self) -> list[str]:
-        """What could not be read: a count, the bytes, and each byte range."""
-        if not self.damage:
-            return []
-        lost = sum(d.end - d.start for d in self.damage)
-        return [
-            f"{len(self.damage)} unreadable part(s), {lost} B lost:",
-            *(f"  {d.describe()}" for d in self.damage),
-        ]
-
-
-def summarize(found: _journal.Found, *, final: bool = True) -> Summary:
-    """Read a journal from its ack to its end, without sending anything (never raises).
-
-    ``final``: the journal's writer is gone, so damaged parts are skipped and listed
-    (a live journal is read up to its first incomplete record).
-    """
-    created = _journal.read_json(found.path / "created.json") or {}
-    run_id = created.get("run_id")
-    summary = Summary(
-        client_id=found.client_id,
-        run_name=found.text("run_name"),
-        experiment=found.text("experiment") or "",
-        target=_journal.masked_target(found.text("target")),
-        created_as=run_id if isinstance(run_id, str) else None,
-        refused=_journal.count_lines(found.path / "rejected.jsonl"),
-        attach_to=found.text("attach_to"),
-    )
-    reader = _journal.Reader(found.path, _journal.read_ack(found.path))
-    try:
-        while entries := reader.read(5000, final=final):
-            for entry in entries:
-                kind = entry.record[0]
-                summary.records[kind] += 1
-                if kind == "m":
-                    summary.metric_points += len(entry.record[1])
-                elif kind == "e":
-                    summary.status = str(entry.record[1])
-                summary.end = entry.end
-        summary.damage = list(reader.damage)
-    finally:
-        reader.close()
-    return summary
-
-
-@dataclass
-class Outcome:
-    """What happened to one journal."""
-
-    summary: Summary
-    # "sent", "kept" (sent as far as possible, then set aside), "retired" (the store
-    # refused the run: set aside), "live" (someone holds it), "other-store", "failed",
-    # "would-send" (dry run)
-    state: str
-    run_id: str | None = None
-    message: str = ""
-    kept_at: Path | None = None
-
-
-def _other_store(found: _journal.Found, conn: Connection, any_target: bool) -> str | None:
-    target = found.text("target")
-    if target is None or any_target or _journal.same_target(target, conn.tracking_uri):
-        return None
-    return f"journaled for {_journal.masked_target(target)}"
-
-
-def sync_one(
-    found: _journal.Found,
-    conn: Connection,
-    *,
-    http_timeout: float,
-    any_target: bool = False,
-    progress_delay: float | None = 2.0,
-    timeout: float = DEFAULT_TIMEOUT,
-) -> Outcome:
-    """Send one journal to ``conn`` unless its writer still runs.
-
-    Gives up when nothing was acknowledged for ``timeout`` seconds (0: never) while the
-    store keeps failing; the journal is kept.
-    """
-    from tracksdk._sender import Sender
-
-    other = _other_store(found, conn, any_target)
-    if other is not None:
-        return Outcome(summarize(found, final=False), "other-store", message=other)
-    with _journal.claim(found.path) as ours:
-        if not ours:
-            holder = _journal.holder(found.path, found.meta)
-            return Outcome(summarize(found, final=False), "live", message=holder)
-        summary = summarize(found)
-        label = summary.run_name or found.client_id[:8]
-        sender = Sender(found.path, conn, http_timeout=http_timeout, label=label)
-        sender.quiet = True  # the outcome is reported by the caller
-        sender.start()
-        finished = _wait(sender, summary, timeout, progress_delay)
-        if sender.done:
-            if sender.kept_at is not None:
-                lines = summary.describe_damage()
-                refused = _journal.count_lines(sender.kept_at / "rejected.jsonl")
-                if refused:
-                    lines.append(f"{refused} request(s) refused by the store, kept in full")
-                return Outcome(
-                    summary,
-                    "kept",
-                    run_id=sender.run_id,
-                    message="; ".join(line.strip() for line in lines),
-                    kept_at=sender.kept_at,
-                )
-            return Outcome(summary, "sent", run_id=sender.run_id)
-        sender.stop()
-        sender.join(5.0)
-        error = sender.auth_error or sender.last_error
-        if not finished:
-            return Outcome(
-                summary,
-                "failed",
-                run_id=sender.run_id,
-                message=(
-                    f"gave up after {timeout:.0f} s without progress (last error: "
-                    f"{error or 'none'})"
-                ),
-            )
-        if _refused_run(sender):
-            kept = _journal.set_aside(
-                found.path,
-                f"the store refused the run: {error}",
-                [
-                    "Nothing more of this run was sent. Restore the run or its experiment",
-                    "in the store (MLflow UI, `mlflow experiments restore`), then run",
-                    "`tracksdk sync --rejected`.",
-                ],
-            )
-            return Outcome(
-                summary, "retired", run_id=sender.run_id, message=str(error), kept_at=kept
-            )
-        return Outcome(summary, "failed", run_id=sender.run_id, message=str(error or "stopped"))
-
-
-def _refused_run(sender: Sender) -> bool:
-    """The store refused the run itself because it or its experiment is deleted."""
-    from tracksdk.stores.errors import Rejected
-
-    error = sender.last_error
-    return (
-        sender.auth_error is None
-        and isinstance(error, Rejected)
-        and error.code == "INVALID_STATE"
-        and error.subject in ("run", "experiment")
-    )
-
-
-def _wait(sender: Sender, summary: Summary, timeout: float, progress_delay: float | None) -> bool:
-    """Wait for the sender to finish; False when it made no progress for ``timeout`` s."""
-    from tracksdk._progress import Progress
-
-    progress = None
-    if progress_delay is not None:
-        progress = Progress(
-            f"tracksdk: sending run {summary.run_name or summary.client_id[:8]}",
-            _journal.distance(sender.acked, summary.end),
-            unit="B",
-            delay=progress_delay,
-        )
-    start = last = sender.acked
-    last_restarts = sender.restarts
-    since = time.monotonic()
-    try:
-        while sender.alive and not sender.done:
-            sender.wait_change(0.25)
-            if sender.acked != last or sender.restarts != last_restarts:
-                last, last_restarts, since = sender.acked, sender.restarts, time.monotonic()
-            elif timeout > 0 and sender.failing and time.monotonic() - since > timeout:
-                return False
-            if progress is not None:
-                progress.update(_journal.distance(start, sender.acked))
-        return True
-    finally:
-        if progress is not None:
-            progress.close()
-
-
-def sync_all(
-    folder: Path,
-    conn: Connection,
-    *,
-    http_timeout: float,
-    any_target: bool = False,
-    dry_run: bool = False,
-    progress_delay: float | None = 2.0,
-    timeout: float = DEFAULT_TIMEOUT,
-) -> list[Outcome]:
-    """Send (or, with ``dry_run``, list) every journal under ``folder``.
-
-    One journal that fails never stops the others.
-    """
-    outcomes = []
-    for found in _journal.find(folder):
-        try:
-            if dry_run:
-                outcomes.append(_dry_run(found, conn, any_target))
-                continue
-            outcomes.append(
-                sync_one(
-                    found,
-                    conn,
-                    http_timeout=http_timeout,
-                    any_target=any_target,
-                    progress_delay=progress_delay,
-                    timeout=timeout,
-                )
-            )
-        except Exception as exc:  # a bug must not stop the other journals
-            summary = Summary(found.client_id, None, "", None, None)
-            outcomes.append(
-                Outcome(summary, "failed", message=f"{type(exc).__name__}: {exc} (a bug)")
-            )
-    return outcomes
-
-
-def _dry_run(found: _journal.Found, conn: Connection, any_target: bool) -> Outcome:
-    with _journal.claim(found.path) as ours:
-        summary = summarize(found, final=ours)
-    other = _other_store(found, conn, any_target)
-    if other is not None:
-        return Outcome(summary, "other-store", message=other)
-    if not ours:
-        return Outcome(summary, "live", message=_journal.holder(found.path, found.meta))
-    return Outcome(summary, "would-send")
-
 
 _background: dict[tuple[str, str], threading.Thread] = {}
 _background_lock = threading.Lock()
 BACKGROUND_TIMEOUT = DEFAULT_TIMEOUT
+_said_newer: set[Path] = set()  # journals of a newer tracksdk already reported here
 
 
 def in_background(folder: Path, conn: Connection, http_timeout: float) -> None:
@@ -319,22 +37,25 @@ def in_background(folder: Path, conn: Connection, http_timeout: float) -> None:
     Only journals recorded for this same store are sent: an offline run waits for an
     explicit ``tracksdk sync``, which says where it goes. The thread gives up when the
     store makes no progress for a minute; a journal set aside (damaged, refused, its run
-    deleted) is said once, by one warning, and not tried again.
+    deleted) is said once, by one warning, and not tried again. So is, once per process,
+    a journal written by a newer tracksdk, which is left as it is.
     """
     try:
         if not any(folder.iterdir()):
             return
     except OSError:
         return
-    key = (str(folder), _journal.masked_target(conn.tracking_uri) or "")
+    key = (str(folder), layout.masked_target(conn.tracking_uri) or "")
     with _background_lock:
         thread = _background.get(key)
         if thread is not None and thread.is_alive():
             return
 
         def work() -> None:
-            for found in _journal.find(folder):
-                if not _journal.same_target(found.text("target"), conn.tracking_uri):
+            journals, newer = folders.scan(folder)
+            _warn_newer(newer)
+            for found in journals:
+                if not layout.same_target(found.text("target"), conn.tracking_uri):
                     continue
                 try:
                     outcome = sync_one(
@@ -354,6 +75,22 @@ def in_background(folder: Path, conn: Connection, http_timeout: float) -> None:
         thread = threading.Thread(target=work, name="tracksdk-autosync", daemon=True)
         _background[key] = thread
         thread.start()
+
+
+def _warn_newer(newer: list[folders.Newer]) -> None:
+    """One warning per journal of a newer tracksdk, the first time this process sees it."""
+    with _background_lock:
+        unsaid = [journal for journal in newer if journal.path not in _said_newer]
+        _said_newer.update(journal.path for journal in unsaid)
+    for journal in unsaid:
+        _warn.warn(f"tracksdk: {journal.describe()}.")
+
+
+def _report_newer(newer: list[folders.Newer], out: TextIO) -> int:
+    """List the journals of a newer tracksdk for ``tracksdk sync``; how many there are."""
+    for journal in newer:
+        print(f"  NOT SENT {journal.path.name[:8]}: {journal.describe()}", file=out)
+    return len(newer)
 
 
 def _kept_message(outcome: Outcome) -> str:
@@ -384,13 +121,17 @@ def replay_rejected(
     """``tracksdk sync --rejected``: send kept journals and refused requests again."""
     from tracksdk._sender import Sender
 
-    kept = _journal.find(folder / _journal.KEPT)
+    kept, newer = folders.scan(folder / layout.KEPT)
     if not kept:
-        print(f"Nothing kept in {folder / _journal.KEPT}.", file=out)
-        return 0
+        if not newer:
+            print(f"Nothing kept in {folder / layout.KEPT}.", file=out)
+            return 0
+        print(f"Nothing this tracksdk can send in {folder / layout.KEPT}:", file=out)
+        _report_newer(newer, out)
+        return 1
     print(
-        f"Sending {len(kept)} kept journal(s) from {folder / _journal.KEPT} to "
-        f"{_journal.masked_target(conn.tracking_uri)}",
+        f"Sending {len(kept)} kept journal(s) from {folder / layout.KEPT} to "
+        f"{layout.masked_target(conn.tracking_uri)}",
         file=out,
     )
     failed = 0
@@ -419,10 +160,10 @@ def replay_rejected(
         if not lines:
             print(f"  sent {name} as run {outcome.run_id}", file=out)
             continue
-        with _journal.claim(path) as ours:
+        with folders.claim(path) as ours:
             if not ours:
                 failed += 1
-                print(f"  skipped {name}: {_journal.holder(path, found.meta)}", file=out)
+                print(f"  skipped {name}: {folders.holder(path, found.meta)}", file=out)
                 continue
             sender = Sender(path, conn, http_timeout=http_timeout, label=name)
             sender.quiet = True
@@ -439,7 +180,7 @@ def replay_rejected(
             sent = len(lines) - len(left)
             if left:
                 failed += 1
-                _journal.write_lines(rejected, left)
+                layout.write_lines(rejected, left)
                 why = f": {error}" if error is not None else " (lines without records)"
                 print(
                     f"  FAILED {name}: sent {sent} of {len(lines)} refused request(s) to run "
@@ -450,12 +191,13 @@ def replay_rejected(
             rejected.unlink(missing_ok=True)
             damaged = (path / "damage.json").exists()
             if not damaged:
-                _journal.remove(path)
+                folders.remove(path)
             print(
                 f"  sent {sent} refused request(s) of {name} to run {sender.run_id}"
                 + (f"; kept in {path} for its unreadable parts" if damaged else ""),
                 file=out,
             )
+    failed += _report_newer(newer, out)
     return 1 if failed else 0
 
 
@@ -488,14 +230,18 @@ def command(
     """``tracksdk sync``: send (or list) this project's journals; the exit code."""
     from tracksdk import _mlflow
 
-    folder = _journal.journal_dir(explained)
+    folder = layout.journal_dir(explained)
     settings = explained.settings
-    uri = _journal.masked_target(conn.tracking_uri)
-    found = [] if rejected else _journal.find(folder)
+    uri = layout.masked_target(conn.tracking_uri)
+    found, newer = ([], []) if rejected else folders.scan(folder)
     if not found and not rejected:
-        print(f"Nothing to sync in {folder}.", file=out)
+        if newer:
+            print(f"Nothing this tracksdk can send in {folder}:", file=out)
+            _report_newer(newer, out)
+        else:
+            print(f"Nothing to sync in {folder}.", file=out)
         _mention_kept(folder, out)
-        return 0
+        return 1 if newer else 0
     if not rejected:
         verb = "Would send" if dry_run else "Sending"
         print(f"{verb} {len(found)} journaled run(s) from {folder} to {uri}", file=out)
@@ -554,7 +300,7 @@ def command(
             print(f"  sent {short} as run {outcome.run_id}, NOT IN FULL:", file=out)
             for line in summary.describe_damage():
                 print(f"    {line}", file=out)
-            refused = _journal.count_lines((outcome.kept_at or Path()) / "rejected.jsonl")
+            refused = layout.count_lines((outcome.kept_at or Path()) / "rejected.jsonl")
             if refused:
                 print(f"    {refused} request(s) refused by the store, kept in full", file=out)
             print(f"    kept in {outcome.kept_at} (see KEPT.txt there)", file=out)
@@ -569,16 +315,17 @@ def command(
         else:
             failed += 1
             print(f"  FAILED {short}: {outcome.message} (kept)", file=out)
+    failed += _report_newer(newer, out)
     if not dry_run:
         _mention_kept(folder, out)
     return 1 if failed else 0
 
 
 def _mention_kept(folder: Path, out: TextIO) -> None:
-    kept = _journal.find(folder / _journal.KEPT)
+    kept = folders.find(folder / layout.KEPT)
     if kept:
         print(
-            f"{len(kept)} journal(s) kept in {folder / _journal.KEPT} (see KEPT.txt in each); "
+            f"{len(kept)} journal(s) kept in {folder / layout.KEPT} (see KEPT.txt in each); "
             "`tracksdk sync --rejected` sends them again.",
             file=out,
         )

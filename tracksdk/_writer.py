@@ -12,24 +12,36 @@ vanish after the call returns, and the upload may happen in a later process.
 Failure policy: a failure never reaches the user's code. A journal that cannot be
 written (disk full) is reported by one warning and counted; in strict mode it raises
 :class:`~tracksdk.exceptions.TrackingError`, as does a run whose data could not all be
-sent when it ends.
+sent when it ends (:mod:`tracksdk._drainer` says where it is kept, and sends it later).
+A forked child's writes go to a journal of its own (:mod:`tracksdk._forked`).
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import os
 import shutil
-import sys
-import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracksdk import _journal, _warn
+from tracksdk import _drainer, _forked, _warn
+from tracksdk._drainer import STALL_SECONDS
+from tracksdk._forked import after_fork_in_child as after_fork_in_child
+from tracksdk._forked import after_fork_in_parent as after_fork_in_parent
+from tracksdk._journal import layout
+from tracksdk._journal.journal import Journal, JournalFull
+from tracksdk._journal.records import (
+    Create,
+    End,
+    File,
+    Input,
+    MetricPoint,
+    Metrics,
+    Params,
+    Record,
+    Register,
+    Tags,
+)
 from tracksdk._schema import DROPPED_POINTS_TAG, WRITE_FAILURES_TAG
 from tracksdk.exceptions import TrackingError
 
@@ -37,24 +49,13 @@ if TYPE_CHECKING:
     from tracksdk._sender import Sender
     from tracksdk.backends import Connection
 
-MetricPoint = tuple[str, float, int, int]  # key, value, timestamp in ms, step
-
-# When the store cannot be reached at a run's end, the wait stops after this many seconds
-# without progress, instead of the whole TRACKSDK_FLUSH_TIMEOUT.
-STALL_SECONDS = 3.0
-# A forked child flushes its own points for at most this long when it exits.
-CHILD_EXIT_FLUSH = 10.0
-
-# Every writer of this process, for fork handling (see after_fork_in_child).
-_writers: weakref.WeakSet[Writer] = weakref.WeakSet()
-
 
 class Writer:
     """Journals one run's records; its sender sends them (none when offline)."""
 
     def __init__(
         self,
-        journal: _journal.Journal,
+        journal: Journal,
         conn: Connection | None,
         *,
         strict: bool,
@@ -73,20 +74,22 @@ class Writer:
         self.dropped_points = 0  # metric points refused over the journal's cap
         self._wake_after = WAKE_AFTER
         self._since_wake = 0
-        self._terminated = False
+        self.terminated = False
         self.http_timeout = http_timeout
         self.sender: Sender | None = None
         if conn is not None:
             self.sender = Sender(
                 journal.path, conn, journal=journal, http_timeout=http_timeout, label=self.label
             )
-        self._warned_degraded = False
+        self.warned_degraded = False
+        # Fork (tracksdk._forked): in a forked child, the parent's journal until the
+        # child's first write, the parent's run, and the run the child's journal adds to.
         self.had_children = False  # this process forked while the run was live
-        self._child_of: _journal.Journal | None = None  # set in a forked child until it logs
-        self._child_exit_hooked = False
-        self._parent_run_id: str | None = None
-        self.attach_to: str | None = None  # in a forked child: the parent run's client id
-        _writers.add(self)
+        self.child_of: Journal | None = None
+        self.parent_run_id: str | None = None
+        self.attach_to: str | None = None
+        self.exit_hooked = False  # the child's end is hooked to its exit
+        _forked.register(self)
 
     @property
     def client_id(self) -> str:
@@ -110,14 +113,15 @@ class Writer:
 
     # -- appending -------------------------------------------------------------------
 
-    def _append(self, record: list[Any], *, droppable: bool = False) -> bool:
-        if self._child_of is not None:
-            self._start_child()
+    def _append(self, record: Record, *, droppable: bool = False) -> bool:
+        if self.child_of is not None:
+            _forked.start_child(self)
         try:
             self.journal.append(record, droppable=droppable)
-        except _journal.JournalFull:
-            self.dropped_points += len(record[1])
-            if self.dropped_points == len(record[1]):
+        except JournalFull:
+            dropped = len(record.points) if isinstance(record, Metrics) else 1
+            self.dropped_points += dropped
+            if self.dropped_points == dropped:
                 _warn.warn(
                     f"tracksdk: the journal of run {self.label} holds more unsent data than "
                     f"TRACKSDK_JOURNAL__MAX_MB ({self.journal.max_bytes >> 20} MB): new metric "
@@ -141,13 +145,13 @@ class Writer:
         if self._since_wake >= self._wake_after and self.sender is not None:
             self._since_wake = 0
             self.sender.wake()
-        if self.journal.degraded is not None and not self._warned_degraded:
+        if self.journal.degraded is not None and not self.warned_degraded:
             self.warn_degraded()
         return True
 
     def warn_degraded(self) -> None:
         """Say once that this run's journal lives in memory, and why."""
-        self._warned_degraded = True
+        self.warned_degraded = True
         _warn.warn(
             f"tracksdk: the journal of run {self.label} cannot be written "
             f"({self.journal.degraded}). Durability is reduced: its records are kept in "
@@ -156,9 +160,22 @@ class Writer:
             "TRACKSDK_JOURNAL__DIR to a writable folder."
         )
 
-    def create(self, info: Mapping[str, Any]) -> bool:
-        """Journal the run's creation: experiment, name, tags, parent, start time."""
-        return self._append(["c", dict(info)])
+    def create(self, info: Mapping[str, Any] | Create) -> bool:
+        """Journal the run's creation: experiment, name, tags, parent, start time.
+
+        ``info`` is the record, or a mapping of its fields (``experiment``, ``start``,
+        ``run_name``, ``tags``, ``parent``, ``parent_run_id``).
+        """
+        if not isinstance(info, Create):
+            info = Create(
+                experiment=info["experiment"],
+                start=info["start"],
+                run_name=info.get("run_name"),
+                tags=dict(info.get("tags") or {}),
+                parent=info.get("parent"),
+                parent_run_id=info.get("parent_run_id"),
+            )
+        return self._append(info)
 
     def batch(
         self,
@@ -169,26 +186,27 @@ class Writer:
         """Journal metrics, params and tags."""
         ok = True
         if params:
-            ok = self._append(["p", dict(params)]) and ok
+            ok = self._append(Params(dict(params))) and ok
         if tags:
-            ok = self._append(["t", dict(tags)]) and ok
+            ok = self._append(Tags(dict(tags))) and ok
         if metrics:
-            ok = self._append(["m", [list(p) for p in metrics]], droppable=True) and ok
+            points = metrics if isinstance(metrics, list) else list(metrics)
+            ok = self._append(Metrics(points), droppable=True) and ok
         return ok
 
     def _spooled(self, local: Path, artifact_path: str | None) -> bool:
-        _journal.make_private(local)
+        layout.make_private(local)
         try:
             relative = local.relative_to(self.journal.files_root).as_posix()
         except ValueError:  # spooled outside the journal (full disk): an absolute path
             relative = str(local)
-        self.journal.files_bytes += _journal.size_of(local)
-        return self._append(["f", relative, artifact_path or None])
+        self.journal.files_bytes += layout.size_of(local)
+        return self._append(File(relative, artifact_path or None))
 
     def _spool(self, name: str, write: Callable[[Path], None]) -> Path:
         """Spool an artifact: in the journal, or in a temp folder when the disk is full."""
-        if self._child_of is not None:
-            self._start_child()
+        if self.child_of is not None:
+            _forked.start_child(self)
         local = self.journal.spool(name)
         try:
             write(local)
@@ -294,11 +312,11 @@ class Writer:
             described = _mlflow.describe_dataset(data, name=name, targets=targets)
         except TrackingError as exc:
             return self._spool_failed(exc, "a dataset input")
-        return self._append(["i", described, context])
+        return self._append(Input(described, context))
 
     def register(self, spec: Mapping[str, Any], metrics: Mapping[str, float]) -> bool:
         """Journal a registration to be done when the run's data reaches the store."""
-        return self._append(["r", dict(spec), dict(metrics)])
+        return self._append(Register(dict(spec), dict(metrics)))
 
     # -- waiting ---------------------------------------------------------------------
 
@@ -320,21 +338,21 @@ class Writer:
         Returns:
             True when every record reached the store; the journal is then deleted.
         """
-        if self._terminated:
+        if self.terminated:
             return True
-        self._terminated = True
-        if self._child_of is not None:
+        self.terminated = True
+        if self.child_of is not None:
             return True  # a forked child that never logged: nothing of it exists
         tags: dict[str, str] = {}
         if self.failures:
             tags[WRITE_FAILURES_TAG] = str(self.failures)
         if self.dropped_points:
             tags[DROPPED_POINTS_TAG] = str(self.dropped_points)
-        self._append(["e", status, int(time.time() * 1000), {"tags": tags}])
+        self._append(End(status, int(time.time() * 1000), tags))
         end = self.journal.position
         self.journal.close()
         if self.attach_to is not None:
-            return self._finish_child(end)
+            return _forked.finish_child(self, end)
         sender = self.sender
         if sender is None:
             self.journal.release()
@@ -350,10 +368,17 @@ class Writer:
         if sent:
             sender.join(5.0)  # it deletes the journal; a sync must not see it half gone
         if self.had_children and sender.run_id is not None:
-            self._drain_children(deadline)
+            _forked.drain_children(self, deadline)
         if not sent:
-            self._report_unsent(sender, wait)
-            self._hand_over(sender)
+            _drainer.report_unsent(sender, self.journal, self.label, wait)
+            assert self.conn is not None
+            _drainer.hand_over(
+                sender=sender,
+                journal=self.journal,
+                conn=self.conn,
+                http_timeout=self.http_timeout,
+                label=self.label,
+            )
         elif not sender.alive:
             self.journal.release()
         if not sent and self.strict:
@@ -365,336 +390,11 @@ class Writer:
 
     def abandon(self) -> None:
         """The run could not start: stop sending; the journal waits for `tracksdk sync`."""
-        self._terminated = True
+        self.terminated = True
         if self.sender is not None:
             self.sender.stop()
         self.journal.close()
         self.journal.release()
-
-    def _hand_over(self, sender: Sender) -> None:
-        """Leave an unsent journal to the process's drainer (or keep its sender)."""
-        if not self.journal.durable:
-            return  # only this sender knows the records kept in memory: it goes on
-        if sender.stopped:
-            self.journal.release()  # refused or rejected: `tracksdk sync` after the fix
-            return
-        assert self.conn is not None
-        sender.stop()
-        self.journal.release()
-        _drainer().add(
-            _Leftover(self.journal.path, self.conn, self.http_timeout, self.label, sender)
-        )
-
-    def _report_unsent(self, sender: Sender, wait: float) -> None:
-        reason = sender.auth_error or sender.last_error
-        because = f" (last error: {reason})" if reason else ""
-        where = self.journal.path if self.journal.durable else "this process's memory"
-        if sender.auth_error is not None:
-            return  # already said, with the credential to fix
-        if sender.stopped:
-            _warn.warn(
-                f"tracksdk: run {self.label} was not sent{because}. It is kept in "
-                f"{where}; `tracksdk sync` sends it once the cause is fixed."
-            )
-            return
-        if not self.journal.durable:
-            _warn.warn(
-                f"tracksdk: run {self.label} was not fully sent within {wait:.0f} s"
-                f"{because}. It is kept in memory (the journal's disk could not take it) "
-                "and sent while this process lives; what is unsent when it exits is lost."
-            )
-            return
-        if sender.in_outage:
-            _warn.warn(
-                f"tracksdk: the store cannot be reached{because}. Run {self.label} is kept "
-                f"in {where}: it is sent in the background while this process lives, and "
-                "by `tracksdk sync` or the next tracked run in this project."
-            )
-            return
-        _warn.warn(
-            f"tracksdk: run {self.label} was not fully sent within {wait:.0f} s"
-            f"{because}. Nothing is lost: it is kept in {where}, sent in the "
-            "background while this process lives, and by `tracksdk sync` or the next "
-            "tracked run in this project. TRACKSDK_FLUSH_TIMEOUT sets the wait."
-        )
-
-    # -- fork ------------------------------------------------------------------------
-
-    def forked(self) -> None:
-        """In a forked child: forget the parent's sender; journal anew on the first write.
-
-        Called by :func:`after_fork_in_child` for every writer the parent had. A child
-        that never logs leaves no trace: no folder, no record, no warning.
-        """
-        if self._terminated:
-            return
-        self._parent_run_id = self.run_id
-        self._child_of = self.journal
-        self.sender = None
-        self.had_children = False
-
-    def _child_of_memory(self, parent: _journal.Journal, meta: Mapping[str, Any]) -> None:
-        """A forked child of a run on the memory store: its writes cannot reach the store.
-
-        The store lives in the parent process's memory; the child's copy dies with the
-        child. One warning says so; the child's records are kept in memory and dropped.
-        """
-        self.journal = _journal.Journal.in_memory(
-            parent.path.parent, {**meta}, max_bytes=parent.max_bytes, reason=None
-        )
-        self.sender = None
-        self.conn = None
-        _warn.warn(
-            f"tracksdk: a forked child process logged to run {self.label}, whose store is "
-            "the memory store of the parent process (TRACKSDK_BACKEND=memory, the default of "
-            "tracksdk.testing.capture_runs): the child's data cannot reach it and is dropped. "
-            "Capture runs with forked workers with capture_runs(store='sqlite')."
-        )
-
-    def _start_child(self) -> None:
-        """A forked child's first write: its own journal, adding to the parent's run."""
-        from tracksdk._sender import Sender
-
-        parent = self._child_of
-        assert parent is not None
-        self._child_of = None
-        meta = {
-            "client_id": _journal.new_client_id(),
-            "target": parent.meta.get("target"),
-            "backend": parent.meta.get("backend"),
-            "experiment": parent.meta.get("experiment"),
-            "run_name": parent.meta.get("run_name"),
-            "parent": None,
-            "attach_to": parent.client_id,
-        }
-        folder = parent.path.parent
-        from tracksdk import stores
-
-        if self.conn is not None and not stores.uses_mlflow(self.conn):
-            self._child_of_memory(parent, meta)
-            return
-        try:
-            journal = _journal.Journal.create(
-                folder, meta, max_bytes=parent.max_bytes, memory_fallback=self.conn is not None
-            )
-        except OSError as exc:
-            journal = _journal.Journal.in_memory(
-                folder, meta, max_bytes=parent.max_bytes, reason=f"{exc.strerror or exc}"
-            )
-        self.journal = journal
-        self.failures = self.dropped_points = 0
-        self._warned_degraded = False
-        self.attach_to = parent.client_id
-        create = {
-            "experiment": meta["experiment"],
-            "attach": parent.client_id,
-            "run_id": self._parent_run_id,
-            "start": int(time.time() * 1000),
-        }
-        with contextlib.suppress(OSError):
-            journal.append(["c", create])
-        if self.conn is not None:
-            self.sender = Sender(
-                journal.path,
-                self.conn,
-                journal=journal,
-                http_timeout=self.http_timeout,
-                label=f"{self.label} (forked child {os.getpid()})",
-            )
-            self.sender.start()
-        self._hook_child_exit()
-
-    def _hook_child_exit(self) -> None:
-        """Send the child's points when it exits: atexit, and multiprocessing's exit."""
-        if self._child_exit_hooked:
-            return
-        self._child_exit_hooked = True
-
-        def finish() -> None:
-            if not self._terminated:
-                with contextlib.suppress(Exception):
-                    self.terminate("FINISHED")
-
-        atexit.register(finish)
-        # multiprocessing children leave through os._exit: atexit does not run, but
-        # multiprocessing's own finalizers do.
-        mp_util = sys.modules.get("multiprocessing.util")
-        if mp_util is not None:
-            mp_util.Finalize(None, finish, exitpriority=10)
-
-    def _finish_child(self, end: _journal.Position) -> bool:
-        """The end of a forked child's part: send it (bounded); the rest waits on disk."""
-        sender = self.sender
-        if sender is None:
-            self.journal.release()
-            return False
-        sender.wake()
-        sent = sender.flush(
-            min(self.flush_timeout, CHILD_EXIT_FLUSH),
-            until=end,
-            progress_delay=None,
-            stall=STALL_SECONDS,
-        )
-        if sent:
-            sender.join(5.0)
-        else:
-            sender.stop()
-        # The parent's run end (or `tracksdk sync`) sends what is left once we are gone.
-        self.journal.release()
-        return sent
-
-    def _drain_children(self, deadline: float) -> None:
-        """Send what forked children that have exited left of this run, until ``deadline``."""
-        from tracksdk._sender import Sender
-
-        assert self.conn is not None
-        for found in _journal.find(self.journal.path.parent):
-            if found.meta.get("attach_to") != self.client_id:
-                continue
-            leftover = _Leftover(found.path, self.conn, self.http_timeout, self.label)
-            if time.monotonic() >= deadline:
-                _drainer().add(leftover)  # the end does not wait any longer for them
-                continue
-            with _journal.claim(found.path) as ours:
-                if not ours:
-                    continue  # the child still runs and sends its own points
-                sender = Sender(
-                    found.path,
-                    self.conn,
-                    http_timeout=self.http_timeout,
-                    label=f"{self.label} (forked child)",
-                )
-                sender.start()
-                sender.flush(
-                    max(0.5, deadline - time.monotonic()), progress_delay=None, stall=STALL_SECONDS
-                )
-                sender.stop()
-                sender.join(max(0.1, deadline - time.monotonic()))
-                done = sender.done
-            if not done:
-                # A request may still be in flight: the drainer waits for it to finish.
-                leftover.previous = sender if sender.alive else None
-                _drainer().add(leftover)
-
-
-def after_fork_in_child() -> None:
-    """In a forked child: every live writer forgets the parent's journal and sender."""
-    global _the_drainer
-    _the_drainer = None
-    for writer in list(_writers):
-        writer.forked()
-
-
-def after_fork_in_parent() -> None:
-    """The parent forked: its live runs look for their children's journals at the end."""
-    for writer in list(_writers):
-        if not writer._terminated:
-            writer.had_children = True
-
-
-# -- the drainer: unsent journals of ended runs, one thread per process ----------------
-
-
-class _Leftover:
-    """An ended run's journal the store did not take in time."""
-
-    def __init__(
-        self,
-        path: Path,
-        conn: Connection,
-        http_timeout: float,
-        label: str,
-        sender: Sender | None = None,
-    ) -> None:
-        self.path = path
-        self.conn = conn
-        self.http_timeout = http_timeout
-        self.label = label
-        self.previous = sender  # the run's own sender, stopping: wait until it is gone
-
-
-class _Drainer:
-    """Sends ended runs' leftover journals from one daemon thread, one at a time.
-
-    While the store is down, a process that runs many short runs would otherwise keep a
-    sender thread, a lock and a mapping per run (docs/offline.md, "Store down at the
-    end of a run"). Each journal is claimed with the same lock a sync takes, so a
-    ``tracksdk sync`` elsewhere can send it too, exactly once.
-    """
-
-    ATTEMPT = 60.0  # seconds per journal per round
-    MAX_PAUSE = 60.0
-
-    def __init__(self) -> None:
-        self._items: list[_Leftover] = []
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def add(self, item: _Leftover) -> None:
-        with self._lock:
-            self._items.append(item)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._main, name="tracksdk-drainer", daemon=True
-                )
-                self._thread.start()
-        self._wake.set()
-
-    def _main(self) -> None:
-        pause = 1.0
-        while True:
-            with self._lock:
-                items = list(self._items)
-                if not items:
-                    self._thread = None
-                    return
-            progressed = False
-            for item in items:
-                try:
-                    finished = self._attempt(item)
-                except Exception:  # never let one journal stop the others
-                    finished = False
-                if finished:
-                    progressed = True
-                    with self._lock:
-                        self._items.remove(item)
-            pause = 1.0 if progressed else min(pause * 2, self.MAX_PAUSE)
-            self._wake.wait(pause)
-            self._wake.clear()
-
-    def _attempt(self, item: _Leftover) -> bool:
-        """Try to send one journal; True when it is gone (sent, or taken elsewhere)."""
-        from tracksdk._sender import Sender
-
-        previous = item.previous
-        if previous is not None and previous.alive:
-            return False  # finishing its last request
-        if not item.path.exists():
-            return True
-        with _journal.claim(item.path) as ours:
-            if not ours:
-                return False
-            sender = Sender(item.path, item.conn, http_timeout=item.http_timeout, label=item.label)
-            sender.start()
-            sender.flush(self.ATTEMPT, progress_delay=None, stall=STALL_SECONDS)
-            # Refused (credentials, a rejected create): left for `tracksdk sync`.
-            gave_up = sender.stopped
-            sender.stop()
-            sender.join(item.http_timeout + 1)
-            return sender.done or gave_up
-
-
-_the_drainer: _Drainer | None = None
-_drainer_lock = threading.Lock()
-
-
-def _drainer() -> _Drainer:
-    global _the_drainer
-    with _drainer_lock:
-        if _the_drainer is None:
-            _the_drainer = _Drainer()
-        return _the_drainer
 
 
 def _write_text(path: Path, text: str) -> None:

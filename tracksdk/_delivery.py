@@ -1,0 +1,310 @@
+"""One journal's run in one store: found or created, then each request performed there.
+
+A :class:`Delivery` belongs to a :class:`~tracksdk._sender.Sender`. It knows which run
+the journal's records go to (MLflow's run id once the run is created, found again by its
+client id, or read from ``created.json``) and performs one planned request
+(:mod:`tracksdk._send_plan`) as one attempt. A failure is the store's typed failure
+(:mod:`tracksdk.stores.errors`); the sender's retry policy decides what to do with it.
+
+A run whose create record cannot be read is created from ``meta.json`` instead, tagged
+``tracksdk.recreated``. A forked child's journal never creates or ends a run of its own:
+it adds to its parent's run (docs/offline.md, "Forked children").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tracksdk._journal import folders, layout
+from tracksdk._journal.records import Create, End, File, Input, Register
+from tracksdk._schema import (
+    ARTIFACTS_NOT_RESENT_TAG,
+    CLIENT_RUN_ID_TAG,
+    PARENT_RUN_ID_TAG,
+    RECREATED_TAG,
+    WRITE_FAILURES_TAG,
+)
+from tracksdk._send_plan import Batch, Op, Single
+from tracksdk.exceptions import TrackingError
+from tracksdk.stores.errors import Kind, Rejected, StoreError, Transient
+
+if TYPE_CHECKING:
+    from tracksdk._journal.journal import Journal
+    from tracksdk.backends import Connection
+    from tracksdk.stores import CreatedRun, Store
+
+# client run id -> MLflow run id, for every run created by this process (nested runs).
+_server_ids: dict[str, str] = {}
+
+
+class Delivery:
+    """The run a journal's records go to, in one store, and the requests sent to it."""
+
+    def __init__(
+        self,
+        path: Path,
+        conn: Connection | None,
+        *,
+        journal: Journal | None,
+        http_timeout: float,
+        label: str,
+    ) -> None:
+        self.path = path
+        self.conn = conn
+        self.journal = journal
+        self.http_timeout = http_timeout
+        self.label = label
+        self.client_id = path.name
+        self.created: CreatedRun | None = None
+        self.run_id: str | None = None
+        self.experiment_id: str | None = None
+        self.status_sent: str | None = None
+        self.ended = False  # the end record was handled (sent or refused)
+        self.recreated: str | None = None  # why the run is created from meta.json
+        self.lost_artifacts = 0  # uploaded to a store that lost the run, then freed
+        self.restarted = False  # the store lost the run once: it is being sent again
+        self._experiment: str | None = None
+        self._transport: Store | None = None
+        meta = journal.meta if journal is not None else layout.read_json(path / "meta.json")
+        attach = (meta or {}).get("attach_to")
+        self.attach_to: str | None = str(attach) if attach else None
+        created = layout.read_json(path / "created.json") or {}
+        if (
+            conn is not None
+            and layout.same_target(created.get("target"), conn.tracking_uri)
+            and isinstance(created.get("run_id"), str)
+            and isinstance(created.get("experiment_id"), str)
+        ):
+            self.run_id = str(created["run_id"])
+            self.experiment_id = str(created["experiment_id"])
+
+    def transport(self) -> Store:
+        """The store, opened at the first request."""
+        if self._transport is None:
+            from tracksdk.stores import open_store
+
+            assert self.conn is not None
+            self._transport = open_store(self.conn, self.http_timeout)
+        return self._transport
+
+    def close(self) -> None:
+        """Close the store (a later request opens it again)."""
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+    def run_lost(self, exc: StoreError) -> bool:
+        """Whether a 404 means the store lost the run (no run with our client id)."""
+        if exc.kind is not Kind.NOT_FOUND or exc.subject != "run" or self.run_id is None:
+            return False
+        self.close()  # its experiment ids may be the lost store's
+        try:
+            transport = self.transport()
+            experiment_id = transport.experiment_id(self.experiment_name())
+            return transport.find_run(experiment_id, self.client_id) is None
+        except TrackingError:
+            return False
+
+    def forget(self) -> str | None:
+        """The store lost the run: forget it, to create it again. Its old MLflow id."""
+        old = self.run_id
+        self.restarted = True
+        _server_ids.pop(self.client_id, None)
+        self.run_id = self.created = self.experiment_id = None
+        self.status_sent = None
+        self.ended = False
+        with contextlib.suppress(OSError):
+            (self.path / "created.json").unlink()
+        return old
+
+    def experiment_name(self) -> str:
+        """The run's experiment: from its create record, else meta.json, else Default."""
+        if self._experiment is not None:
+            return self._experiment
+        meta = layout.read_json(self.path / "meta.json") or {}
+        name = meta.get("experiment")
+        return name if isinstance(name, str) and name else "Default"
+
+    def from_meta(self, reason: str) -> Create:
+        """A create record rebuilt from meta.json, for a run whose own is unreadable."""
+        meta = layout.read_json(self.path / "meta.json") or {}
+        found = folders.Found(self.path, meta)
+        created = found.created
+        start = int(created * 1000) if created > 0 else self.death_time_ms()
+        return Create(
+            experiment=self.experiment_name(),
+            start=start,
+            run_name=found.text("run_name"),
+            tags={RECREATED_TAG: reason[:5000]},
+            parent=found.text("parent"),
+            attach=self.attach_to,  # a forked child's part: find the parent's run
+        )
+
+    def death_time_ms(self) -> int:
+        """When the journal's writer was last seen alive (now, when unknown)."""
+        try:
+            return int(float((self.path / "heartbeat").read_text()) * 1000)
+        except (OSError, ValueError):
+            return int(time.time() * 1000)
+
+    # -- one request -------------------------------------------------------------------
+
+    def perform(self, op: Op, *, rejected: int = 0, retried: bool = False) -> None:
+        """Send ``op`` once; raises the store's failure.
+
+        Args:
+            op: The request.
+            rejected: Requests refused so far: counted in a tag when the run ends.
+            retried: An earlier attempt failed (its run may exist, its answer lost).
+        """
+        transport = self.transport()
+        record = op.record if isinstance(op, Single) else None
+        if isinstance(record, Create):
+            self.create(record, retried=retried)
+            return
+        if self.run_id is None:
+            # The create record is unreadable, or the store lost the run and the journal's
+            # start is gone: create the run from meta.json, and say so in a tag.
+            reason = self.recreated or (
+                "the journal's create record could not be read; the run was created "
+                "from the journal's meta.json"
+            )
+            self.recreated = reason
+            self.create(self.from_meta(reason), retried=retried)
+        run_id = self.run_id
+        if run_id is None:
+            raise TrackingError(f"run {self.label} could not be created")
+        if isinstance(op, Batch):
+            transport.log_batch(run_id, op.metrics, op.params, op.tags)
+        elif isinstance(record, File):
+            self._upload(transport, record)
+        elif isinstance(record, Input):
+            transport.log_input(run_id, record.dataset, record.context)
+        elif isinstance(record, Register):
+            self._register(record)
+        elif isinstance(record, End) and self.attach_to is not None:
+            self.status_sent = "attached"  # the parent's run ends with the parent
+        elif isinstance(record, End):
+            extra = dict(record.tags)
+            if rejected:
+                extra[WRITE_FAILURES_TAG] = str(rejected)
+            if self.lost_artifacts:
+                extra[ARTIFACTS_NOT_RESENT_TAG] = (
+                    f"{self.lost_artifacts} artifact upload(s) reached the store that lost "
+                    "this run and were freed from the journal; they could not be sent again"
+                )
+            if extra:
+                transport.log_batch(run_id, [], {}, extra)
+            transport.end_run(run_id, record.status, int(record.end_ms))
+            self.status_sent = record.status
+            self.ended = True
+        # Unknown kinds come from a newer tracksdk: skipped, never a crash.
+
+    def create(self, info: Create, *, retried: bool = False) -> None:
+        """Create the run (or find the one an earlier attempt created), once."""
+        if self.run_id is not None:
+            return
+        transport = self.transport()
+        self._experiment = info.experiment
+        experiment_id = transport.experiment_id(self._experiment)
+        if info.attach:
+            self._attach(transport, experiment_id, info)
+            return
+        created = None
+        if retried or self.journal is None:
+            # An earlier attempt (or process) may have created it and lost the answer.
+            created = transport.find_run(experiment_id, self.client_id)
+        if created is None:
+            tags = dict(info.tags)
+            if self.recreated:
+                tags[RECREATED_TAG] = self.recreated[:5000]
+            tags[CLIENT_RUN_ID_TAG] = self.client_id
+            parent = info.parent
+            if parent:
+                missing = f"the parent run {parent} is not in the store yet"
+                tags[PARENT_RUN_ID_TAG] = _run_id_of(
+                    transport, experiment_id, parent, info.parent_run_id, missing
+                )
+            created = transport.create_run(experiment_id, info.run_name, tags, int(info.start))
+        self.created = created
+        self.experiment_id = created.experiment_id
+        self.run_id = created.run_id
+        _server_ids[self.client_id] = created.run_id
+        assert self.conn is not None
+        with contextlib.suppress(OSError):  # a later sync finds the run by its client id
+            layout.write_json(
+                self.path / "created.json",
+                {
+                    "target": layout.masked_target(self.conn.tracking_uri),
+                    "run_id": created.run_id,
+                    "experiment_id": created.experiment_id,
+                },
+            )
+
+    def _attach(self, transport: Store, experiment_id: str, info: Create) -> None:
+        """Find the parent's run that a forked child's journal adds to."""
+        parent = str(info.attach)
+        missing = f"the run {parent[:8]} this child adds to is not in the store yet"
+        self.run_id = _run_id_of(transport, experiment_id, parent, info.run_id, missing)
+        self.experiment_id = experiment_id
+        self.attach_to = parent
+
+    def _upload(self, transport: Store, record: File) -> None:
+        assert self.run_id is not None
+        local = self.path / "files" / record.path
+        if not local.exists() and self.restarted:
+            # Sent to the store that lost the run, then freed: it cannot be sent again.
+            self.lost_artifacts += 1
+            return
+        if not local.exists():
+            raise Rejected(f"spooled artifact {record.path} is missing from the journal")
+        transport.upload(self.run_id, str(local), record.artifact_path)
+        self.after_upload(local)
+
+    def after_upload(self, local: Path) -> None:
+        """Free the spooled copy of an uploaded artifact."""
+        folder = local.parent
+        size = layout.size_of(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        if self.journal is not None:
+            self.journal.files_bytes = max(0, self.journal.files_bytes - size)
+
+    def _register(self, record: Register) -> None:
+        from tracksdk import registry
+        from tracksdk.stores._client import classify
+
+        assert self.conn is not None and self.run_id is not None
+        if not self.transport().capabilities().registry:
+            raise Rejected(f"{self.conn.tracking_uri} has no model registry")
+        from tracksdk.settings import find_project_root
+
+        spec = registry.Register.from_dict(record.spec)
+        model_uri = f"runs:/{self.run_id}/model"
+        lock_dir = find_project_root() / ".tracksdk"
+        try:
+            registry.register_version(
+                self.conn, self.run_id, model_uri, spec, dict(record.metrics), lock_dir
+            )
+        except TrackingError as exc:
+            raise classify(self.conn, exc.__cause__ or exc, "Registering") from None
+
+
+def _run_id_of(
+    transport: Store, experiment_id: str, client_id: str, known: str | None, missing: str
+) -> str:
+    """MLflow's id of the run with ``client_id``: ``known``, created here, or in the store.
+
+    Raises:
+        Transient: The store has no such run yet (``missing`` says which); it may soon.
+    """
+    run_id = known or _server_ids.get(client_id)
+    if run_id is None:
+        found = transport.find_run(experiment_id, client_id)
+        if found is None:
+            raise Transient(missing)
+        run_id = found.run_id
+    return str(run_id)
