@@ -87,3 +87,16 @@ def test_the_check_finds_a_circle() -> None:
     """The check itself can fail: a made-up graph with a circle is reported."""
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert _cycles(graph) == [["a", "b", "c"]]
+
+
+# "About 400 lines": a module past this holds more than one job, and the next feature
+# would land in the wrong room (docs/architecture.md, "Where new things go").
+MAX_MODULE_LINES = 420
+
+
+def test_no_module_is_over_about_400_lines() -> None:
+    sizes = {
+        name: len(path.read_text(encoding="utf-8").splitlines())
+        for name, path in _modules().items()
+    }
+    assert {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES} == {}

@@ -52,7 +52,6 @@ _LOCKS = (
     ("tracksdk.stores._sqlite_fast", "_fast_lock"),
     ("tracksdk.stores._probe", "_probed_lock"),
     ("tracksdk.stores.memory", "_stores_lock"),
-    ("tracksdk._writer", "_drainer_lock"),
 )
 # Modules with more state than a lock to reset, in this order.
 _HOOKS = (

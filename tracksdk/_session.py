@@ -236,26 +236,23 @@ class Session:
             return
         # A local store has no network to wait for, only a disk (and a first creation).
         wait = settings.start_timeout if conn.is_remote else max(settings.start_timeout, 120.0)
-        sender.start_watched = True
-        created = sender.wait_created(wait)
-        sender.start_watched = False
-        if created and sender.created is not None:
+        creation = sender.await_creation(wait)
+        if creation.created is not None:
             if not stores.uses_mlflow(conn):
                 return  # no MLflow state to hand the run to
             from tracksdk import _mlflow
 
-            _mlflow.push_active(sender.created)
-            self._pushed = sender.created.run_id
+            _mlflow.push_active(creation.created)
+            self._pushed = creation.created.run_id
             return
-        reason = sender.auth_error or sender.last_error
+        reason = creation.reason
         because = f": {reason}" if reason else f" within {wait:.0f} s"
         if settings.strict:
             sender.stop()
             raise TrackingError(f"The store at {conn.tracking_uri} did not create the run{because}")
-        sender._warned_outage = True  # this warning says it all
-        if sender.auth_error is not None:
+        if creation.auth_error is not None:
             return  # the sender said which credential to fix
-        if sender.stopped:
+        if creation.stopped:
             _warn.warn(
                 f"tracksdk: the store at {conn.tracking_uri} refused to create run "
                 f"{writer.label}{because}. The function runs; everything it logs is kept in "
