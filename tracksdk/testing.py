@@ -107,9 +107,12 @@ class CapturedRuns:
         self.tracking_uri = tracking_uri
 
     def _client(self) -> Any:
-        from mlflow.tracking import MlflowClient
+        """MLflow's client on the captured sqlite store (the local store's own)."""
+        from tracksdk.backends import Connection
+        from tracksdk.stores._client import mlflow_client
 
-        return MlflowClient(tracking_uri=self.tracking_uri)
+        uri = self.tracking_uri
+        return mlflow_client(Connection(backend="local", tracking_uri=uri, registry_uri=uri))
 
     def _memory(self) -> Any:
         """The memory store, or None for a sqlite store."""
