@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,30 @@ def test_tls_error_or_5xx_at_start_runs_journaled(
     assert ("SSL" in first) if cause == "tls" else ("HTTP 500" in first)
     [journal] = _journals(project)
     assert journal.name == run.client_run_id
+
+
+def test_a_deleted_experiment_is_not_used_from_memory(project: Path) -> None:
+    """Experiment ids are remembered between runs; a deleted one is looked up again."""
+    from core_fixtures import local_client
+
+    with tracked(experiment="e") as first:
+        pass
+    client = local_client(project)
+    experiment_id = client.get_run(str(first.run_id)).info.experiment_id
+    client.delete_experiment(experiment_id)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with tracked(experiment="e") as second:
+            pass
+    assert second.run_id is None
+    messages = [str(w.message) for w in caught if w.category is TrackSDKWarning]
+    assert any("refused to create run" in m and "is deleted" in m for m in messages), messages
+    from tracksdk import _delivery
+
+    assert experiment_id not in _delivery._experiment_ids.values()  # forgotten, looked up
+    client.restore_experiment(experiment_id)
+    with tracked(experiment="e") as third:
+        pass
+    assert client.get_run(str(third.run_id)).info.experiment_id == experiment_id
+    assert client.get_run(str(third.run_id)).info.status == "FINISHED"
+    assert experiment_id in _delivery._experiment_ids.values()

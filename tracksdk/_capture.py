@@ -7,13 +7,20 @@ run does not already have (a tag the user set wins), and the texts as artifacts.
 session joins it before the run ends, so the run holds the same records as if they had
 been captured first; a capture still running then (a huge repository) is waited for,
 within a bound.
+
+Captures run one after the other on one daemon worker thread per process, started at the
+first run: starting a thread costs milliseconds on a busy machine, queueing a capture
+microseconds. A forked child gets a worker of its own when it needs one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import queue
 import sys
 import threading
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,12 +56,12 @@ class Capture:
         self._existing = frozenset(existing_tags)
         self._lock = threading.Lock()
         self._closed = False  # set when the session stops waiting: nothing is written after
+        self._done = threading.Event()
         self.warnings: list[str] = []
-        self._thread = threading.Thread(target=self._main, name="tracksdk-provenance", daemon=True)
 
     def start(self) -> None:
-        """Start collecting."""
-        self._thread.start()
+        """Queue the capture on the process's provenance worker."""
+        _submit(self._run)
 
     def join(self, timeout: float) -> list[str]:
         """Wait for the records to be journaled; return the capture's warnings.
@@ -62,9 +69,9 @@ class Capture:
         After ``timeout`` the capture is given up: nothing more is journaled, and a warning
         says what was missed. Safe to call more than once.
         """
-        self._thread.join(timeout)
+        self._done.wait(timeout)
         with self._lock:
-            if not self._closed and self._thread.is_alive():
+            if not self._closed and not self._done.is_set():
                 self.warnings.append(
                     f"Provenance (git, source files, packages) took longer than {timeout:.0f} s "
                     "and was not recorded. Turn parts of it off with TRACKSDK_CAPTURE__*."
@@ -89,6 +96,12 @@ class Capture:
             redact=_redact.redact,
         )
 
+    def _run(self) -> None:
+        try:
+            self._main()
+        finally:
+            self._done.set()
+
     def _main(self) -> None:
         # Nothing may escape this thread: collect never raises, and a journal failure is
         # the writer's to report (strict mode raises it in the user's next call instead).
@@ -110,7 +123,43 @@ class Capture:
                     self._writer.texts(provenance.texts)
             except Exception as exc:
                 self.warnings.append(f"Provenance could not be journaled: {_describe(exc)}")
+            sender = self._writer.sender
+            if sender is not None:
+                sender.wake()  # sent while the body runs, not at its end
 
 
 def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
+
+
+# The process's provenance worker: one daemon thread taking captures from a queue.
+_lock = threading.Lock()
+_queue: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+_worker_pid = 0  # the process whose worker is running (0: none yet)
+
+
+def _submit(job: Callable[[], None]) -> None:
+    global _worker_pid
+    with _lock:
+        if _worker_pid != os.getpid():
+            _worker_pid = os.getpid()
+            threading.Thread(
+                target=_work, args=(_queue,), name="tracksdk-provenance", daemon=True
+            ).start()
+        _queue.put(job)
+
+
+def _work(jobs: queue.SimpleQueue[Callable[[], None]]) -> None:
+    while True:
+        job = jobs.get()
+        # A job reports its own failures; the worker must live on whatever happens.
+        with contextlib.suppress(BaseException):
+            job()
+
+
+def after_fork_in_child() -> None:
+    """In a forked child: no worker (it was the parent's thread), a fresh queue and lock."""
+    global _lock, _queue, _worker_pid
+    _lock = threading.Lock()
+    _queue = queue.SimpleQueue()
+    _worker_pid = 0

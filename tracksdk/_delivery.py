@@ -39,6 +39,10 @@ if TYPE_CHECKING:
 
 # client run id -> MLflow run id, for every run created by this process (nested runs).
 _server_ids: dict[str, str] = {}
+# (tracking URI, experiment name) -> id, for every experiment a run was created in by this
+# process: looking the name up again costs a query (an HTTP round trip on a server) per
+# run. A stale id (the experiment deleted since) is looked up again, once.
+_experiment_ids: dict[tuple[str, str], str] = {}
 
 
 class Delivery:
@@ -210,7 +214,22 @@ class Delivery:
             return
         transport = self.transport()
         self._experiment = info.experiment
-        experiment_id = transport.experiment_id(self._experiment)
+        assert self.conn is not None
+        key = (self.conn.tracking_uri, info.experiment)
+        cached = _experiment_ids.get(key)
+        try:
+            self._create_in(
+                transport, cached or transport.experiment_id(info.experiment), info, retried
+            )
+        except StoreError as exc:
+            if cached is None or exc.kind not in (Kind.NOT_FOUND, Kind.REJECTED):
+                raise
+            _experiment_ids.pop(key, None)  # deleted, or made again under the same name
+            self._create_in(transport, transport.experiment_id(info.experiment), info, retried)
+        if self.experiment_id is not None:
+            _experiment_ids[key] = self.experiment_id
+
+    def _create_in(self, transport: Store, experiment_id: str, info: Create, retried: bool) -> None:
         if info.attach:
             self._attach(transport, experiment_id, info)
             return
