@@ -368,6 +368,25 @@ def test_a_failing_reading_is_one_warning_and_the_run_finishes(
     assert len(cpu) >= 3
 
 
+def test_a_sampler_that_cannot_start_is_one_warning_and_the_run_is_tracked(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No thread to be had: the run is still tracked and finishes, without system metrics."""
+    from tracksdk import _system_metrics
+
+    def refuse(self: Any) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(_system_metrics.Sampler, "start", refuse)
+    monkeypatch.setenv("TRACKSDK_SYSTEM_METRICS__INTERVAL", INTERVAL)
+    with pytest.warns(TrackSDKWarning, match="could not start.*can't start new thread"):
+        run = sampled_run(0.3)
+    assert run.tracked and run.status == "FINISHED"
+    client = local_client(project)
+    assert client.get_run(str(run.run_id)).info.status == "FINISHED"
+    assert system_keys(client, str(run.run_id)) == set()
+
+
 PRELUDE = """
 import os, sys, threading, time
 from tracksdk import tracked

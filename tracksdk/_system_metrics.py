@@ -56,8 +56,15 @@ def start(run: Run, settings: Settings, conn: Connection | None) -> Sampler | No
         return None
     if conn is not None and conn.tracking_uri.startswith("memory://"):
         return None
-    sampler = Sampler(run, section.interval, node_id=node_id(settings.track_all_ranks))
-    sampler.start()
+    try:
+        sampler = Sampler(run, section.interval, node_id=node_id(settings.track_all_ranks))
+        sampler.start()
+    except Exception as exc:  # no thread to be had (resource limits): the run goes on
+        _warn.warn(
+            f"tracksdk: system metrics of run {run.name or run.client_run_id} could not "
+            f"start ({type(exc).__name__}: {exc}); the run goes on without them."
+        )
+        return None
     return sampler
 
 
@@ -140,11 +147,18 @@ class Sampler:
         self._stopping = True
         self._wake.set()
         self._thread.join(wait)
-        with self._lock:
+        # Bounded: a SIGTERM handler may run this on a thread that holds the journal's lock
+        # the sampler is waiting for while it holds its own.
+        if not self._lock.acquire(timeout=max(wait, 0.1)):
+            self._closed = True  # the batch it is writing may land; none after it
+            return
+        try:
             self._closed = True
             if self.samples:
                 summary = self._guarded("summary", self._summary) or {}
                 self._log(summary, self._step - 1)
+        finally:
+            self._lock.release()
 
     # -- the thread ----------------------------------------------------------------------
 
