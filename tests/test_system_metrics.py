@@ -54,14 +54,27 @@ def busy(seconds: float) -> None:
         sum(range(1000))
 
 
-def sampled_run(seconds: float = 0.8, **options: Any) -> Run:
-    with tracked(experiment="sysmetrics", **options) as run:
-        busy(seconds)
-    return run
-
-
 def sampler_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == THREAD]
+
+
+def busy_until_sampled(samples: int = 4, at_least: float = 0.3) -> None:
+    """Use the CPU until the run's sampler has logged ``samples`` samples (30 s at most):
+    on a loaded machine a fixed time may see fewer."""
+    busy(at_least)
+    threads = sampler_threads()
+    if not threads:
+        return
+    sampler = threads[0]._target.__self__  # type: ignore[attr-defined]
+    end = time.monotonic() + 30
+    while sampler.samples < samples and time.monotonic() < end:
+        busy(0.02)
+
+
+def sampled_run(samples: int = 4, **options: Any) -> Run:
+    with tracked(experiment="sysmetrics", **options) as run:
+        busy_until_sampled(samples)
+    return run
 
 
 def system_keys(client: Any, run_id: str) -> set[str]:
@@ -162,7 +175,7 @@ def test_names_under_a_distributed_launcher(
     monkeypatch.setenv("TRACKSDK_SYSTEM_METRICS__INTERVAL", INTERVAL)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    run = sampled_run(0.4)
+    run = sampled_run(2)
     keys = system_keys(local_client(project), str(run.run_id))
     expected = {f"{prefix}{name.removeprefix('system/')}" for name in MLFLOW_NAMES}
     assert expected <= keys
@@ -188,8 +201,8 @@ def test_nested_runs_have_none_of_their_own(project: Path, monkeypatch: pytest.M
     with tracked(experiment="sysmetrics") as parent:
         with tracked(run_name="child") as child:
             assert len(sampler_threads()) == 1
-            busy(0.5)
-        busy(0.3)
+            busy_until_sampled(2)
+        busy_until_sampled(4)
     client = local_client(project)
     assert system_keys(client, str(child.run_id)) == set()
     assert system_keys(client, str(parent.run_id)) >= MLFLOW_NAMES
@@ -310,7 +323,7 @@ def test_gpus_through_nvml_as_mlflow_names_them(
     nvml.calls.update(init=0, shutdown=0)  # type: ignore[attr-defined]
 
     monkeypatch.setenv("TRACKSDK_SYSTEM_METRICS__INTERVAL", INTERVAL)
-    run = sampled_run(0.5)
+    run = sampled_run()
     client = local_client(project)
     metrics = client.get_run(str(run.run_id)).data.metrics
     gpus = {k: v for k, v in metrics.items() if k.startswith("system/gpu_")}
@@ -335,7 +348,7 @@ def test_no_gpu_is_no_metric_and_no_warning(
         module = fake_nvml(0, fail_init=nvml == "no-driver")
         monkeypatch.setitem(sys.modules, "pynvml", module)
     monkeypatch.setenv("TRACKSDK_SYSTEM_METRICS__INTERVAL", INTERVAL)
-    run = sampled_run(0.4)  # any warning fails the test (filterwarnings = error)
+    run = sampled_run(2)  # any warning fails the test (filterwarnings = error)
     keys = system_keys(local_client(project), str(run.run_id))
     assert keys >= MLFLOW_NAMES
     assert not any(key.startswith("system/gpu") for key in keys)
@@ -355,7 +368,7 @@ def test_a_failing_reading_is_one_warning_and_the_run_finishes(
     monkeypatch.setattr(psutil, "virtual_memory", broken)
     monkeypatch.setenv("TRACKSDK_SYSTEM_METRICS__INTERVAL", INTERVAL)
     with pytest.warns(TrackSDKWarning) as record:
-        run = sampled_run(0.6)
+        run = sampled_run()
     messages = [str(w.message) for w in record if issubclass(w.category, TrackSDKWarning)]
     assert len(messages) == 1, messages
     assert "system metrics" in messages[0] and "/proc/meminfo" in messages[0]
@@ -380,7 +393,7 @@ def test_a_sampler_that_cannot_start_is_one_warning_and_the_run_is_tracked(
     monkeypatch.setattr(_system_metrics.Sampler, "start", refuse)
     monkeypatch.setenv("TRACKSDK_SYSTEM_METRICS__INTERVAL", INTERVAL)
     with pytest.warns(TrackSDKWarning, match="could not start.*can't start new thread"):
-        run = sampled_run(0.3)
+        run = sampled_run()
     assert run.tracked and run.status == "FINISHED"
     client = local_client(project)
     assert client.get_run(str(run.run_id)).info.status == "FINISHED"
@@ -395,6 +408,13 @@ def busy(seconds):
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         sum(range(1000))
+
+def busy_until_sampled(samples):  # a fixed time may see fewer samples on a loaded machine
+    [thread] = [t for t in threading.enumerate() if t.name == "tracksdk-system-metrics"]
+    sampler = thread._target.__self__
+    end = time.monotonic() + 30
+    while sampler.samples < samples and time.monotonic() < end:
+        busy(0.02)
 """
 
 
@@ -422,7 +442,7 @@ def wait_ready(proc: subprocess.Popen[str]) -> None:
 
 FORK = """
 def work():
-    busy(0.4)
+    busy_until_sampled(4)
     pid = os.fork()
     if pid == 0:  # the child leaves the block too: the parent's sampler is not its own
         alive = [t.name for t in threading.enumerate()]
@@ -431,7 +451,7 @@ def work():
         return "child"
     _, status = os.waitpid(pid, 0)
     assert status == 0, status
-    busy(0.3)
+    busy_until_sampled(8)
     return "parent"
 
 with tracked(experiment="fork-sm") as run:
@@ -460,7 +480,7 @@ def test_a_forked_child_neither_samples_nor_ends_the_sampler(project: Path) -> N
 
 PREEMPTED = """
 with tracked(experiment="preempted") as run:
-    busy(0.5)
+    busy_until_sampled(6)
     print("ready", flush=True)
     while True:
         time.sleep(0.05)

@@ -48,9 +48,6 @@ __all__ = ["Session"]
 # repository's git status), and how long a SIGTERM leaves it.
 CAPTURE_WAIT = 60.0
 CAPTURE_WAIT_KILLED = 1.0
-# How long the end of a run waits for a system metrics sample being read.
-SAMPLER_WAIT = 5.0
-SAMPLER_WAIT_KILLED = 0.5
 
 # The session of each tracked run: a nested run's session finds its parent's here (its
 # store, and where to report its result for ``best=``) without touching the Run.
@@ -144,7 +141,7 @@ class Session:
         return run
 
     def _create(self, explained: Explained, conn: Connection | None, parent: Run | None) -> Run:
-        from tracksdk import _journal
+        from tracksdk import _journal, _system_metrics
         from tracksdk._capture import Capture
         from tracksdk._writer import Writer
 
@@ -207,18 +204,13 @@ class Session:
             # where their subprocesses and the GIL would slow the creation down.
             self._capture = Capture(explained, self.source_file, writer, {*tags, *long_tags})
             self._capture.start()
-            if parent is None:  # a nested run's machine is its parent's
-                from tracksdk import _system_metrics
-
-                self._sampler = _system_metrics.start(run, settings, conn)
             self._enable_autolog(settings, run)
+            self._sampler = _system_metrics.start(run, settings, conn)  # last: never raises
         except BaseException:
             # The function will run untracked (or the error reaches the caller in strict
             # mode): the sender stops and what was journaled waits for `tracksdk sync`.
             if self._capture is not None:
                 self._capture.join(0)
-            if self._sampler is not None:
-                self._sampler.stop(0)
             writer.abandon()
             raise
         return run
@@ -369,9 +361,8 @@ class Session:
 
     def end(self, status: str, timeout: float | None = None) -> None:
         """Journal the end of the run with ``status`` and wait (bounded) until it is sent."""
-        sampler, self._sampler = self._sampler, None
-        if sampler is not None:  # first: its summary describes the body, not the end
-            sampler.stop(SAMPLER_WAIT if status != "KILLED" else SAMPLER_WAIT_KILLED)
+        if self._sampler is not None:  # first: its summary describes the body, not the end
+            self._sampler.stop(killed=status == "KILLED")
         self._stop_capture(CAPTURE_WAIT if status != "KILLED" else CAPTURE_WAIT_KILLED)
         if self._autolog is not None:
             self._autolog.off()

@@ -43,16 +43,20 @@ MEAN_CPU = "cpu_utilization_mean_percentage"
 SUMMARY_NAMES = (PEAK_RSS, MEAN_PROCESS_CPU, MEAN_CPU)
 
 _MB = 1e6  # MLflow's megabytes are 10**6 bytes
+# How long the end of a run waits for a sample being read: a run ending, and one SIGTERMed.
+STOP_WAIT = 5.0
+STOP_WAIT_KILLED = 0.5
 
 
 def start(run: Run, settings: Settings, conn: Connection | None) -> Sampler | None:
-    """Start sampling for a top-level ``run``; None when system metrics are off.
+    """Start sampling for ``run``; None when it gets no system metrics. Never raises.
 
+    Only top-level runs are sampled: a nested run's machine and process are its parent's.
     Off by ``TRACKSDK_SYSTEM_METRICS__ENABLED=false``, and on the memory store
     (``capture_runs``), whose runs hold what the code under test logs and nothing else.
     """
     section = settings.system_metrics
-    if not section.enabled:
+    if not section.enabled or run.parent is not None:
         return None
     if conn is not None and conn.tracking_uri.startswith("memory://"):
         return None
@@ -119,13 +123,14 @@ class Sampler:
         self._process: psutil.Process | None = None
         self._gpus: _Gpus | None = None
         self._net_start: tuple[float, float] | None = None
-        # For the summary: the start of the run as the thread saw it, the highest RSS
-        # read, the system CPU samples, and the process's high-water mark at the start.
-        self._started_wall = 0.0
-        self._started_cpu: float | None = None
+        # For the summary: the run's start (wall clock, the process's CPU time and peak
+        # RSS so far: the standard library's, so the thread's import of psutil, slow under
+        # a CPU-bound body, cannot make it late), the highest RSS read, the CPU samples.
+        self._started_wall = time.monotonic()
+        self._started_cpu = time.process_time()
+        self._hwm_start = _high_water_mark()
         self._peak_rss = 0.0
         self._cpu_samples: list[float] = []
-        self._hwm_start: float | None = None
         self.samples = 0
         self.cpu_seconds = 0.0
         self._thread = threading.Thread(
@@ -136,15 +141,17 @@ class Sampler:
         """Start the thread."""
         self._thread.start()
 
-    def stop(self, wait: float) -> None:
+    def stop(self, killed: bool = False) -> None:
         """Stop sampling and log the summary metrics; safe to call more than once.
 
-        Waits at most ``wait`` seconds for a sample being read; never a whole interval.
-        A run shorter than one interval gets no system metrics at all, as in MLflow.
+        Waits for a sample being read (at most 5 s, 0.5 s when ``killed`` by SIGTERM),
+        never for a whole interval. A run shorter than one interval gets no system metrics
+        at all, as in MLflow.
         """
         if self._stopping or os.getpid() != self._pid:
             return  # stopped already, or a forked child's copy: the parent's to stop
         self._stopping = True
+        wait = STOP_WAIT_KILLED if killed else STOP_WAIT
         self._wake.set()
         self._thread.join(wait)
         # Bounded: a SIGTERM handler may run this on a thread that holds the journal's lock
@@ -183,13 +190,9 @@ class Sampler:
         except Exception as exc:
             self._warn_once("psutil", exc)
             return False
-        self._started_wall = time.monotonic()
         # The first call of each starts the interval the first sample describes.
         self._guarded("cpu", self._psutil.cpu_percent)
         self._guarded("process", self._process.cpu_percent)
-        times = self._guarded("process", self._process.cpu_times)
-        self._started_cpu = times.user + times.system if times is not None else None
-        self._hwm_start = _high_water_mark()
         counters = self._guarded("network", self._psutil.net_io_counters)
         if counters is not None:
             self._net_start = (counters.bytes_recv / _MB, counters.bytes_sent / _MB)
@@ -268,9 +271,8 @@ class Sampler:
             peak = max(peak, hwm)
         summary[PEAK_RSS] = round(peak, 1)
         elapsed = time.monotonic() - self._started_wall
-        if self._started_cpu is not None and elapsed > 0:
-            times = process.cpu_times()
-            used = times.user + times.system - self._started_cpu
+        if elapsed > 0:
+            used = time.process_time() - self._started_cpu
             summary[MEAN_PROCESS_CPU] = round(used / elapsed * 100, 1)
         if self._cpu_samples:
             summary[MEAN_CPU] = round(sum(self._cpu_samples) / len(self._cpu_samples), 1)
