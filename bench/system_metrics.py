@@ -9,7 +9,8 @@ measures side by side:
 2. ``run.log_metric`` latency with the sampler off, on at the default interval (10 s) and
    on at a short one (0.05 s): runs that log one point per millisecond-ish (a 1 ms sleep
    between calls, as a training loop leaves the GIL to other threads) for ``--seconds``
-   each, the three settings taking turns for ``--rounds`` rounds; median, p99, p99.9 and
+   each, the three settings taking turns for ``--rounds`` rounds (each round starting with
+   the next setting); median, p99, p99.9 and
    max of ``perf_counter_ns`` around each call;
 3. the sampler's CPU cost per sample: its thread's CPU time (``time.thread_time``) over
    the samples of the short-interval runs, setup excluded, and as a share of one core at
@@ -173,8 +174,11 @@ def main() -> None:
         settings = {"off": None, "on, 10 s": DEFAULT, f"on, {SHORT} s": SHORT}
         latencies: dict[str, list[int]] = {label: [] for label in settings}
         sampled = {"samples": 0, "cpu_seconds": 0.0}
+        labels = list(settings)
         for r in range(args.rounds):
-            for label, interval in settings.items():
+            # Each round starts with another setting, so that none is always first.
+            for label in labels[r % 3 :] + labels[: r % 3]:
+                interval = settings[label]
                 print(f"log_metric, round {r + 1}, sampler {label} ...", file=sys.stderr)
                 values, info = paced_block(interval, args.seconds)
                 latencies[label].extend(values)
