@@ -15,7 +15,7 @@ elapsed = time.perf_counter() - t
 print(json.dumps({
     "ms": elapsed * 1000,
     "heavy": sorted(m for m in ("mlflow", "pydantic_settings", "pydantic", "git", "pandas",
-                               "numpy", "requests", "inspect") if m in sys.modules),
+                               "numpy", "requests", "inspect", "psutil") if m in sys.modules),
 }))
 """
 
@@ -26,7 +26,8 @@ def run_check() -> dict[str, object]:
 
 
 def test_import_does_not_load_mlflow_or_settings() -> None:
-    """import tracksdk loads none of mlflow, pydantic(-settings), GitPython, pandas, numpy."""
+    """import tracksdk loads none of mlflow, pydantic(-settings), GitPython, pandas, numpy,
+    psutil."""
     assert run_check()["heavy"] == []
 
 

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from tracksdk._capture import Capture
     from tracksdk._mlflow import SavedState
     from tracksdk._outcome import Outcome
+    from tracksdk._system_metrics import Sampler
     from tracksdk._writer import Writer
     from tracksdk.backends import Connection
     from tracksdk.settings import Explained
@@ -83,6 +84,7 @@ class Session:
         self._conn: Connection | None = None
         self._writer: Writer | None = None
         self._capture: Capture | None = None
+        self._sampler: Sampler | None = None
         self._outcome: Outcome | None = None
         self._autolog: Any = None  # an _autolog_run.Switch, once autolog is on
         self._saved: SavedState | None = None
@@ -139,7 +141,7 @@ class Session:
         return run
 
     def _create(self, explained: Explained, conn: Connection | None, parent: Run | None) -> Run:
-        from tracksdk import _journal
+        from tracksdk import _journal, _system_metrics
         from tracksdk._capture import Capture
         from tracksdk._writer import Writer
 
@@ -203,6 +205,7 @@ class Session:
             self._capture = Capture(explained, self.source_file, writer, {*tags, *long_tags})
             self._capture.start()
             self._enable_autolog(settings, run)
+            self._sampler = _system_metrics.start(run, settings, conn)  # last: never raises
         except BaseException:
             # The function will run untracked (or the error reaches the caller in strict
             # mode): the sender stops and what was journaled waits for `tracksdk sync`.
@@ -358,6 +361,8 @@ class Session:
 
     def end(self, status: str, timeout: float | None = None) -> None:
         """Journal the end of the run with ``status`` and wait (bounded) until it is sent."""
+        if self._sampler is not None:  # first: its summary describes the body, not the end
+            self._sampler.stop(killed=status == "KILLED")
         self._stop_capture(CAPTURE_WAIT if status != "KILLED" else CAPTURE_WAIT_KILLED)
         if self._autolog is not None:
             self._autolog.off()

@@ -33,6 +33,7 @@ from tracksdk.settings._model import (
     LocalSettings,
     ServerSettings,
     Settings,
+    SystemMetricsSettings,
 )
 from tracksdk.settings._model import known_env_vars as known_env_vars
 from tracksdk.settings._sources import ENV_PREFIX as ENV_PREFIX
@@ -47,6 +48,7 @@ __all__ = [
     "LocalSettings",
     "ServerSettings",
     "Settings",
+    "SystemMetricsSettings",
     "env_var_name",
     "find_project_root",
     "load_settings",

@@ -102,6 +102,22 @@ class CaptureSettings(_Section):
     max_untracked_files: int = Field(default=1_000, ge=0, description="Untracked list limit.")
 
 
+class SystemMetricsSettings(_Section):
+    """``TRACKSDK_SYSTEM_METRICS__*``: CPU, memory, disk, network and GPU over a run."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Sample system metrics during each top-level run (docs/system-metrics.md).",
+    )
+    interval: float = Field(
+        default=10.0,
+        gt=0,
+        le=86_400,
+        allow_inf_nan=False,
+        description="Seconds between two samples: one step of the system/* metrics each.",
+    )
+
+
 class Settings(BaseSettings):
     """Every tracksdk setting. ``Settings()`` reads the sources :mod:`tracksdk.settings` lists."""
 
@@ -171,6 +187,7 @@ class Settings(BaseSettings):
     dagshub: DagsHubSettings = Field(default_factory=DagsHubSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     capture: CaptureSettings = Field(default_factory=CaptureSettings)
+    system_metrics: SystemMetricsSettings = Field(default_factory=SystemMetricsSettings)
 
     @field_validator("autolog", mode="before")
     @classmethod
