@@ -83,6 +83,7 @@ def open_journal(
         "experiment": experiment,
         "run_name": run_name,
         "parent": parent.client_run_id if parent is not None else None,
+        "console_max_bytes": explained.settings.console_max_mb << 20,  # logs/console.log
     }
     max_bytes = explained.settings.journal.max_mb << 20
     try:

@@ -26,15 +26,13 @@ from tracksdk._context import active_run
 from tracksdk._context import current as _current
 from tracksdk._options import RunOptions
 from tracksdk._run import Run, UntrackedRun
-from tracksdk._schema import (
-    CLIENT_RUN_ID_TAG,
-    EXIT_CODE_TAG,
-)
+from tracksdk._schema import CLIENT_RUN_ID_TAG, EXIT_CODE_TAG
 from tracksdk._validate import Checker
 from tracksdk.exceptions import TrackingError
 
 if TYPE_CHECKING:
     from tracksdk._capture import Capture
+    from tracksdk._console import Console
     from tracksdk._mlflow import SavedState
     from tracksdk._outcome import Outcome
     from tracksdk._writer import Writer
@@ -83,6 +81,7 @@ class Session:
         self._conn: Connection | None = None
         self._writer: Writer | None = None
         self._capture: Capture | None = None
+        self._console: Console | None = None  # the top-level run's console capture
         self._outcome: Outcome | None = None
         self._autolog: Any = None  # an _autolog_run.Switch, once autolog is on
         self._saved: SavedState | None = None
@@ -139,7 +138,7 @@ class Session:
         return run
 
     def _create(self, explained: Explained, conn: Connection | None, parent: Run | None) -> Run:
-        from tracksdk import _journal
+        from tracksdk import _console, _journal
         from tracksdk._capture import Capture
         from tracksdk._writer import Writer
 
@@ -203,6 +202,8 @@ class Session:
             self._capture = Capture(explained, self.source_file, writer, {*tags, *long_tags})
             self._capture.start()
             self._enable_autolog(settings, run)
+            if parent is None:  # nested runs share their top-level run's capture
+                self._console = _console.start(settings, writer, writer.label)
         except BaseException:
             # The function will run untracked (or the error reaches the caller in strict
             # mode): the sender stops and what was journaled waits for `tracksdk sync`.
@@ -367,6 +368,8 @@ class Session:
             _mlflow.pop_active(self._pushed)
             self._pushed = None
         self.run.status = status
+        if self._console is not None:
+            self._console.stop(status)
         if self._writer is not None:
             self._writer.terminate(status, timeout)
 
