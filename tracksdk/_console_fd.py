@@ -108,10 +108,17 @@ class FdCapture:
         Raises:
             OSError: The fds cannot be redirected (fd 1 or 2 not open); nothing changed.
         """
-        try:
-            same = os.path.samestat(os.fstat(1), os.fstat(2))
-        except OSError as exc:
-            raise OSError(f"file descriptor {1 if _closed(1) else 2} is not open") from exc
+        for fd, name in ((1, "output"), (2, "error")):
+            try:
+                flags = fcntl.fcntl(fd, fcntl.F_GETFD)
+            except OSError:
+                raise OSError(f"file descriptor {fd} is not open") from None
+            if flags & fcntl.FD_CLOEXEC:
+                # Standard streams are inherited; files this process opens are not
+                # (PEP 446): fd 1 or 2 was closed, and a file of this process has its
+                # number now. Redirecting it would break that file.
+                raise OSError(f"file descriptor {fd} is not the standard {name}")
+        same = os.path.samestat(os.fstat(1), os.fstat(2))
         flush_python_and_c()
         try:
             for target in (1, 2):
@@ -283,10 +290,3 @@ def _forward(fd: int, data: bytes) -> None:
         except OSError:  # closed, or its reader is gone (EPIPE): the run still gets it
             return
 
-
-def _closed(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return True
-    return False
