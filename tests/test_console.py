@@ -394,6 +394,61 @@ def test_fd_that_cannot_be_captured_is_one_warning(project: Path) -> None:
     assert not any(p.startswith("logs/") for p in artifact_paths(client, run_id))
 
 
+TERMINAL = textwrap.dedent(
+    """
+    import os, shutil, sys
+    from tracksdk import tracked
+
+    with tracked(experiment="console-tty") as run:
+        size = os.get_terminal_size(1)
+        print("isatty", os.isatty(1), sys.stdout.isatty(), os.isatty(2))
+        print("size", size.columns, size.lines)
+        print("\\033[31mred\\033[0m")
+        os.write(2, b"err on the terminal\\n")
+    print("RUN_ID", run.run_id)
+    """
+)
+
+
+def test_a_terminal_stays_a_terminal(project: Path, tmp_path: Path) -> None:
+    """On a terminal, the run still writes to one: isatty, its size, bytes as they were."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    (project / "job.py").write_text(TERMINAL)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 132, 0, 0))
+    child = subprocess.Popen(
+        [sys.executable, "job.py"],
+        cwd=project,
+        env=script_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=slave,
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: every writer is gone
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert child.wait(60) == 0
+    shown = b"".join(chunks).decode().replace("\r\n", "\n")
+    assert "isatty True True True\n" in shown
+    assert "size 132 40\n" in shown
+    assert "\033[31mred\033[0m\n" in shown and "err on the terminal\n" in shown
+    run_id = shown.split("RUN_ID ")[1].split()[0]
+    log = console_log(local_client(project), run_id, tmp_path)
+    assert log == ("isatty True True True\nsize 132 40\n\033[31mred\033[0m\nerr on the terminal\n")
+
+
 # -- in this process, under pytest's own capture -------------------------------------------
 
 

@@ -25,7 +25,7 @@ import select
 import subprocess
 import sys
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tracksdk._console_sink import Sink
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 READ_SIZE = 256 << 10
 PIPE_SIZE = 1 << 20  # a bigger pipe: writers holding the GIL get far before they block
 _F_SETPIPE_SZ = 1031  # Linux's fcntl
+_libc: Any = None  # the C library, for fflush
 
 # The forwarder that takes the pipes over when this process exits before their writers:
 # argv holds "read_fd:destination_fd" pairs.
@@ -44,7 +45,10 @@ for fd in pairs:
     poller.register(fd, select.POLLIN)
 while pairs:
     for fd, _ in poller.poll():
-        data = os.read(fd, 262144)
+        try:
+            data = os.read(fd, 262144)
+        except OSError:  # a terminal whose last writer is gone: EIO
+            data = b""
         if not data:
             poller.unregister(fd)
             del pairs[fd]
@@ -63,10 +67,13 @@ def flush_python_and_c() -> None:
         with contextlib.suppress(Exception):  # None, closed, or re-entered from a signal
             if stream is not None:
                 stream.flush()
+    global _libc
     with contextlib.suppress(Exception):
-        import ctypes
+        if _libc is None:
+            import ctypes
 
-        ctypes.CDLL(None).fflush(None)
+            _libc = ctypes.CDLL(None)
+        _libc.fflush(None)  # printf's buffer, when fd 1 is a pipe
 
 
 def _high(fd: int) -> int:
@@ -76,6 +83,43 @@ def _high(fd: int) -> int:
     moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
     os.close(fd)
     return moved
+
+
+def _pipe() -> tuple[int, int]:
+    read, write = os.pipe()
+    read, write = _high(read), _high(write)
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(write, _F_SETPIPE_SZ, PIPE_SIZE)
+    return read, write
+
+
+def _terminal(original: int) -> tuple[int, int]:
+    """A pseudo-terminal in place of the terminal ``original``: its (master, slave).
+
+    Code that asks whether it writes to a terminal (colours, progress bars) and how wide
+    it is gets the same answers as before. The slave passes bytes through as written (no
+    output processing: a newline stays a newline).
+    """
+    import termios
+
+    master, slave = os.openpty()
+    master, slave = _high(master), _high(slave)
+    with contextlib.suppress(OSError, termios.error):
+        attrs = termios.tcgetattr(slave)
+        attrs[1] &= ~termios.OPOST
+        termios.tcsetattr(slave, termios.TCSANOW, attrs)
+    _copy_size(original, slave)
+    return master, slave
+
+
+def _copy_size(source: int, target: int) -> None:
+    """Give terminal ``target`` the window size of terminal ``source`` (when it changed)."""
+    import termios
+
+    with contextlib.suppress(OSError):
+        size = fcntl.ioctl(source, termios.TIOCGWINSZ, b"\0" * 8)
+        if fcntl.ioctl(target, termios.TIOCGWINSZ, b"\0" * 8) != size:
+            fcntl.ioctl(target, termios.TIOCSWINSZ, size)
 
 
 def _identity(fd: int) -> tuple[int, int]:
@@ -91,6 +135,7 @@ class FdCapture:
         self.saved: dict[int, int] = {}  # 1, 2 -> a copy of the original fd
         self.pipes: dict[int, tuple[str, int]] = {}  # read end -> (stream, destination fd)
         self.targets: dict[int, tuple[int, int]] = {}  # 1, 2 -> the identity of its pipe
+        self.terminals: list[tuple[int, int]] = []  # (our terminal's master, the real one)
         self._wake_r = self._wake_w = -1
         self._lock = threading.Lock()
         self._stopping = False
@@ -120,30 +165,33 @@ class FdCapture:
                 raise OSError(f"file descriptor {fd} is not the standard {name}")
         same = os.path.samestat(os.fstat(1), os.fstat(2))
         flush_python_and_c()
+        ends: list[tuple[int, tuple[int, ...]]] = []
         try:
             for target in (1, 2):
                 self.saved[target] = fcntl.fcntl(target, fcntl.F_DUPFD_CLOEXEC, 3)
             groups: list[tuple[str, tuple[int, ...]]] = (
                 [("console", (1, 2))] if same else [("stdout", (1,)), ("stderr", (2,))]
             )
-            ends: list[tuple[int, tuple[int, ...]]] = []
             for stream, targets in groups:
-                read, write = os.pipe()
-                read, write = _high(read), _high(write)
+                original = self.saved[targets[0]]
+                read, write = _terminal(original) if os.isatty(original) else _pipe()
                 ends.append((write, targets))
-                self.pipes[read] = (stream, self.saved[targets[0]])
-                with contextlib.suppress(OSError):
-                    fcntl.fcntl(write, _F_SETPIPE_SZ, PIPE_SIZE)
+                self.pipes[read] = (stream, original)
+                if os.isatty(original):
+                    self.terminals.append((read, original))  # a master takes the size too
             wake_r, wake_w = os.pipe()
             self._wake_r, self._wake_w = _high(wake_r), _high(wake_w)
             for write, targets in ends:
                 for target in targets:
                     os.dup2(write, target)
                     self.targets[target] = _identity(target)
-                os.close(write)
         except OSError:
             self._undo()
             raise
+        finally:
+            for write, _ in ends:
+                with contextlib.suppress(OSError):
+                    os.close(write)
         self._thread.start()
 
     def _undo(self) -> None:
@@ -166,8 +214,12 @@ class FdCapture:
             poller.register(fd, select.POLLIN)
         open_pipes = dict(self.pipes)
         try:
+            # A terminal's window size is copied each second (a resized terminal).
+            timeout = 1000 if self.terminals else None
             while open_pipes and not self._handed_over:
-                for fd, _ in poller.poll():
+                for master, real in self.terminals if not self._stopped else ():
+                    _copy_size(real, master)
+                for fd, _ in poller.poll(timeout):
                     if fd == self._wake_r:
                         with contextlib.suppress(OSError):
                             os.read(fd, 64)
@@ -289,4 +341,3 @@ def _forward(fd: int, data: bytes) -> None:
             select.select([], [fd], [], 1.0)
         except OSError:  # closed, or its reader is gone (EPIPE): the run still gets it
             return
-
