@@ -22,19 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tracksdk._journal import folders, layout
+from tracksdk._journal import folders, layout, records
 from tracksdk._journal.reader import Damage, Reader
-from tracksdk._journal.records import (
-    End,
-    File,
-    Input,
-    Metrics,
-    Output,
-    Params,
-    Record,
-    Register,
-    Tags,
-)
+from tracksdk._journal.records import End, File, Input, Metrics, Params, Record, Register, Tags
 
 if TYPE_CHECKING:
     from tracksdk._sender import Sender
@@ -80,7 +70,7 @@ class Summary:
             (Tags, "tag batches"),
             (File, "artifacts"),
             (Input, "dataset inputs"),
-            (Output, "console chunks"),
+            (records.Output, "console chunks"),
         )
         for kind, label in kinds:
             if self.records[kind]:
