@@ -124,7 +124,7 @@ class Console:
         try:
             if self._fd is not None:
                 self._fd.stop(wait)
-                _forwarding[:] = [c for c in (*_forwarding, self._fd) if c.forwarding]
+                _forwarding[:] = [c for c in (*_forwarding, self._fd) if c.forwarding()]
             for tee in self._tees:
                 tee.restore()
             self.sink.close(wait)
@@ -186,7 +186,7 @@ def _at_exit() -> None:
     if console is not None:
         console.stop()  # a run never ended: restore the fds before Python's last flush
     for capture in _forwarding:
-        if capture.forwarding:
+        if capture.forwarding(wait=0.2):  # (the last bytes of a writer that just exited)
             capture.hand_over()
     _forwarding.clear()
 

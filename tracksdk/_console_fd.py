@@ -25,6 +25,7 @@ import select
 import subprocess
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -216,9 +217,12 @@ class FdCapture:
         try:
             # A terminal's window size is copied each second (a resized terminal).
             timeout = 1000 if self.terminals else None
+            sized = time.monotonic()
             while open_pipes and not self._handed_over:
-                for master, real in self.terminals if not self._stopped else ():
-                    _copy_size(real, master)
+                if self.terminals and not self._stopped and time.monotonic() - sized >= 1.0:
+                    sized = time.monotonic()
+                    for master, real in self.terminals:
+                        _copy_size(real, master)
                 for fd, _ in poller.poll(timeout):
                     if fd == self._wake_r:
                         with contextlib.suppress(OSError):
@@ -293,9 +297,10 @@ class FdCapture:
         self.drained.wait(wait)
         self.sink = None  # a writer that never stops: its output is forwarded only
 
-    @property
-    def forwarding(self) -> bool:
-        """Whether a writer that outlived the run still writes into the pipes."""
+    def forwarding(self, wait: float = 0.0) -> bool:
+        """Whether a writer that outlived the run still holds the pipes (after ``wait`` s)."""
+        if wait > 0:
+            self._thread.join(wait)
         return self._thread.is_alive()
 
     def hand_over(self) -> None:

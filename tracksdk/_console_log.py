@@ -199,15 +199,15 @@ class ConsoleLog:
             skip += 1
         return start + skip
 
-    def adopt(self, previous: str, note: str | None = None) -> None:
+    def adopt(self, previous: str | None, note: str | None = None) -> None:
         """Put the log of an earlier part of the run first (resume), then ``note``.
 
         Only a log nothing was added to yet adopts: the earlier part is never repeated.
+        Nothing happens when there is no earlier log (``previous`` None or empty).
         """
-        if self.head or self.tail or self.applied != START:
+        if not previous or self.head or self.tail or self.applied != START:
             return
-        if previous:
-            self.add(previous if previous.endswith("\n") else previous + "\n")
+        self.add(previous if previous.endswith("\n") else previous + "\n")
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         self.add(note or f"[tracksdk: the run continues here, {stamp}]\n")
 

@@ -94,12 +94,18 @@ class Sink:
         with self._lock:
             if self._closed:
                 return
-            partial = self._partial.setdefault(stream, bytearray())
+            partial = self._partial.get(stream)
+            if partial is None:
+                partial = self._partial[stream] = bytearray()
             partial += data
-            end = partial.rfind(b"\n") + 1
-            if end:
-                self._add(stream, partial[:end])
-                del partial[:end]
+            if b"\n" in data:
+                end = partial.rfind(b"\n") + 1
+                if end == len(partial):  # the usual case: it ends a line
+                    self._add(stream, partial)
+                    self._partial[stream] = partial = bytearray()
+                else:
+                    self._add(stream, partial[:end])
+                    del partial[:end]
             if len(partial) > CHUNK_BYTES:
                 # A progress bar's states, or one very long line: keep its last state,
                 # and when even that is long, journal it as it is.
@@ -109,7 +115,7 @@ class Sink:
                 if len(partial) > CHUNK_BYTES:
                     self._add(stream, partial)
                     self._partial[stream] = bytearray()
-            if self._pending >= CHUNK_BYTES:
+            if self._pending >= CHUNK_BYTES and not self._wake.is_set():
                 self._wake.set()
 
     def _add(self, stream: str, data: bytearray) -> None:
