@@ -151,6 +151,29 @@ def test_console_log_on_the_postgres_server(
     check_main(result, console_log(server_client(mlflow_server), run_id_of(result), tmp_path))
 
 
+def test_lightgbm_native_log_lines(project: Path, tmp_path: Path) -> None:
+    """LightGBM's own [LightGBM] [Info] lines are in the log, in both capture modes."""
+    pytest.importorskip("lightgbm")
+    script = textwrap.dedent(
+        """
+        import lightgbm as lgb, numpy as np
+        from tracksdk import tracked
+
+        X = np.random.default_rng(0).random((200, 3))
+        y = (X[:, 0] > 0.5).astype(int)
+        with tracked(experiment="console-lightgbm") as run:
+            lgb.train({"objective": "binary", "verbose": 1, "num_leaves": 4},
+                      lgb.Dataset(X, y), num_boost_round=2)
+        print("RUN_ID", run.run_id)
+        """
+    )
+    for mode in ("fd", "python"):
+        result = run_script(project, script, {"TRACKSDK_CONSOLE": mode})
+        assert result.returncode == 0, result.stderr
+        log = console_log(local_client(project), run_id_of(result), tmp_path / mode)
+        assert "[LightGBM] [Info] Number of data points in the train set: 200" in log
+
+
 KILLED = textwrap.dedent(
     """
     import os, sys, time

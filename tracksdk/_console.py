@@ -66,7 +66,7 @@ def start(settings: Any, writer: Writer, label: str) -> Console | None:
         console = Console(writer, mode)
         try:
             console.start()
-        except OSError as exc:
+        except Exception as exc:  # never a reason for the run not to go on
             _warn.warn(
                 f"tracksdk: console output of run {label} is not captured: {exc}. The run "
                 "goes on; TRACKSDK_CONSOLE=python or off silences this."
@@ -98,21 +98,28 @@ class Console:
         Raises:
             OSError: The capture cannot start; nothing was changed.
         """
-        if self.mode == "fd":
-            from tracksdk._console_fd import FdCapture
+        try:
+            if self.mode == "fd":
+                from tracksdk._console_fd import FdCapture
 
-            self._fd = FdCapture(self.sink)
-            self._fd.start()
-        else:
-            for name in ("stdout", "stderr"):
-                original = getattr(sys, name)
-                if original is not None:
-                    tee = _Tee(original, name, self.sink)
-                    setattr(sys, name, tee)
-                    self._tees.append(tee)
-            if not self._tees:
-                raise OSError("sys.stdout and sys.stderr are None")
-        self.sink.start()
+                self._fd = FdCapture(self.sink)
+                self._fd.start()
+            else:
+                for name in ("stdout", "stderr"):
+                    original = getattr(sys, name)
+                    if original is not None:
+                        tee = _Tee(original, name, self.sink)
+                        setattr(sys, name, tee)
+                        self._tees.append(tee)
+                if not self._tees:
+                    raise OSError("sys.stdout and sys.stderr are None")
+            self.sink.start()
+        except BaseException:
+            for tee in self._tees:
+                tee.restore()
+            if self._fd is not None and self._fd.targets:
+                self._fd.stop(0)
+            raise
 
     def stop(self, status: str = "FINISHED") -> None:
         """Stop capturing and journal what is left (once; bounded, shorter when KILLED)."""
@@ -128,6 +135,8 @@ class Console:
             for tee in self._tees:
                 tee.restore()
             self.sink.close(wait)
+        except Exception as exc:  # the run must still end
+            _warn.warn(f"tracksdk: ending the console capture failed: {type(exc).__name__}: {exc}")
         finally:
             with _lock:
                 if _active is self:
