@@ -318,23 +318,33 @@ def test_python_and_off_modes(project: Path, tmp_path: Path, mode: str) -> None:
 
 FORKED = textwrap.dedent(
     """
-    import os, sys, time
+    import os, subprocess, sys, time
     from tracksdk import tracked
 
     marker = sys.argv[1]
     wait_for_child = sys.argv[2] == "wait"
     with tracked(experiment="console-fork") as run:
         print("parent in the run", flush=True)
+        # A subprocess and a forked child that both write once the run has ended.
+        subprocess.Popen(["sh", "-c", f"while [ ! -e {marker}.ended ]; do sleep 0.05; done; "
+                          "sleep 0.5; i=0; while [ $i -lt 2000 ]; do "
+                          "echo sub after the run $i; i=$((i+1)); done"])
         pid = os.fork()
         if pid == 0:
-            time.sleep(2.0)  # the parent's run has ended by now
-            for i in range(2000):  # more than a pipe holds
-                print(f"child after the run {i}")
+            # Fds inherited from threads of the parent (a git pipe of the run's provenance
+            # capture) would hold the parent's run end until this child exits.
+            os.closerange(3, 1 << 16)
+            while not os.path.exists(marker + ".ended"):  # the parent's run has ended
+                time.sleep(0.05)
+            time.sleep(0.5)  # (and, with "exit", the parent is gone)
+            for i in range(2000):  # more than a pipe holds; whole lines (sh writes too)
+                os.write(1, f"child after the run {i}\\n".encode())
             sys.stdout.flush()
             os.write(2, b"child fd line\\n")
             with open(marker, "w") as f:
                 f.write("ok")
             os._exit(0)
+    open(marker + ".ended", "w").close()
     print("RUN_ID", run.run_id, flush=True)
     if wait_for_child:
         _, status = os.waitpid(pid, 0)
@@ -366,6 +376,7 @@ def test_forked_child_outliving_the_run(project: Path, tmp_path: Path, parent: s
     # Every line of the child reached the terminal (communicate read up to the last writer).
     for i in (0, 1999):
         assert f"child after the run {i}\n" in result.stdout
+        assert f"sub after the run {i}\n" in result.stdout
     assert "child fd line" in result.stderr
     log = console_log(local_client(project), run_id_of(result), tmp_path)
     assert log == "parent in the run\n"

@@ -113,7 +113,6 @@ class Console:
                         self._tees.append(tee)
                 if not self._tees:
                     raise OSError("sys.stdout and sys.stderr are None")
-            self.sink.start()
         except BaseException:
             for tee in self._tees:
                 tee.restore()

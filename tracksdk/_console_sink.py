@@ -86,8 +86,15 @@ class Sink:
         self._thread = threading.Thread(target=self._run, name="tracksdk-console", daemon=True)
 
     def start(self) -> None:
-        """Start the flusher thread."""
-        self._thread.start()
+        """Start the flusher thread now, not at the first output."""
+        with self._lock:
+            self._start_flusher()
+
+    def _start_flusher(self) -> None:
+        """Start the flusher once (the lock is held): a run that prints nothing has none."""
+        if self._thread.ident is None and not self._closed:
+            with contextlib.suppress(RuntimeError):  # no thread to be had: flushed at the end
+                self._thread.start()
 
     def feed(self, stream: str, data: bytes) -> None:
         """Take bytes printed on ``stream`` (never blocks for long; ignored once closed)."""
@@ -98,6 +105,8 @@ class Sink:
             if partial is None:
                 partial = self._partial[stream] = bytearray()
             partial += data
+            if self._thread.ident is None:
+                self._start_flusher()  # the first output
             if b"\n" in data:
                 end = partial.rfind(b"\n") + 1
                 if end == len(partial):  # the usual case: it ends a line
