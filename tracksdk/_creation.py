@@ -19,10 +19,12 @@ from tracksdk.exceptions import TrackingError
 if TYPE_CHECKING:
     from tracksdk._options import RunOptions
     from tracksdk._run import Run
+    from tracksdk._sender import Creation
+    from tracksdk._writer import Writer
     from tracksdk.backends import Connection
     from tracksdk.settings import Explained
 
-__all__ = ["open_journal", "other_rank", "run_tags"]
+__all__ = ["open_journal", "other_rank", "run_tags", "warn_not_created"]
 
 
 def _rank() -> int:
@@ -83,6 +85,7 @@ def open_journal(
         "experiment": experiment,
         "run_name": run_name,
         "parent": parent.client_run_id if parent is not None else None,
+        "console_max_bytes": explained.settings.console_max_mb << 20,  # logs/console.log
     }
     max_bytes = explained.settings.journal.max_mb << 20
     try:
@@ -129,3 +132,25 @@ def _user() -> str:
         return getpass.getuser()
     except Exception:
         return "unknown"
+
+
+def warn_not_created(conn: Connection, writer: Writer, creation: Creation, because: str) -> None:
+    """Say that the store did not create the run at its start, and what happens to it."""
+    from tracksdk import _warn
+
+    if creation.auth_error is not None:
+        return  # the sender said which credential to fix
+    if creation.stopped:
+        _warn.warn(
+            f"tracksdk: the store at {conn.tracking_uri} refused to create run "
+            f"{writer.label}{because}. The function runs; everything it logs is kept in "
+            f"the journal ({writer.journal.path}). Fix the cause (`tracksdk doctor`), "
+            "then run `tracksdk sync`."
+        )
+        return
+    _warn.warn(
+        f"tracksdk: the store at {conn.tracking_uri} did not create run {writer.label}"
+        f"{because}. The function runs; everything it logs is kept in the journal "
+        f"({writer.journal.path}) and sent when the store answers. If this process ends "
+        "first, `tracksdk sync` (or the next tracked run here) sends it."
+    )

@@ -19,11 +19,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tracksdk._console_log import ConsoleLog
 from tracksdk._journal import folders, layout
-from tracksdk._journal.records import Create, End, File, Input, Register
+from tracksdk._journal.records import Create, End, File, Input, Output, Register
 from tracksdk._schema import (
     ARTIFACTS_NOT_RESENT_TAG,
     CLIENT_RUN_ID_TAG,
+    CONSOLE_LOG_ERROR_TAG,
     PARENT_RUN_ID_TAG,
     RECREATED_TAG,
     WRITE_FAILURES_TAG,
@@ -73,6 +75,7 @@ class Delivery:
         self.restarted = False  # the store lost the run once: it is being sent again
         self._experiment: str | None = None
         self._transport: Store | None = None
+        self._console: ConsoleLog | None = None  # logs/console.log, once output arrives
         meta = journal.meta if journal is not None else layout.read_json(path / "meta.json")
         attach = (meta or {}).get("attach_to")
         self.attach_to: str | None = str(attach) if attach else None
@@ -190,6 +193,10 @@ class Delivery:
             transport.log_input(run_id, record.dataset, record.context)
         elif isinstance(record, Register):
             self._register(record)
+        elif isinstance(record, Output) and self.attach_to is None:
+            # (a forked child's output reaches its parent's pipes, never its journal)
+            self.console().add(record.text, op.end)
+            self.idle()
         elif isinstance(record, End) and self.attach_to is not None:
             self.status_sent = "attached"  # the parent's run ends with the parent
         elif isinstance(record, End):
@@ -201,12 +208,42 @@ class Delivery:
                     f"{self.lost_artifacts} artifact upload(s) reached the store that lost "
                     "this run and were freed from the journal; they could not be sent again"
                 )
+            extra.update(self._console_at_end(transport, run_id))
             if extra:
                 transport.log_batch(run_id, [], {}, extra)
             transport.end_run(run_id, record.status, int(record.end_ms))
             self.status_sent = record.status
             self.ended = True
         # Unknown kinds come from a newer tracksdk: skipped, never a crash.
+
+    def console(self) -> ConsoleLog:
+        """The run's ``logs/console.log`` being built (:mod:`tracksdk._console_log`)."""
+        if self._console is None:
+            self._console = ConsoleLog.open(self.path, self.journal)
+        return self._console
+
+    def idle(self) -> None:
+        """Upload ``logs/console.log`` when it is due; a failure waits for the next time."""
+        console = self._console
+        if console is not None and self.run_id is not None and console.due():
+            with contextlib.suppress(TrackingError, OSError):
+                console.upload(self.transport(), self.run_id)
+
+    def _console_at_end(self, transport: Store, run_id: str) -> dict[str, str]:
+        """Upload the console log as it ends; the tag saying why, when it cannot be."""
+        console = self._console or ConsoleLog.existing(self.path)
+        if console is None or not console.needs_upload(run_id):
+            return {}
+        try:
+            console.upload(transport, run_id)
+        except Transient as exc:
+            if exc.network or exc.status not in (None, 500):
+                raise  # the store is away: the end is sent again, and this with it
+            return {CONSOLE_LOG_ERROR_TAG: str(exc)[:5000]}
+        except (TrackingError, OSError) as exc:
+            return {CONSOLE_LOG_ERROR_TAG: str(exc)[:5000]}
+        console.discard()
+        return {}
 
     def create(self, info: Create, *, retried: bool = False) -> None:
         """Create the run (or find the one an earlier attempt created), once."""

@@ -61,6 +61,7 @@ _HOOKS = (
     ("tracksdk._run", "after_fork_in_child"),
     ("tracksdk._signals", "after_fork_in_child"),
     ("tracksdk._capture", "after_fork_in_child"),
+    ("tracksdk._console", "after_fork_in_child"),
     ("tracksdk._sync", "after_fork_in_child"),
     ("tracksdk.stores.local", "after_fork_in_child"),
     ("tracksdk.stores._sqlite_fast", "after_fork_in_child"),

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tracksdk._journal import folders, layout
+from tracksdk._journal import folders, layout, records
 from tracksdk._journal.reader import Damage, Reader
 from tracksdk._journal.records import End, File, Input, Metrics, Params, Record, Register, Tags
 
@@ -70,6 +70,7 @@ class Summary:
             (Tags, "tag batches"),
             (File, "artifacts"),
             (Input, "dataset inputs"),
+            (records.Output, "console chunks"),
         )
         for kind, label in kinds:
             if self.records[kind]:

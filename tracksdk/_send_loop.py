@@ -171,6 +171,7 @@ class SendLoop:
                     if not entries:
                         if journal is not None:
                             journal.free_acknowledged()  # caught up: give the disk back
+                        self._delivery.idle()  # logs/console.log, when due
                         if final and self._finished_reading():
                             break
                         self._wake.wait(POLL)

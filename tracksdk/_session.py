@@ -26,15 +26,13 @@ from tracksdk._context import active_run
 from tracksdk._context import current as _current
 from tracksdk._options import RunOptions
 from tracksdk._run import Run, UntrackedRun
-from tracksdk._schema import (
-    CLIENT_RUN_ID_TAG,
-    EXIT_CODE_TAG,
-)
+from tracksdk._schema import CLIENT_RUN_ID_TAG, EXIT_CODE_TAG
 from tracksdk._validate import Checker
 from tracksdk.exceptions import TrackingError
 
 if TYPE_CHECKING:
     from tracksdk._capture import Capture
+    from tracksdk._console import Console
     from tracksdk._mlflow import SavedState
     from tracksdk._outcome import Outcome
     from tracksdk._system_metrics import Sampler
@@ -85,6 +83,7 @@ class Session:
         self._writer: Writer | None = None
         self._capture: Capture | None = None
         self._sampler: Sampler | None = None
+        self._console: Console | None = None  # the top-level run's console capture
         self._outcome: Outcome | None = None
         self._autolog: Any = None  # an _autolog_run.Switch, once autolog is on
         self._saved: SavedState | None = None
@@ -141,7 +140,7 @@ class Session:
         return run
 
     def _create(self, explained: Explained, conn: Connection | None, parent: Run | None) -> Run:
-        from tracksdk import _journal, _system_metrics
+        from tracksdk import _console, _journal, _system_metrics
         from tracksdk._capture import Capture
         from tracksdk._writer import Writer
 
@@ -205,6 +204,8 @@ class Session:
             self._capture = Capture(explained, self.source_file, writer, {*tags, *long_tags})
             self._capture.start()
             self._enable_autolog(settings, run)
+            if parent is None:  # nested runs share their top-level run's capture
+                self._console = _console.start(settings, writer, writer.label)
             self._sampler = _system_metrics.start(run, settings, conn)  # last: never raises
         except BaseException:
             # The function will run untracked (or the error reaches the caller in strict
@@ -253,22 +254,7 @@ class Session:
         if settings.strict:
             sender.stop()
             raise TrackingError(f"The store at {conn.tracking_uri} did not create the run{because}")
-        if creation.auth_error is not None:
-            return  # the sender said which credential to fix
-        if creation.stopped:
-            _warn.warn(
-                f"tracksdk: the store at {conn.tracking_uri} refused to create run "
-                f"{writer.label}{because}. The function runs; everything it logs is kept in "
-                f"the journal ({writer.journal.path}). Fix the cause (`tracksdk doctor`), "
-                "then run `tracksdk sync`."
-            )
-            return
-        _warn.warn(
-            f"tracksdk: the store at {conn.tracking_uri} did not create run {writer.label}"
-            f"{because}. The function runs; everything it logs is kept in the journal "
-            f"({writer.journal.path}) and sent when the store answers. If this process ends "
-            "first, `tracksdk sync` (or the next tracked run here) sends it."
-        )
+        _creation.warn_not_created(conn, writer, creation, because)
 
     def _sync_leftovers(self, explained: Explained, conn: Connection) -> None:
         """Send, in the background, runs an earlier process left in the journal."""
@@ -372,6 +358,8 @@ class Session:
             _mlflow.pop_active(self._pushed)
             self._pushed = None
         self.run.status = status
+        if self._console is not None:
+            self._console.stop(status)
         if self._writer is not None:
             self._writer.terminate(status, timeout)
 

@@ -37,6 +37,7 @@ from tracksdk._journal.records import (
     Input,
     MetricPoint,
     Metrics,
+    Output,
     Params,
     Record,
     Register,
@@ -317,6 +318,10 @@ class Writer:
     def register(self, spec: Mapping[str, Any], metrics: Mapping[str, float]) -> bool:
         """Journal a registration to be done when the run's data reaches the store."""
         return self._append(Register(dict(spec), dict(metrics)))
+
+    def output(self, stream: str, text: str) -> bool:
+        """Journal console output (redacted whole lines; :mod:`tracksdk._console`)."""
+        return self._append(Output(stream, text))
 
     # -- waiting ---------------------------------------------------------------------
 

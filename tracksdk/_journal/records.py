@@ -13,6 +13,8 @@ journals written by earlier releases are read back as they were written.
 - ``["i", {dataset}, "<context or null>"]`` :class:`Input`: a dataset input
 - ``["r", {register spec}, {metrics}]`` :class:`Register`: register the logged model (when
   it could not be registered while the run was live)
+- ``["o", "<stream>", "<text>"]`` :class:`Output`: console output of the run, whole
+  lines, secrets redacted (``logs/console.log``, docs/console.md)
 - ``["e", "<status>", end_time_ms, {"tags": {...}}]`` :class:`End`: end the run
 
 :func:`decode` checks a payload against its kind, so the sender never meets a record it
@@ -176,6 +178,23 @@ class Register:
 
 
 @dataclass(frozen=True, slots=True)
+class Output:
+    r"""Console output the run printed: whole lines, secrets already redacted.
+
+    Attributes:
+        stream: ``stdout``, ``stderr``, or ``console`` (both, when they share a terminal).
+        text: The lines, as they were printed (progress bars' ``\r`` states collapsed).
+    """
+
+    stream: str
+    text: str
+
+    def as_json(self) -> tuple[Any, ...]:
+        """The record as JSON values, as it is written in the journal."""
+        return ("o", self.stream, self.text)
+
+
+@dataclass(frozen=True, slots=True)
 class End:
     """End the run.
 
@@ -206,7 +225,7 @@ class Unknown:
         return (self.kind, *self.rest)
 
 
-Record = Create | Metrics | Params | Tags | File | Input | Register | End | Unknown
+Record = Create | Metrics | Params | Tags | File | Input | Register | Output | End | Unknown
 
 
 def encode(record: Record) -> bytes:
@@ -359,6 +378,13 @@ def _register(value: list[Any]) -> Register:
     return Register(_dict(value[1]), {str(k): _number(v) for k, v in metrics.items()})
 
 
+def _output(value: list[Any]) -> Output:
+    stream, text = _field(value, 1), _field(value, 2)
+    if not isinstance(stream, str) or not isinstance(text, str):
+        raise _NotARecord
+    return Output(stream, text)
+
+
 def _end(value: list[Any]) -> End:
     status = _field(value, 1)
     if not isinstance(status, str) or len(value) < 3:
@@ -375,5 +401,6 @@ _PARSERS: dict[str, Callable[[list[Any]], Record]] = {
     "f": _file,
     "i": _input,
     "r": _register,
+    "o": _output,
     "e": _end,
 }

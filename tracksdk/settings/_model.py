@@ -182,6 +182,18 @@ class Settings(BaseSettings):
         description="Seconds a SIGTERM (preemption) waits for the journal to drain before "
         "the run is left KILLED and the process ends.",
     )
+    console: Literal["fd", "python", "off"] = Field(
+        default="fd",
+        description="Console capture of a top-level run into logs/console.log: fd (file "
+        "descriptors 1 and 2, native output included; python in notebooks), python "
+        "(sys.stdout and sys.stderr only), off.",
+    )
+    console_max_mb: int = Field(
+        default=10,
+        ge=1,
+        description="Size of logs/console.log: the first and the last half are kept, "
+        "with a line saying how much was left out between them.",
+    )
     journal: JournalSettings = Field(default_factory=JournalSettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
     dagshub: DagsHubSettings = Field(default_factory=DagsHubSettings)
