@@ -514,6 +514,23 @@ def test_in_process_run_under_pytest_capture(
     assert not any(p.startswith("logs/") for p in artifact_paths(client, inner.run_id))
 
 
+def test_an_fd_replaced_during_the_run_is_left_in_place(project: Path, tmp_path: Path) -> None:
+    """Another tool's dup2 onto fd 1 during the run: the run's end does not undo it."""
+    before = os.dup(1)
+    theirs = os.open(tmp_path / "theirs.txt", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        with tracked(experiment="console-replaced"):
+            os.write(1, b"captured\n")
+            os.dup2(theirs, 1)
+        os.write(1, b"after the run\n")
+        assert fd_identity(1) == fd_identity(theirs)
+    finally:
+        os.dup2(before, 1)
+        os.close(before)
+        os.close(theirs)
+    assert (tmp_path / "theirs.txt").read_text() == "after the run\n"
+
+
 def test_no_capture_when_disabled_or_untracked(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
