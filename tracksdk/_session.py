@@ -31,6 +31,7 @@ from tracksdk._validate import Checker
 from tracksdk.exceptions import TrackingError
 
 if TYPE_CHECKING:
+    from tracksdk._autolog_run import Switch
     from tracksdk._capture import Capture
     from tracksdk._console import Console
     from tracksdk._mlflow import SavedState
@@ -85,7 +86,7 @@ class Session:
         self._sampler: Sampler | None = None
         self._console: Console | None = None  # the top-level run's console capture
         self._outcome: Outcome | None = None
-        self._autolog: Any = None  # an _autolog_run.Switch, once autolog is on
+        self._autolog: Switch | None = None  # set once autolog is on
         self._saved: SavedState | None = None
         self._token: contextvars.Token[tuple[Run, ...]] | None = None
         self._finished = False
