@@ -58,6 +58,12 @@ WRITE_FAILURES_TAG = "tracksdk.write_failures"
 RECREATED_TAG = "tracksdk.recreated"
 ARTIFACTS_NOT_RESENT_TAG = "tracksdk.artifacts_not_resent"
 CONSOLE_LOG_ERROR_TAG = "tracksdk.console_log_error"
+# Resuming a run (tracked(key=...), docs/resume.md): the user's key; when the part that
+# resumed it last started (ms since the epoch, then its client id), so that a part synced
+# late never sets the status of a run a later part resumed; how many times it was resumed.
+RUN_KEY_TAG = "tracksdk.run_key"
+RUN_PART_TAG = "tracksdk.run_part"
+RESUMED_TAG = "tracksdk.resumed"
 """Why the run's logs/console.log could not be uploaded (docs/console.md)."""
 MODEL_FRAMEWORK_TAG = "tracksdk.model.framework"
 MODEL_URI_TAG = "tracksdk.model.uri"

@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING
 
 from tracksdk.stores.base import (
     Capabilities,
+    Claim,
     CreatedRun,
     MetricRow,
     ModelVersion,
     Registry,
+    RunState,
     Store,
 )
 
@@ -33,10 +35,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Capabilities",
+    "Claim",
     "CreatedRun",
     "MetricRow",
     "ModelVersion",
     "Registry",
+    "RunState",
     "Store",
     "capabilities",
     "open_registry",

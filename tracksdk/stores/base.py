@@ -37,6 +37,44 @@ class CreatedRun:
 
 
 @dataclass(frozen=True)
+class RunState:
+    """A run as a store holds it, read back to resume it (``tracked(key=...)``).
+
+    Attributes:
+        run: Its id, experiment and artifact location.
+        status: ``RUNNING``, ``FINISHED``, ``FAILED`` or ``KILLED``.
+        lifecycle_stage: ``active`` or ``deleted`` (in the trash).
+        start_ms: Its start time, in milliseconds since the epoch.
+        params: Its params.
+        tags: Its tags.
+        last_steps: The step of each metric's latest point (MLflow's latest point is the
+            one with the highest step), for ``Run.last_step``.
+    """
+
+    run: CreatedRun
+    status: str
+    lifecycle_stage: str = "active"
+    start_ms: int = 0
+    params: Mapping[str, str] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    last_steps: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The answer to :meth:`Store.claim`.
+
+    Attributes:
+        won: This call created the marker: no one else holds it.
+        created_ms: When the marker was created (by anyone), in ms since the epoch; None
+            when the store does not say.
+    """
+
+    won: bool
+    created_ms: int | None = None
+
+
+@dataclass(frozen=True)
 class Capabilities:
     """What a tracking server supports, probed once per connection.
 
@@ -105,6 +143,40 @@ class Store(Protocol):
     def capabilities(self) -> Capabilities:
         """What the store supports (registry, MLflow 3 logged models)."""
         ...
+
+    # -- resuming a run (tracksdk._resume) ----------------------------------------------
+
+    def keyed_runs(self, experiment_id: str, key: str) -> list[RunState]:
+        """The active runs (not in the trash) tagged ``tracksdk.run_key = key``, oldest first.
+
+        Oldest means lowest ``(start_ms, run_id)``.
+        """
+        ...
+
+    def get_run(self, run_id: str) -> RunState:
+        """The run with ``run_id``, in any lifecycle stage; NotFound when there is none."""
+        ...
+
+    def set_running(self, run_id: str) -> None:
+        """Set a run's status back to RUNNING (its end time is left: MLflow cannot clear it)."""
+        ...
+
+    def delete_run(self, run_id: str) -> None:
+        """Move a run to the trash, as ``MlflowClient.delete_run`` does."""
+        ...
+
+    def claim(self, name: str) -> Claim:
+        """Create the marker ``name`` unless it exists, atomically across processes.
+
+        The marker is an experiment named ``name`` (the one create-if-absent MLflow's API
+        makes atomic on every store): exactly one of several concurrent callers wins.
+        """
+        ...
+
+    def release(self, name: str) -> None:
+        """Move the marker ``name`` to the trash: hidden, and still held."""
+        ...
+
 
     def close(self) -> None:
         """Free connections; the store may not be used afterwards."""
