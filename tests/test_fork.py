@@ -288,3 +288,54 @@ def test_spawned_child_does_not_inherit_the_run(project: Path) -> None:
     run = the_run(client, "spawn")
     assert run.info.status == "FINISHED"
     assert set(run.data.metrics) == {"parent"}
+
+
+def test_worker_forked_while_git_runs_does_not_hold_up_the_run(project: Path) -> None:
+    """A long-lived worker forked while a provenance git call's pipe is open: git tags
+    recorded, and the run ends while the worker still runs (not when it exits)."""
+    from core_fixtures import git
+
+    git(project, "remote", "add", "origin", "https://example.com/owner/repo.git")
+    body = """
+    # Forces the race the user's code can hit: the provenance worker's first pipe (a git
+    # call's stdout) waits until the main thread has forked, so the worker inherits it.
+    real_pipe = os.pipe
+    opened, forked = threading.Event(), threading.Event()
+
+    def pipe():
+        fds = real_pipe()
+        if threading.current_thread().name == "tracksdk-provenance" and not opened.is_set():
+            opened.set()
+            forked.wait(60)
+        return fds
+
+    os.pipe = pipe
+
+    def worker(parent):
+        # Long-lived, like a data-loader worker, but gone with its parent: never a stray.
+        end = time.monotonic() + 300
+        while os.getppid() == parent and time.monotonic() < end:
+            time.sleep(0.1)
+
+    with tracked(experiment="fork-git") as run:
+        assert opened.wait(60)
+        proc = mp.get_context("fork").Process(target=worker, args=(os.getpid(),), daemon=True)
+        proc.start()
+        forked.set()
+        run.log_metric("loss", 1.0)
+    print("WORKER ALIVE AT RUN END", proc.is_alive())
+    proc.terminate()
+    proc.join()
+    print("END", run.status)
+    """
+    result = run_script(project, body)
+    assert result.returncode == 0, result.stderr
+    assert "WORKER ALIVE AT RUN END True" in result.stdout, result.stdout + result.stderr
+    assert "END FINISHED" in result.stdout
+    assert "TrackSDKWarning" not in result.stderr, result.stderr
+    tags = the_run(local_client(project), "fork-git").data.tags
+    assert tags["tracksdk.git.status"] == "ok"
+    assert tags["mlflow.source.git.commit"] == git(project, "rev-parse", "HEAD").strip()
+    assert tags["mlflow.source.git.branch"] == "main"
+    assert tags["mlflow.source.git.repoURL"] == "https://example.com/owner/repo.git"
+    assert tags["mlflow.source.git.dirty"] == "false"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import types
@@ -13,7 +15,7 @@ import pytest
 
 import tracksdk.provenance as provenance
 from tracksdk._redact import strip_userinfo
-from tracksdk.provenance import CaptureOptions, Provenance, collect, redact_argv
+from tracksdk.provenance import CaptureOptions, Provenance, _git_process, collect, redact_argv
 from tracksdk.provenance import environment as environment_module
 from tracksdk.provenance import git as git_module
 
@@ -501,6 +503,41 @@ def test_a_hanging_git_is_stopped_by_the_time_limit(
 
     assert result.tags["tracksdk.git.status"] == "error"
     assert any("took longer than 0.5 s" in warning for warning in result.warnings)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the holder of the pipes is a shell job")
+@pytest.mark.parametrize("status", [0, 3])
+def test_a_process_holding_the_pipes_does_not_hold_up_git(tmp_path: Path, status: int) -> None:
+    """Git's output and error are read when git exits, though another process holds its pipes.
+
+    A worker forked by the user's code while a git call's pipes are open keeps their write
+    ends open as long as it lives, so end-of-file comes long after git exits. Here a shell
+    alias leaves a background job holding both pipes: the call returns while that job lives.
+    """
+    repo = make_repo(tmp_path / "repo")
+    pid_file = tmp_path / "holder.pid"
+    alias = f"!sleep 60 & echo $! > '{pid_file}'; echo out; echo oops >&2; exit {status}"
+    pending = _git_process.start(repo, ["-c", f"alias.hold={alias}", "hold"], timeout=30)
+    output: _git_process.Output | None = None
+    failure = ""
+    try:
+        try:
+            output = _git_process.finish(pending)
+        except _git_process.GitFailed as exc:
+            failure = str(exc)
+        assert pending.reader is not None
+        pending.reader.join(timeout=30)
+        # Still running: the call did not wait for the pipes' end-of-file (the holder's exit).
+        os.kill(int(pid_file.read_text()), 0)
+    finally:
+        if pid_file.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    assert not pending.reader.is_alive()
+    if status == 0:
+        assert (output, failure) == (_git_process.Output(stdout=b"out\n", total=4), "")
+    else:
+        assert (output, failure.endswith("failed: oops")) == (None, True), failure
 
 
 def test_options_switch_every_part_off(tmp_path: Path) -> None:

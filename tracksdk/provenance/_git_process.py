@@ -10,22 +10,27 @@ one found from the script's folder.
 
 Output is read in chunks up to a limit and counted beyond it, so a huge diff is measured but
 never held whole; every failure is a :class:`GitFailed` whose message is the warning to show.
+Reading ends when git has exited, not only at end-of-file (see :func:`_chunks`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
     import subprocess
     from pathlib import Path
 
 _READ_CHUNK = 65536
+# While a pipe has nothing to read, how often to check whether git has exited (milliseconds).
+# Only a pipe held open by another process waits this long: otherwise end-of-file comes first.
+_EXIT_CHECK_MS = 50
 
 # Variables that make git ignore `-C` and use another repository or index (the list printed by
 # `git rev-parse --local-env-vars`, less GIT_CONFIG_*: those carry the user's `-c` settings,
@@ -127,13 +132,46 @@ def start(root: Path, args: Sequence[str], *, timeout: float, limit: int | None 
     return pending
 
 
+def _chunks(process: subprocess.Popen[bytes], stream: IO[bytes]) -> Iterator[bytes]:
+    """Yield what git writes to ``stream``, until end-of-file or until git has exited.
+
+    End-of-file alone cannot be waited for: a process that the user's code forks (a
+    multiprocessing worker) while this call's pipes are open in our process, between their
+    creation and Popen closing our copy of the write end, keeps that copy open for as long as
+    it lives, since a fork without exec keeps every descriptor, O_CLOEXEC or not. So the pipe
+    is polled, and once git has exited what it wrote is read without blocking and the read ends.
+    """
+    if not hasattr(select, "poll"):  # Windows: no fork there, so end-of-file comes with git's end
+        while chunk := stream.read(_READ_CHUNK):
+            yield chunk
+        return
+    fd = stream.fileno()
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    exited = False
+    while True:
+        if not poller.poll(0 if exited else _EXIT_CHECK_MS):
+            if exited:  # git is gone and everything it wrote has been read
+                return
+            # Checked only when nothing was readable; once git has exited, one more pass
+            # without waiting reads what it wrote just before: that is in the pipe by then.
+            exited = process.poll() is not None
+            continue
+        chunk = os.read(fd, _READ_CHUNK)
+        if not chunk:
+            return
+        yield chunk
+
+
 def _drain(process: subprocess.Popen[bytes], into: list[bytes]) -> None:
     assert process.stderr is not None
     kept = 0
-    while chunk := process.stderr.read(_READ_CHUNK):
-        if kept < 8192:  # enough for the message; the rest is discarded
-            into.append(chunk)
-            kept += len(chunk)
+    # A failed read (the pipe closed under us by finish) must not print a thread traceback.
+    with contextlib.suppress(OSError, ValueError):
+        for chunk in _chunks(process, process.stderr):
+            if kept < 8192:  # enough for the message; the rest is discarded
+                into.append(chunk)
+                kept += len(chunk)
 
 
 def finish(pending: Pending, *, ok_codes: Sequence[int] = (0,)) -> Output:
@@ -148,7 +186,7 @@ def finish(pending: Pending, *, ok_codes: Sequence[int] = (0,)) -> Output:
     kept_size = 0
     total = 0
     try:
-        while chunk := process.stdout.read(_READ_CHUNK):
+        for chunk in _chunks(process, process.stdout):
             total += len(chunk)
             if pending.limit is None:
                 kept.append(chunk)
