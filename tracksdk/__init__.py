@@ -37,6 +37,7 @@ from tracksdk._context import active_run
 from tracksdk._decorator import Tracked, tracked
 from tracksdk.exceptions import (
     ConfigError,
+    ResumeError,
     TrackingError,
     TrackSDKError,
     TrackSDKWarning,
@@ -55,6 +56,7 @@ __all__ = [
     "Gate",
     "Register",
     "Result",
+    "ResumeError",
     "Run",
     "Settings",
     "TrackSDKError",

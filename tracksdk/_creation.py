@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from tracksdk.backends import Connection
     from tracksdk.settings import Explained
 
-__all__ = ["open_journal", "other_rank", "run_tags", "warn_not_created"]
+__all__ = ["open_journal", "other_rank", "run_tags", "wait_created", "warn_not_created"]
 
 
 def _rank() -> int:
@@ -75,10 +75,12 @@ def open_journal(
     client_id: str,
     experiment: str,
     run_name: str | None,
+    run_key: str | None = None,
 ) -> Journal:
     """The run's journal: on disk; in memory for the memory store or a broken disk."""
     folder = _journal.journal_dir(explained)
     meta = {
+        "run_key": run_key,  # a later run with the key continues this one, even offline
         "client_id": client_id,
         "target": _journal.masked_target(conn.tracking_uri) if conn else None,
         "backend": conn.backend if conn is not None else None,
@@ -132,6 +134,39 @@ def _user() -> str:
         return getpass.getuser()
     except Exception:
         return "unknown"
+
+
+def wait_created(writer: Writer, conn: Connection | None, settings: Any) -> Creation | None:
+    """Wait (bounded) for the store to create the run, so its id is known at once.
+
+    MLflow's own APIs (``mlflow.log_*``, MLflow's autolog) need the run in the store;
+    tracksdk's do not. When the store does not answer, the run goes on journaled.
+
+    Returns:
+        How the creation went; None offline.
+
+    Raises:
+        ResumeError: The store refused to continue the run as asked.
+        TrackingError: Strict mode, and the store did not create the run.
+    """
+    from tracksdk import _continued
+
+    sender = writer.sender
+    if sender is None or conn is None:
+        return None
+    # A local store has no network to wait for, only a disk (and a first creation).
+    wait = settings.start_timeout if conn.is_remote else max(settings.start_timeout, 120.0)
+    creation = sender.await_creation(wait)
+    if creation.created is not None:
+        return creation
+    _continued.check_refused(creation, writer)
+    reason = creation.reason
+    because = f": {reason}" if reason else f" within {wait:.0f} s"
+    if settings.strict:
+        sender.stop()
+        raise TrackingError(f"The store at {conn.tracking_uri} did not create the run{because}")
+    warn_not_created(conn, writer, creation, because)
+    return creation
 
 
 def warn_not_created(conn: Connection, writer: Writer, creation: Creation, because: str) -> None:

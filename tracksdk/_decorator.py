@@ -275,6 +275,14 @@ def tracked(
         best: For a parent run (a search): a metric name (higher is better) or a
             :class:`~tracksdk.Gate`; when the run ends it records the best child's value
             as ``best_<metric>`` and its run id as tag ``tracksdk.best_run_id``.
+        key: A stable key of the run, unique in its experiment (tag ``tracksdk.run_key``):
+            the first run with it is created, a later one continues it (same run id,
+            RUNNING again), even offline. Default ``TRACKSDK_RUN_KEY`` for a top-level
+            run, e.g. ``$SLURM_JOB_ID`` (docs/resume.md).
+        resume: With a key: ``"allow"`` (default) continues the run when it exists,
+            ``"must"`` raises :class:`~tracksdk.ResumeError` when none does, ``"never"``
+            when one does. Default ``TRACKSDK_RESUME``.
+        run_id: Continue this run by MLflow's id, like ``mlflow.start_run(run_id=...)``.
 
     Returns:
         The wrapped function when used bare, else a :class:`Tracked` object that
@@ -282,6 +290,8 @@ def tracked(
 
     Raises:
         ConfigError: When settings are invalid, before the function starts.
+        ResumeError: The run cannot be continued as ``resume=`` or ``run_id=`` asks,
+            before the function starts.
         TypeError: An option that does not exist.
     """
     run_options = RunOptions(**options)

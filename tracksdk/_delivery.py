@@ -16,9 +16,11 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tracksdk import _console_log, _resume
 from tracksdk._console_log import ConsoleLog
 from tracksdk._journal import folders, layout
 from tracksdk._journal.records import Create, End, File, Input, Output, Register
@@ -28,6 +30,8 @@ from tracksdk._schema import (
     CONSOLE_LOG_ERROR_TAG,
     PARENT_RUN_ID_TAG,
     RECREATED_TAG,
+    RUN_KEY_TAG,
+    RUN_PART_TAG,
     WRITE_FAILURES_TAG,
 )
 from tracksdk._send_plan import Batch, Op, Single
@@ -37,7 +41,7 @@ from tracksdk.stores.errors import Kind, Rejected, StoreError, Transient
 if TYPE_CHECKING:
     from tracksdk._journal.journal import Journal
     from tracksdk.backends import Connection
-    from tracksdk.stores import CreatedRun, Store
+    from tracksdk.stores import CreatedRun, RunState, Store
 
 # client run id -> MLflow run id, for every run created by this process (nested runs).
 _server_ids: dict[str, str] = {}
@@ -76,6 +80,11 @@ class Delivery:
         self._experiment: str | None = None
         self._transport: Store | None = None
         self._console: ConsoleLog | None = None  # logs/console.log, once output arrives
+        # A keyed or continued run (tracked(key=...), tracksdk._resume): this part's name,
+        # and the run as it was before this part continued it (None: created here).
+        self.part: str | None = None
+        self.resumed: RunState | None = None
+        self.latest = True  # False: a later part continued the run before this one was sent
         meta = journal.meta if journal is not None else layout.read_json(path / "meta.json")
         attach = (meta or {}).get("attach_to")
         self.attach_to: str | None = str(attach) if attach else None
@@ -88,6 +97,8 @@ class Delivery:
         ):
             self.run_id = str(created["run_id"])
             self.experiment_id = str(created["experiment_id"])
+            part = created.get("part")
+            self.part = part if isinstance(part, str) else None
 
     def transport(self) -> Store:
         """The store, opened at the first request."""
@@ -193,8 +204,9 @@ class Delivery:
             transport.log_input(run_id, record.dataset, record.context)
         elif isinstance(record, Register):
             self._register(record)
-        elif isinstance(record, Output) and self.attach_to is None:
-            # (a forked child's output reaches its parent's pipes, never its journal)
+        elif isinstance(record, Output) and self.attach_to is None and self.latest:
+            # (a forked child's output reaches its parent's pipes, never its journal; a
+            # part synced after a later one would overwrite the later part's log)
             self.console().add(record.text, op.end)
             self.idle()
         elif isinstance(record, End) and self.attach_to is not None:
@@ -209,6 +221,11 @@ class Delivery:
                     "this run and were freed from the journal; they could not be sent again"
                 )
             extra.update(self._console_at_end(transport, run_id))
+            if self.part is not None and not _resume.is_latest(transport, run_id, self.part):
+                # A later part continued the run: its end, not this one's, sets the status.
+                self.status_sent = "continued"
+                self.ended = True
+                return
             if extra:
                 transport.log_batch(run_id, [], {}, extra)
             transport.end_run(run_id, record.status, int(record.end_ms))
@@ -271,21 +288,24 @@ class Delivery:
             self._attach(transport, experiment_id, info)
             return
         created = None
-        if retried or self.journal is None:
+        if info.key or info.resume_id:
+            opened = _resume.open_run(
+                transport,
+                experiment_id,
+                info,
+                self.client_id,
+                lambda: self._new_run(transport, experiment_id, info, _resume.part_name),
+            )
+            created, self.part, self.resumed = opened.created, opened.part, opened.state
+            self.latest = opened.latest
+            if opened.state is not None and opened.latest and self.conn is not None:
+                # The run's console log goes on after the one its earlier part left.
+                self.console().adopt(_console_log.fetch_previous(self.conn, created.run_id))
+        elif retried or self.journal is None:
             # An earlier attempt (or process) may have created it and lost the answer.
             created = transport.find_run(experiment_id, self.client_id)
         if created is None:
-            tags = dict(info.tags)
-            if self.recreated:
-                tags[RECREATED_TAG] = self.recreated[:5000]
-            tags[CLIENT_RUN_ID_TAG] = self.client_id
-            parent = info.parent
-            if parent:
-                missing = f"the parent run {parent} is not in the store yet"
-                tags[PARENT_RUN_ID_TAG] = _run_id_of(
-                    transport, experiment_id, parent, info.parent_run_id, missing
-                )
-            created = transport.create_run(experiment_id, info.run_name, tags, int(info.start))
+            created = self._new_run(transport, experiment_id, info)
         self.created = created
         self.experiment_id = created.experiment_id
         self.run_id = created.run_id
@@ -298,8 +318,33 @@ class Delivery:
                     "target": layout.masked_target(self.conn.tracking_uri),
                     "run_id": created.run_id,
                     "experiment_id": created.experiment_id,
+                    "part": self.part,
                 },
             )
+
+    def _new_run(
+        self,
+        transport: Store,
+        experiment_id: str,
+        info: Create,
+        part_name: Callable[[float, str], str] | None = None,
+    ) -> CreatedRun:
+        """Create the run ``info`` describes (a keyed one is tagged with its key and part)."""
+        tags = dict(info.tags)
+        if self.recreated:
+            tags[RECREATED_TAG] = self.recreated[:5000]
+        tags[CLIENT_RUN_ID_TAG] = self.client_id
+        if info.key:
+            tags[RUN_KEY_TAG] = info.key
+        if part_name is not None:
+            tags[RUN_PART_TAG] = part_name(info.start, self.client_id)
+        parent = info.parent
+        if parent:
+            missing = f"the parent run {parent} is not in the store yet"
+            tags[PARENT_RUN_ID_TAG] = _run_id_of(
+                transport, experiment_id, parent, info.parent_run_id, missing
+            )
+        return transport.create_run(experiment_id, info.run_name, tags, int(info.start))
 
     def _attach(self, transport: Store, experiment_id: str, info: Create) -> None:
         """Find the parent's run that a forked child's journal adds to."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
+from tracksdk.exceptions import ConfigError
+
 if TYPE_CHECKING:
     from tracksdk.registry import Gate, Register
 
@@ -26,6 +28,9 @@ class TrackedOptions(TypedDict, total=False):
     register: str | Register | None
     formats: Iterable[str]
     best: str | Gate | None
+    key: str | None
+    resume: str | None
+    run_id: str | None
 
 
 class RunOptions:
@@ -36,9 +41,12 @@ class RunOptions:
         "best",
         "experiment",
         "formats",
+        "key",
         "nested",
         "params",
         "register",
+        "resume",
+        "run_id",
         "run_name",
         "settings",
         "strict",
@@ -77,6 +85,15 @@ class RunOptions:
 
             best = Gate(best)
         self.best: Gate | None = best
+        self.key = _text_option("key", options.get("key"))
+        self.run_id = _text_option("run_id", options.get("run_id"))
+        resume = options.get("resume")
+        if resume is not None and resume not in RESUME_MODES:
+            raise ConfigError(
+                f"tracked(resume={resume!r}): resume must be one of "
+                f"{', '.join(map(repr, RESUME_MODES))} (docs/resume.md)"
+            )
+        self.resume = resume
 
     def __repr__(self) -> str:
         fields = ", ".join(
@@ -89,6 +106,8 @@ class RunOptions:
     def overrides(self) -> dict[str, Any]:
         """The settings these options override."""
         out = dict(self.settings)
+        if self.resume is not None:
+            out["resume"] = self.resume
         if self.experiment is not None:
             out["experiment"] = self.experiment
         if self.strict is not None:
@@ -101,6 +120,22 @@ class RunOptions:
                 autolog = list(autolog)
             out["autolog"] = autolog
         return out
+
+
+#: What ``resume=`` accepts (docs/resume.md).
+RESUME_MODES = ("allow", "must", "never")
+
+
+def _text_option(name: str, value: Any) -> str | None:
+    """A run key or id: a non-empty string, or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(
+            f"tracked({name}={value!r}): {name} must be a non-empty string, e.g. "
+            f"{name}=os.environ['SLURM_JOB_ID'] (docs/resume.md)"
+        )
+    return value.strip()
 
 
 def _check_names(options: Mapping[str, Any]) -> None:

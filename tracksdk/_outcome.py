@@ -32,6 +32,7 @@ from tracksdk.exceptions import TrackingError
 if TYPE_CHECKING:
     from tracksdk._options import RunOptions
     from tracksdk._run import Run
+    from tracksdk._validate import Checker
     from tracksdk._writer import Writer
     from tracksdk.backends import Connection
     from tracksdk.registry import Gate, Register
@@ -348,3 +349,23 @@ def record_error(run: Run, exc: BaseException) -> None:
     )
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     run.log_text(text, "error/traceback.txt")
+
+
+def checkpoint(writer: Writer, checker: Checker, model: Any, step: int) -> str | None:
+    """``Run.log_checkpoint``: save ``model`` as ``checkpoints/step-<step>`` through its plugin."""
+    from tracksdk import _plugins
+
+    pm = _plugins.manager(_plugins.allowed())
+    framework = _plugins.framework_of(pm, model)
+    if framework is None:
+        checker.problem(
+            "checkpoint",
+            type(model).__qualname__,
+            f"no installed plugin knows how to save a {type(model).__qualname__}: "
+            "checkpoint not logged.",
+        )
+        return None
+    dest = f"checkpoints/step-{int(step):06d}"
+    if save_and_upload(writer, pm, model, framework, None, (), dest):
+        return dest
+    return None

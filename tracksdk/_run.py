@@ -15,17 +15,20 @@ import time
 import weakref
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from tracksdk import _redact
+from tracksdk import _redact, _validate
 from tracksdk._schema import MAX_PARAM_VALUE, MAX_TAG_VALUE
 from tracksdk._validate import Checker, safe_str, shorten
 
 if TYPE_CHECKING:
+    from tracksdk._continued import Continued
     from tracksdk._writer import Writer
     from tracksdk.backends import Connection
 
 __all__ = ["Run", "UntrackedRun"]
+
+D = TypeVar("D", int, None)  # what last_step returns for a metric never logged
 
 # Every tracked Run of this process, for the at-fork hook (its lock may be held).
 _runs: weakref.WeakSet[Run] = weakref.WeakSet()
@@ -49,6 +52,8 @@ class Run:
         experiment_id: The experiment's id, or None when unknown.
         tracking_uri: Where the run lives (never with credentials), or None.
         status: RUNNING, FINISHED, FAILED, KILLED, or UNTRACKED.
+        resumed: The run continues one an earlier process started (``tracked(key=...)``,
+            ``tracked(run_id=...)``; docs/resume.md).
         parent: The run this one is nested in, if any.
     """
 
@@ -77,6 +82,8 @@ class Run:
         # millisecond, and the last value logged stays the latest (not the largest).
         self._last_point: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()
+        self.resumed = False
+        self._earlier_steps: dict[str, int] = {}  # of the earlier parts, when resumed
         _runs.add(self)
 
     def __repr__(self) -> str:
@@ -146,6 +153,27 @@ class Run:
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything logged so far is in the store (see ``tracksdk.flush``)."""
         return self._writer.flush(timeout)
+
+    def last_step(self, key: str, default: D = None) -> int | D:  # type: ignore[assignment]
+        """The highest step logged for metric ``key`` so far; ``default`` when it never was.
+
+        In a continued run (``resumed``) it counts the earlier processes' steps too, as
+        the store and this machine's journals hold them, so a training loop goes on at
+        ``run.last_step("loss", -1) + 1`` (docs/resume.md).
+        """
+        own = self._last_point.get(key)
+        steps = [
+            s for s in (own[0] if own else None, self._earlier_steps.get(key)) if s is not None
+        ]
+        return max(steps) if steps else default
+
+    def _continue_from(self, continued: Continued) -> None:
+        """Take on what the run's earlier parts logged (the session, when resuming)."""
+        self.resumed = continued.resumed
+        self._earlier_steps = dict(continued.last_steps)
+        with self._lock:  # an earlier part's param value is the first one: it stays
+            for key, value in continued.params.items():
+                self._params.setdefault(key, value)
 
     # -- metrics ---------------------------------------------------------------------
 
@@ -233,17 +261,7 @@ class Run:
         """Keep a too-long value whole in an artifact and log a pointer to it."""
         if len(value) <= limit:
             return value
-        from tracksdk._validate import artifact_name
-
-        artifact = f"{folder}/{artifact_name(key)}.txt"
-        self._checker.problem(
-            f"long-{kind}",
-            key,
-            f"{kind} {key!r} is {len(value)} characters, over MLflow's limit of {limit}: the "
-            f"full value is in artifact {artifact} and the {kind} points to it.",
-        )
-        writer.text(value, artifact)
-        return f"{value[:200]}… [{len(value)} characters; full value in artifact {artifact}]"
+        return _validate.fit_long(writer, self._checker, kind, folder, key, value, limit)
 
     # -- tags ------------------------------------------------------------------------
 
@@ -317,22 +335,9 @@ class Run:
         Returns:
             The artifact path, or None when untracked or no plugin owns the model.
         """
-        from tracksdk import _outcome, _plugins
+        from tracksdk import _outcome
 
-        pm = _plugins.manager(_plugins.allowed())
-        framework = _plugins.framework_of(pm, model)
-        if framework is None:
-            self._checker.problem(
-                "checkpoint",
-                type(model).__qualname__,
-                f"no installed plugin knows how to save a {type(model).__qualname__}: "
-                "checkpoint not logged.",
-            )
-            return None
-        dest = f"checkpoints/step-{int(step):06d}"
-        if _outcome.save_and_upload(self._writer, pm, model, framework, None, (), dest):
-            return dest
-        return None
+        return _outcome.checkpoint(self._writer, self._checker, model, step)
 
 
 def _no_value(run: Run) -> str | None:
@@ -351,6 +356,7 @@ class UntrackedRun(Run):
         self.parent = parent
         self.experiment_name = None
         self.status = "UNTRACKED"
+        self.resumed = False
 
     def __repr__(self) -> str:
         return "Run(untracked)"
@@ -368,6 +374,9 @@ class UntrackedRun(Run):
 
     def flush(self, timeout: float | None = None) -> bool:
         return False
+
+    def last_step(self, key: str, default: D = None) -> int | D:  # type: ignore[assignment]
+        return default
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         pass

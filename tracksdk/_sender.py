@@ -23,7 +23,7 @@ from tracksdk._send_plan import creates, plan
 from tracksdk.exceptions import TrackingError
 
 if TYPE_CHECKING:
-    from tracksdk.stores import CreatedRun
+    from tracksdk.stores import CreatedRun, RunState
 
 WAKE_AFTER = 500  # records the training thread may write before it wakes the sender
 
@@ -37,12 +37,15 @@ class Creation:
         auth_error: The credential failure that stopped the sender, if there was one.
         last_error: The last failure of any kind, if there was one.
         stopped: The sender gave up (a refused create, a credential): waiting cannot help.
+        resumed: A continued run (``tracked(key=...)``) as it was before this process
+            continued it; None when this process created it.
     """
 
     created: CreatedRun | None
     auth_error: TrackingError | None
     last_error: TrackingError | None
     stopped: bool
+    resumed: RunState | None = None
 
     @property
     def reason(self) -> TrackingError | None:
@@ -124,7 +127,8 @@ class Sender(SendLoop):
         created = self.created if self.run_id is not None else None
         if created is None:
             self._warned_outage = True
-        return Creation(created, self.auth_error, self.last_error, self.stopped)
+        resumed = self._delivery.resumed if created is not None else None
+        return Creation(created, self.auth_error, self.last_error, self.stopped, resumed)
 
     def flush(
         self,

@@ -21,14 +21,15 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from tracksdk import _context, _creation, _outcome, _signals, _warn, stores
+from tracksdk import _context, _continued, _creation, _outcome, _signals, _warn, stores
 from tracksdk._context import active_run
 from tracksdk._context import current as _current
+from tracksdk._journal.records import Create
 from tracksdk._options import RunOptions
 from tracksdk._run import Run, UntrackedRun
 from tracksdk._schema import CLIENT_RUN_ID_TAG, EXIT_CODE_TAG
 from tracksdk._validate import Checker
-from tracksdk.exceptions import TrackingError
+from tracksdk.exceptions import ResumeError, TrackingError
 
 if TYPE_CHECKING:
     from tracksdk._autolog_run import Switch
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from tracksdk._console import Console
     from tracksdk._mlflow import SavedState
     from tracksdk._outcome import Outcome
+    from tracksdk._sender import Creation
     from tracksdk._system_metrics import Sampler
     from tracksdk._writer import Writer
     from tracksdk.backends import Connection
@@ -121,6 +123,9 @@ class Session:
             self._sync_leftovers(explained, conn)
         try:
             run = self._create(explained, conn, parent)
+        except ResumeError:
+            self.restore_mlflow()
+            raise
         except TrackingError as exc:
             self.restore_mlflow()
             if settings.strict:
@@ -162,9 +167,12 @@ class Session:
         tags, long_tags = _creation.run_tags(self.options, self.function, checker)
         client_id = _journal.new_client_id()
         tags[CLIENT_RUN_ID_TAG] = client_id
+        key, resume, continued = _continued.prepare(
+            self.options, explained, parent is not None, experiment
+        )
         writer = self._writer = Writer(
             _creation.open_journal(
-                explained, conn, parent, client_id, experiment, self.options.run_name
+                explained, conn, parent, client_id, experiment, self.options.run_name, key
             ),
             conn,
             strict=settings.strict,
@@ -174,14 +182,17 @@ class Session:
         )
         try:
             writer.create(
-                {
-                    "experiment": experiment,
-                    "run_name": self.options.run_name,
-                    "tags": tags,
-                    "parent": parent.client_run_id if parent is not None else None,
-                    "parent_run_id": parent.run_id if parent is not None else None,
-                    "start": int(time.time() * 1000),
-                }
+                Create(
+                    experiment=experiment,
+                    run_name=self.options.run_name,
+                    tags=tags,
+                    parent=parent.client_run_id if parent is not None else None,
+                    parent_run_id=parent.run_id if parent is not None else None,
+                    start=int(time.time() * 1000),
+                    key=key,
+                    resume=resume,
+                    resume_id=self.options.run_id,
+                )
             )
             run = Run(
                 conn=conn,
@@ -191,7 +202,8 @@ class Session:
                 name=self.options.run_name,
                 experiment_name=experiment,
             )
-            if self.params:
+            continuing = key is not None or self.options.run_id is not None
+            if self.params and not continuing:
                 run.log_params(self.params)
             if long_tags:
                 run.set_tags(long_tags)
@@ -199,7 +211,12 @@ class Session:
             if writer.journal.degraded is not None:
                 writer.warn_degraded()
             writer.start()
-            self._wait_created(writer, settings)
+            creation = self._wait_created(writer, settings)
+            if continuing:
+                # The params are checked against those the earlier parts logged.
+                run._continue_from(_continued.settle(creation, continued, resume, key))
+                if self.params:
+                    run.log_params(self.params)
             # Git and friends run while the body starts: not before the run is created,
             # where their subprocesses and the GIL would slow the creation down.
             self._capture = Capture(explained, self.source_file, writer, {*tags, *long_tags})
@@ -208,12 +225,14 @@ class Session:
             if parent is None:  # nested runs share their top-level run's capture
                 self._console = _console.start(settings, writer, writer.label)
             self._sampler = _system_metrics.start(run, settings, conn)  # last: never raises
-        except BaseException:
+        except BaseException as exc:
             # The function will run untracked (or the error reaches the caller in strict
             # mode): the sender stops and what was journaled waits for `tracksdk sync`.
             if self._capture is not None:
                 self._capture.join(0)
             writer.abandon()
+            if isinstance(exc, ResumeError):  # nothing of a refused run is kept
+                _continued.discard(writer.journal.path)
             raise
         return run
 
@@ -229,33 +248,16 @@ class Session:
         except Exception:  # a best-effort reading: the default experiment then
             return None
 
-    def _wait_created(self, writer: Writer, settings: Any) -> None:
-        """Wait (bounded) for the store to create the run, so its id is known at once.
-
-        MLflow's own APIs (``mlflow.log_*``, MLflow's autolog) need the run in the store;
-        tracksdk's do not. When the store does not answer, the run goes on journaled.
-        """
-        sender = writer.sender
-        conn = self._conn
-        if sender is None or conn is None:
-            return
-        # A local store has no network to wait for, only a disk (and a first creation).
-        wait = settings.start_timeout if conn.is_remote else max(settings.start_timeout, 120.0)
-        creation = sender.await_creation(wait)
-        if creation.created is not None:
-            if not stores.uses_mlflow(conn):
-                return  # no MLflow state to hand the run to
+    def _wait_created(self, writer: Writer, settings: Any) -> Creation | None:
+        """Wait for the store to create the run (:func:`tracksdk._creation.wait_created`)."""
+        creation = _creation.wait_created(writer, self._conn, settings)
+        created = creation.created if creation is not None else None
+        if created is not None and self._conn is not None and stores.uses_mlflow(self._conn):
             from tracksdk import _mlflow
 
-            _mlflow.push_active(creation.created)
-            self._pushed = creation.created.run_id
-            return
-        reason = creation.reason
-        because = f": {reason}" if reason else f" within {wait:.0f} s"
-        if settings.strict:
-            sender.stop()
-            raise TrackingError(f"The store at {conn.tracking_uri} did not create the run{because}")
-        _creation.warn_not_created(conn, writer, creation, because)
+            _mlflow.push_active(created)  # for mlflow.log_* and MLflow's autolog
+            self._pushed = created.run_id
+        return creation
 
     def _sync_leftovers(self, explained: Explained, conn: Connection) -> None:
         """Send, in the background, runs an earlier process left in the journal."""

@@ -61,7 +61,10 @@ def start(run: Run, settings: Settings, conn: Connection | None) -> Sampler | No
     if conn is not None and conn.tracking_uri.startswith("memory://"):
         return None
     try:
-        sampler = Sampler(run, section.interval, node_id=node_id(settings.track_all_ranks))
+        node = node_id(settings.track_all_ranks)
+        # A continued run's samples go on after its earlier parts' (docs/resume.md).
+        last = run.last_step(f"{PREFIX}{node + '/' if node else ''}cpu_utilization_percentage", -1)
+        sampler = Sampler(run, section.interval, node_id=node, first_step=last + 1)
         sampler.start()
     except Exception as exc:  # no thread to be had (resource limits): the run goes on
         _warn.warn(

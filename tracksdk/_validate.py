@@ -25,10 +25,13 @@ import math
 import numbers
 import posixpath
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracksdk import _warn
 from tracksdk._schema import MAX_KEY, MAX_STEP
+
+if TYPE_CHECKING:
+    from tracksdk._writer import Writer
 from tracksdk.exceptions import ValidationError
 
 _KEY_OK = re.compile(r"^[/\w.\- :]+$")
@@ -220,3 +223,18 @@ def _short(value: Any) -> str:
 def shorten(text: str, width: int = 80) -> str:
     """``text`` cut to ``width`` characters with ``...``, for messages."""
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def fit_long(
+    writer: Writer, checker: Checker, kind: str, folder: str, key: str, value: str, limit: int
+) -> str:
+    """A value over MLflow's ``limit``: kept whole in an artifact, a pointer to it logged."""
+    artifact = f"{folder}/{artifact_name(key)}.txt"
+    checker.problem(
+        f"long-{kind}",
+        key,
+        f"{kind} {key!r} is {len(value)} characters, over MLflow's limit of {limit}: the "
+        f"full value is in artifact {artifact} and the {kind} points to it.",
+    )
+    writer.text(value, artifact)
+    return f"{value[:200]}… [{len(value)} characters; full value in artifact {artifact}]"

@@ -8,6 +8,8 @@ them all with ``except tracksdk.TrackSDKError``::
     │                      the user's function starts)
     ├── ValidationError    a logged value is not acceptable (raised only in strict mode;
     │                      otherwise tracksdk warns and normalises, see docs/configuration.md)
+    ├── ResumeError        a run cannot be continued as asked (resume="must"/"never", an
+    │                      unknown run_id; raised before the function starts)
     └── TrackingError      the tracking store failed (raised only in strict mode; otherwise
                            one warning, and the user's function is unaffected)
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "ResumeError",
     "TrackSDKError",
     "TrackSDKWarning",
     "TrackingError",
@@ -51,6 +54,15 @@ class ValidationError(TrackSDKError, ValueError):
 
 class TrackingError(TrackSDKError):
     """The tracking store failed (raised only when ``TRACKSDK_STRICT=true``)."""
+
+
+class ResumeError(TrackSDKError):
+    """A run cannot be continued as asked (docs/resume.md).
+
+    ``resume="must"`` and no run has the key, ``resume="never"`` and one has, or the
+    ``run_id`` to continue does not exist or is in the trash. Raised before the function
+    starts: nothing of the run was stored.
+    """
 
 
 class TrackSDKWarning(UserWarning):

@@ -68,6 +68,11 @@ class Create:
         parent_run_id: The parent run's MLflow id, when it was known at the start.
         attach: In a forked child's journal: the client id of the run it adds to.
         run_id: In a forked child's journal: that run's MLflow id, when it was known.
+        key: The user's run key (``tracked(key=...)``): the run with this key in the
+            experiment is continued, or created (docs/resume.md).
+        resume: With a key: ``allow``, ``must`` (refused when no run has the key) or
+            ``never`` (refused when one has).
+        resume_id: The MLflow id of a run to continue (``tracked(run_id=...)``).
     """
 
     experiment: str
@@ -78,23 +83,29 @@ class Create:
     parent_run_id: str | None = None
     attach: str | None = None
     run_id: str | None = None
+    key: str | None = None
+    resume: str | None = None
+    resume_id: str | None = None
 
     def as_json(self) -> tuple[Any, ...]:
         """The record as JSON values, as it is written in the journal."""
         if self.attach is not None:
             child = {"experiment": self.experiment, "attach": self.attach}
             return ("c", {**child, "run_id": self.run_id, "start": self.start})
-        return (
-            "c",
-            {
-                "experiment": self.experiment,
-                "run_name": self.run_name,
-                "tags": self.tags,
-                "parent": self.parent,
-                "parent_run_id": self.parent_run_id,
-                "start": self.start,
-            },
-        )
+        body: dict[str, Any] = {
+            "experiment": self.experiment,
+            "run_name": self.run_name,
+            "tags": self.tags,
+            "parent": self.parent,
+            "parent_run_id": self.parent_run_id,
+            "start": self.start,
+        }
+        # Only when set: a run without them has the bytes earlier releases wrote.
+        for name in ("key", "resume", "resume_id"):
+            value = getattr(self, name)
+            if value is not None:
+                body[name] = value
+        return ("c", body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +344,9 @@ def _create(value: list[Any]) -> Create:
         parent_run_id=_optional_text(body.get("parent_run_id")),
         attach=_optional_id(body.get("attach")),
         run_id=_optional_id(body.get("run_id")),
+        key=_optional_text(body.get("key")),
+        resume=_optional_text(body.get("resume")),
+        resume_id=_optional_id(body.get("resume_id")),
     )
 
 

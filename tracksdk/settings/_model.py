@@ -194,6 +194,16 @@ class Settings(BaseSettings):
         description="Size of logs/console.log: the first and the last half are kept, "
         "with a line saying how much was left out between them.",
     )
+    run_key: str | None = Field(
+        default=None,
+        description="Key of the top-level run: a run with this key in the experiment is "
+        "continued, else created (e.g. TRACKSDK_RUN_KEY=$SLURM_JOB_ID for a requeued job).",
+    )
+    resume: Literal["allow", "must", "never"] = Field(
+        default="allow",
+        description="With a run key: allow (continue the run if it exists), must (fail "
+        "when none exists), never (fail when one exists).",
+    )
     journal: JournalSettings = Field(default_factory=JournalSettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
     dagshub: DagsHubSettings = Field(default_factory=DagsHubSettings)
