@@ -177,7 +177,6 @@ class Store(Protocol):
         """Move the marker ``name`` to the trash: hidden, and still held."""
         ...
 
-
     def close(self) -> None:
         """Free connections; the store may not be used afterwards."""
         ...
