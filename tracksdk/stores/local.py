@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +22,15 @@ from typing import TYPE_CHECKING, Any
 from tracksdk._schema import CLIENT_RUN_ID_TAG
 from tracksdk.stores import _sqlite_fast
 from tracksdk.stores._client import _clients, classified, mlflow_client, upload_through_mlflow
-from tracksdk.stores.base import DATASET_FIELDS, Capabilities, CreatedRun, ModelVersion
+from tracksdk.stores._keyed import exactly, key_filter
+from tracksdk.stores.base import (
+    DATASET_FIELDS,
+    Capabilities,
+    Claim,
+    CreatedRun,
+    ModelVersion,
+    RunState,
+)
 from tracksdk.stores.errors import (
     NotFound,
     Rejected,
@@ -125,6 +133,73 @@ class LocalStore:
         """A local store has the registry and MLflow 3's logged models."""
         return Capabilities()
 
+    # -- resuming a run (tracksdk._resume) ----------------------------------------------
+
+    def keyed_runs(self, experiment_id: str, key: str) -> list[RunState]:
+        """The active runs tagged ``tracksdk.run_key = key``, oldest first."""
+        client = mlflow_client(self.conn)
+        found: list[Any] = []
+        token = None
+        with classified(self.conn, "Looking for the runs of the key"):
+            while True:  # a key names a handful of runs: one page, as a rule
+                page = client.search_runs(
+                    [experiment_id], key_filter(key), run_view_type=1, page_token=token
+                )  # 1: ViewType.ACTIVE_ONLY; MLflow's default page holds 1,000 runs
+                found.extend(page)
+                token = page.token
+                if not token:
+                    break
+        return exactly((_state(r) for r in found), key)
+
+    def get_run(self, run_id: str) -> RunState:
+        """The run with ``run_id``, in any lifecycle stage; NotFound when there is none."""
+        with classified(self.conn, f"Reading run {run_id}", "run"):
+            return _state(mlflow_client(self.conn).get_run(run_id))
+
+    def set_running(self, run_id: str) -> None:
+        """Set a run's status back to RUNNING (MLflow keeps its end time)."""
+        with classified(self.conn, "Resuming the run", "run"):
+            mlflow_client(self.conn).update_run(run_id, status="RUNNING")
+
+    def delete_run(self, run_id: str) -> None:
+        """Move a run to the trash."""
+        with classified(self.conn, "Deleting the run", "run"):
+            mlflow_client(self.conn).delete_run(run_id)
+
+    def claim(self, name: str) -> Claim:
+        """Create the marker experiment ``name`` unless it exists (see ``Store.claim``).
+
+        The database's unique experiment name makes the create atomic; on the project's
+        sqlite store it is also made under the store's file lock, like ``experiment_id``,
+        so that concurrent claims never meet sqlite's "database is locked".
+        """
+        from mlflow.exceptions import MlflowException
+
+        with (
+            classified(self.conn, f"Claiming {name!r}", "experiment"),
+            _tracking(self.conn) as store,
+        ):
+            try:
+                store.create_experiment(name)
+                return Claim(won=True)
+            except MlflowException as exc:
+                if str(exc.error_code) != "RESOURCE_ALREADY_EXISTS":
+                    raise
+            marker = store.get_experiment_by_name(name)  # deleted ones too
+        if marker is None:  # removed for good (``mlflow gc``) since: held by no one now
+            return Claim(won=False)
+        return Claim(won=False, created_ms=marker.creation_time)
+
+    def release(self, name: str) -> None:
+        """Move the marker experiment ``name`` to the trash (nothing to do when it is)."""
+        with (
+            classified(self.conn, f"Releasing {name!r}", "experiment"),
+            _tracking(self.conn) as store,
+        ):
+            marker = store.get_experiment_by_name(name)
+            if marker is not None and marker.lifecycle_stage != "deleted":
+                store.delete_experiment(marker.experiment_id)
+
     # -- the model registry (stores.base.Registry) -----------------------------------
 
     def ensure_registered_model(self, name: str) -> None:
@@ -225,6 +300,19 @@ def _created(run: Any) -> CreatedRun:
     )
 
 
+def _state(run: Any) -> RunState:
+    """A run from MLflow's entity; its latest metrics (``_metric_objs``) carry their step."""
+    return RunState(
+        run=_created(run),
+        status=str(run.info.status),
+        lifecycle_stage=str(run.info.lifecycle_stage),
+        start_ms=int(run.info.start_time or 0),
+        params=dict(run.data.params),
+        tags=dict(run.data.tags),
+        last_steps={m.key: int(m.step) for m in run.data._metric_objs},
+    )
+
+
 def _get_or_create(store: Any, name: str) -> str:
     from mlflow.exceptions import MlflowException
 
@@ -249,7 +337,24 @@ def _get_or_create(store: Any, name: str) -> str:
 
 
 def _ensure_local_experiment(conn: Connection, name: str, artifact_root: str) -> str:
-    """Create the sqlite store and the experiment under a file lock.
+    """Create the sqlite store and the experiment under a file lock (see :func:`_locked`)."""
+    with _locked(conn, artifact_root) as store:
+        return _get_or_create(store, name)
+
+
+@contextlib.contextmanager
+def _tracking(conn: Connection) -> Iterator[Any]:
+    """MLflow's tracking store for experiment calls: under the file lock when it has one."""
+    if conn.artifact_root is None:
+        yield mlflow_client(conn)
+        return
+    with _locked(conn, conn.artifact_root) as store:
+        yield store
+
+
+@contextlib.contextmanager
+def _locked(conn: Connection, artifact_root: str) -> Iterator[Any]:
+    """MLflow's store for the sqlite database, held under the project's file lock.
 
     Several processes creating a new sqlite store at once break its schema migration
     (FACTS.md); the lock makes the first creation serial. The store is built with the
@@ -271,8 +376,7 @@ def _ensure_local_experiment(conn: Connection, name: str, artifact_root: str) ->
     db_logger.setLevel(logging.WARNING)
     try:
         with FileLock(str(lock_dir / "store.lock"), timeout=120):
-            store = tracking_utils._get_store(conn.tracking_uri, artifact_root)
-            return _get_or_create(store, name)
+            yield tracking_utils._get_store(conn.tracking_uri, artifact_root)
     finally:
         db_logger.setLevel(level)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracksdk._schema import CLIENT_RUN_ID_TAG, RUN_NAME_TAG
-from tracksdk.stores.base import DATASET_FIELDS, Capabilities, CreatedRun
+from tracksdk.stores._keyed import exactly
+from tracksdk.stores.base import DATASET_FIELDS, Capabilities, Claim, CreatedRun, RunState
 from tracksdk.stores.errors import NotFound, Rejected
 
 if TYPE_CHECKING:
@@ -94,6 +96,8 @@ class MemoryStore:
         self.conn = conn
         self._lock = threading.Lock()
         self.experiments: dict[str, tuple[str, str]] = {}  # id -> (name, lifecycle stage)
+        # id -> creation time (ms), beside ``experiments`` so snapshot() keeps its shape.
+        self.experiment_times: dict[str, int] = {}
         self.runs: dict[str, StoredRun] = {}
 
     @classmethod
@@ -122,9 +126,7 @@ class MemoryStore:
                             subject="experiment",
                         )
                     return experiment_id
-            experiment_id = str(len(self.experiments))
-            self.experiments[experiment_id] = (name, "active")
-            return experiment_id
+            return self._new_experiment(name)
 
     def find_run(self, experiment_id: str, client_id: str) -> CreatedRun | None:
         """The run tagged with ``client_id``, in any lifecycle stage."""
@@ -231,6 +233,40 @@ class MemoryStore:
         """No model registry and no MLflow 3 logged models: a model stays a run artifact."""
         return Capabilities(registry=False, logged_models=False)
 
+    # -- resuming a run --------------------------------------------------------------
+
+    def keyed_runs(self, experiment_id: str, key: str) -> list[RunState]:
+        """The active runs tagged ``tracksdk.run_key = key``, oldest first."""
+        with self._lock:
+            found = [self._state(r) for r in self.runs.values() if r.experiment_id == experiment_id]
+        return exactly(found, key)
+
+    def get_run(self, run_id: str) -> RunState:
+        """The run with ``run_id``, in any lifecycle stage; NotFound when there is none."""
+        with self._lock:
+            return self._state(self._run(run_id))
+
+    def set_running(self, run_id: str) -> None:
+        """Set a run's status back to RUNNING; its end time stays, as on MLflow."""
+        with self._lock:
+            self._active(run_id).status = "RUNNING"
+
+    def claim(self, name: str) -> Claim:
+        """Create the marker experiment ``name`` unless one of that name exists."""
+        with self._lock:
+            for experiment_id, (known, _) in self.experiments.items():
+                if known == name:
+                    return Claim(won=False, created_ms=self.experiment_times.get(experiment_id))
+            self._new_experiment(name)
+            return Claim(won=True)
+
+    def release(self, name: str) -> None:
+        """Move the marker experiment ``name`` to the trash (nothing to do when it is)."""
+        with self._lock:
+            for experiment_id, (known, _) in self.experiments.items():
+                if known == name:
+                    self.experiments[experiment_id] = (name, "deleted")
+
     # -- reading and test set-up -----------------------------------------------------
 
     def snapshot(self) -> tuple[dict[str, tuple[str, str]], list[StoredRun]]:
@@ -263,6 +299,23 @@ class MemoryStore:
                 subject="run",
             )
         return run
+
+    def _new_experiment(self, name: str) -> str:
+        experiment_id = str(len(self.experiments))
+        self.experiments[experiment_id] = (name, "active")
+        self.experiment_times[experiment_id] = int(time.time() * 1000)
+        return experiment_id
+
+    def _state(self, run: StoredRun) -> RunState:
+        return RunState(
+            run=self._created(run),
+            status=run.status,
+            lifecycle_stage=run.lifecycle_stage,
+            start_ms=run.start_time,
+            params=dict(run.params),
+            tags=dict(run.tags),
+            last_steps={key: step for key, (step, _, _) in run.latest.items()},
+        )
 
     def _created(self, run: StoredRun) -> CreatedRun:
         return CreatedRun(

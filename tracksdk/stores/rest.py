@@ -18,8 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 from tracksdk import _redact
 from tracksdk._schema import CLIENT_RUN_ID_TAG, USER_TAG
+from tracksdk.stores import _rest_resume
 from tracksdk.stores._http import session_for
-from tracksdk.stores.base import DATASET_FIELDS, Capabilities, CreatedRun, ModelVersion
+from tracksdk.stores.base import (
+    DATASET_FIELDS,
+    Capabilities,
+    Claim,
+    CreatedRun,
+    ModelVersion,
+    RunState,
+)
 from tracksdk.stores.errors import NotFound, Rejected, Transient, describe, from_answer, unreachable
 
 if TYPE_CHECKING:
@@ -45,19 +53,6 @@ def _double(value: float) -> float | str:
     if math.isinf(value):
         return "Infinity" if value > 0 else "-Infinity"
     return value
-
-
-def _created(run: Mapping[str, Any]) -> CreatedRun:
-    info = run.get("info") or {}
-    if not (info.get("run_id") or info.get("run_uuid")):
-        raise Transient("the store's answer names no run id")  # not MLflow answering
-    return CreatedRun(
-        run_id=str(info.get("run_id") or info.get("run_uuid")),
-        experiment_id=str(info.get("experiment_id")),
-        artifact_uri=str(info.get("artifact_uri", "")),
-        run_name=info.get("run_name") or None,
-        entity=dict(run),
-    )
 
 
 class RestStore:
@@ -212,7 +207,7 @@ class RestStore:
         runs = answer.get("runs") or []
         if not runs:
             return None
-        created = _created(runs[0])
+        created = _rest_resume.created(runs[0])
         self._run_experiments[created.run_id] = created.experiment_id
         return created
 
@@ -231,7 +226,7 @@ class RestStore:
                 "run_name": run_name or "",
             },
         )
-        created = _created(answer.get("run") or {})
+        created = _rest_resume.created(answer.get("run") or {})
         self._run_experiments[created.run_id] = created.experiment_id
         return created
 
@@ -282,6 +277,34 @@ class RestStore:
         from tracksdk.stores._probe import probe
 
         return probe(self.conn, self.timeout)
+
+    # -- resuming a run (stores/_rest_resume.py) ------------------------------------
+
+    def keyed_runs(self, experiment_id: str, key: str) -> list[RunState]:
+        """The active runs tagged ``tracksdk.run_key = key``, oldest first."""
+        return _rest_resume.keyed_runs(self, experiment_id, key)
+
+    def get_run(self, run_id: str) -> RunState:
+        """The run with ``run_id``, in any lifecycle stage; NotFound when there is none."""
+        return _rest_resume.get_run(self, run_id)
+
+    def set_running(self, run_id: str) -> None:
+        """Set a run's status back to RUNNING (MLflow keeps its end time)."""
+        self.call(
+            "POST", "/runs/update", {"run_id": run_id, "run_uuid": run_id, "status": "RUNNING"}
+        )
+
+    def delete_run(self, run_id: str) -> None:
+        """Move a run to the trash."""
+        self.call("POST", "/runs/delete", {"run_id": run_id})
+
+    def claim(self, name: str) -> Claim:
+        """Create the marker experiment ``name`` unless it exists (see ``Store.claim``)."""
+        return _rest_resume.claim(self, name)
+
+    def release(self, name: str) -> None:
+        """Move the marker experiment ``name`` to the trash."""
+        _rest_resume.release(self, name)
 
     # -- the model registry (stores.base.Registry) -----------------------------------
 
