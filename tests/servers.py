@@ -577,6 +577,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         owner = self.server.owner
         path = urlsplit(self.path).path
         action = owner._take_failure(path)
+        gather = 0
+        if isinstance(action, str) and action.startswith("gather:"):
+            gather, action = int(action.split(":")[1]), None
         if action == "hang":  # a black hole: the connection is accepted, never answered
             owner._record(self.command, path, 0)
             owner._hang.wait(HANG_SECONDS)
@@ -599,7 +602,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             })  # fmt: skip
             return
         if action != "drop" and (path == owner.prefix or path.startswith(owner.prefix + "/")):
-            self._forward(path, lose=action == "lose")
+            self._forward(path, lose=action == "lose", gather=gather)
             return
         self._discard_body()
         if action is None and not path.startswith("/api/v1/"):
@@ -666,7 +669,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     # ---- forwarding ----
-    def _forward(self, path: str, lose: bool) -> None:
+    def _forward(self, path: str, lose: bool, gather: int = 0) -> None:
         owner = self.server.owner
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
         body, chunked = self._request_body()
@@ -683,6 +686,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self._send_json(502, {"error_code": "BAD_GATEWAY", "message": str(e)})
             return
         try:
+            if gather:  # answered only once `gather` such requests were done upstream
+                owner._gather(path, gather)
             if lose:  # the backend did the work, the client never hears about it
                 resp.read()
                 owner._record(self.command, path, 0)
@@ -755,6 +760,9 @@ class DagsHubServer:
       ``release_hangs()`` or ``HANG_SECONDS``;
     * ``"retry-after:<status>:<seconds>"``, e.g. ``"retry-after:429:2"``: answer that
       status with a ``Retry-After`` header, without forwarding;
+    * ``"gather:<n>"``: forward, then hold the answer until ``n`` requests to that path
+      were forwarded (at most 30 s): racing clients all get answers from before any of
+      them went on, e.g. ``("gather:4", 4)`` on ``runs/search`` for four racers;
     * ``(action, n)``: the action for the next ``n`` matching requests only, then removed.
 
     ``fail_routes`` may be replaced or mutated at any time; ``clear_failures()`` empties it.
@@ -782,6 +790,8 @@ class DagsHubServer:
         self.port = port or free_port()
         self.prefix = f"/{owner}/{repo}.mlflow"
         self.fail_routes: dict[str, Any] = {}
+        self._gathered = threading.Condition()
+        self._gathered_counts: dict[str, int] = {}
         self._hang = threading.Event()
         self.requests: list[tuple[str, str, int]] = []
         self.request_times: list[float] = []  # time.monotonic() of each entry of requests
@@ -927,6 +937,13 @@ class DagsHubServer:
         with self._state_lock:
             self.requests.append((method, path, status))
             self.request_times.append(time.monotonic())
+
+    def _gather(self, path: str, count: int) -> None:
+        """Hold an answer until ``count`` requests to ``path`` were done (at most 30 s)."""
+        with self._gathered:
+            self._gathered_counts[path] = self._gathered_counts.get(path, 0) + 1
+            self._gathered.notify_all()
+            self._gathered.wait_for(lambda: self._gathered_counts[path] >= count, timeout=30)
 
     def release_hangs(self) -> None:
         """Let every request held by a ``"hang"`` failure go (closed without an answer)."""

@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from core_fixtures import artifact_text, local_client, run_cli
 
 import tracksdk
 from tracksdk import ResumeError, tracked
 from tracksdk.exceptions import ConfigError, ValidationError
-
-from .core_fixtures import artifact_text, local_client, run_cli
 
 EXPERIMENT = "resume"
 
@@ -181,31 +180,38 @@ def test_a_conflicting_param_keeps_the_first_value_with_a_warning(project: Path)
 def test_a_conflicting_param_is_an_error_in_strict_mode(project: Path) -> None:
     with tracked(experiment=EXPERIMENT, key="strict") as run:
         run.log_param("lr", 0.1)
-    with pytest.raises(ValidationError, match="'lr' was already logged"):
-        with tracked(experiment=EXPERIMENT, key="strict", strict=True) as again:
-            again.log_param("lr", 0.2)
+    with (
+        pytest.raises(ValidationError, match="'lr' was already logged"),
+        tracked(experiment=EXPERIMENT, key="strict", strict=True) as again,
+    ):
+        again.log_param("lr", 0.2)
     assert local_client(project).get_run(run.run_id).data.params == {"lr": "0.1"}
 
 
 def test_must_fails_clearly_when_no_run_has_the_key(project: Path) -> None:
     body_ran = False
-    with pytest.raises(ResumeError, match=r"resume=\"must\": no run .* has key 'nope'"):
-        with tracked(experiment=EXPERIMENT, key="nope", resume="must"):
-            body_ran = True
+    with (
+        pytest.raises(ResumeError, match=r"resume=\"must\": no run .* has key 'nope'"),
+        tracked(experiment=EXPERIMENT, key="nope", resume="must"),
+    ):
+        body_ran = True
     assert not body_ran
     client = local_client(project)
     experiment = client.get_experiment_by_name(EXPERIMENT)
     assert experiment is None or not client.search_runs([experiment.experiment_id])
     journal = project / ".tracksdk" / "journal"
-    assert not journal.exists() or not any(p.is_dir() and p.name != "kept" for p in journal.iterdir())
+    left = [p for p in journal.iterdir() if p.is_dir()] if journal.exists() else []
+    assert left == []
 
 
 def test_never_fails_clearly_when_a_run_has_the_key(project: Path) -> None:
     with tracked(experiment=EXPERIMENT, key="once", resume="never") as first:
         first.log_metric("m", 1.0)
-    with pytest.raises(ResumeError, match=f'resume="never": run {first.run_id}'):
-        with tracked(experiment=EXPERIMENT, key="once", resume="never"):
-            pass
+    with (
+        pytest.raises(ResumeError, match=f'resume="never": run {first.run_id}'),
+        tracked(experiment=EXPERIMENT, key="once", resume="never"),
+    ):
+        pass
     (run,) = keyed_runs(local_client(project), "once")
     assert run.info.status == "FINISHED"
 
@@ -216,6 +222,20 @@ def test_must_continues_an_existing_run(project: Path) -> None:
     with tracked(experiment=EXPERIMENT, key="m1", resume="must") as second:
         assert second.resumed
     assert second.run_id == first.run_id
+
+
+def test_a_key_whose_run_was_deleted_starts_a_new_run(project: Path) -> None:
+    with tracked(experiment=EXPERIMENT, key="again") as first:
+        first.log_metric("loss", 1.0, step=5)
+    client = local_client(project)
+    client.delete_run(first.run_id)
+    with tracked(experiment=EXPERIMENT, key="again") as second:
+        assert not second.resumed
+        assert second.last_step("loss") is None
+    assert second.run_id != first.run_id
+    (run,) = keyed_runs(client, "again")
+    assert run.info.run_id == second.run_id
+    assert run.info.status == "FINISHED"
 
 
 def test_bad_options_are_config_errors() -> None:
@@ -244,9 +264,11 @@ def test_run_id_continues_a_run_made_without_tracksdk(project: Path) -> None:
 
 
 def test_an_unknown_run_id_fails_clearly(project: Path) -> None:
-    with pytest.raises(ResumeError, match="there is no run with id 0123abcd"):
-        with tracked(experiment=EXPERIMENT, run_id="0123abcd"):
-            pass
+    with (
+        pytest.raises(ResumeError, match="there is no run with id 0123abcd"),
+        tracked(experiment=EXPERIMENT, run_id="0123abcd"),
+    ):
+        pass
 
 
 def test_the_environment_key_names_the_top_level_run_only(
@@ -255,9 +277,8 @@ def test_the_environment_key_names_the_top_level_run_only(
     monkeypatch.setenv("TRACKSDK_RUN_KEY", "slurm-42")
     tracksdk.reset()
     for _ in range(2):
-        with tracked(experiment=EXPERIMENT) as parent:
-            with tracked() as child:
-                child.log_metric("fold", 1.0)
+        with tracked(experiment=EXPERIMENT) as parent, tracked() as child:
+            child.log_metric("fold", 1.0)
     client = local_client(project)
     (run,) = keyed_runs(client, "slurm-42")
     assert run.info.run_id == parent.run_id
@@ -271,7 +292,7 @@ def test_the_environment_key_names_the_top_level_run_only(
 def test_the_console_log_is_appended_on_resume(project: Path, tmp_path: Path) -> None:
     for mode in ("first", "second"):
         child = start_worker(project, {"TRACKSDK_RUN_KEY": "console"}, mode, "2")
-        out, err = finish(child)
+        _, err = finish(child)
         assert child.returncode == 0, err
     client = local_client(project)
     (run,) = keyed_runs(client, "console")
@@ -338,9 +359,11 @@ def test_must_offline_without_a_journal_fails_clearly(
 ) -> None:
     monkeypatch.setenv("TRACKSDK_MODE", "offline")
     tracksdk.reset()
-    with pytest.raises(ResumeError, match="no journal on this machine has it"):
-        with tracked(experiment=EXPERIMENT, key="gone", resume="must"):
-            pass
+    with (
+        pytest.raises(ResumeError, match="no journal on this machine has it"),
+        tracked(experiment=EXPERIMENT, key="gone", resume="must"),
+    ):
+        pass
 
 
 def race(project: Path, env: dict[str, str], key: str) -> list[str]:
@@ -383,6 +406,35 @@ def test_four_processes_racing_on_one_key_make_one_run_on_the_server(
     assert set(ids) == {run.info.run_id}
     assert {f"worker_{i}" for i in range(4)} <= set(run.data.metrics)
     assert run.info.status == "FINISHED"
+
+
+@pytest.mark.server
+def test_four_processes_that_all_found_no_run_make_one(
+    project: Path, dagshub_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hard race: each process's search answers "no run" before any of them creates."""
+    search = f"{dagshub_server.prefix}/api/2.0/mlflow/runs/search"
+    dagshub_server.fail_routes = {search: ("gather:4", 4)}
+    env = {
+        "TRACKSDK_BACKEND": "dagshub",
+        "TRACKSDK_DAGSHUB__HOST": dagshub_server.host,
+        "TRACKSDK_DAGSHUB__OWNER": dagshub_server.owner,
+        "TRACKSDK_DAGSHUB__REPO": dagshub_server.repo,
+        "TRACKSDK_DAGSHUB__TOKEN": dagshub_server.token,
+    }
+    try:
+        ids = race(project, env, "race-gathered")
+    finally:
+        dagshub_server.clear_failures()
+    assert dagshub_server.count(search) >= 4
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", dagshub_server.admin_username)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", dagshub_server.admin_password)
+    runs = keyed_runs(MlflowClient(dagshub_server.tracking_uri), "race-gathered", view=3)
+    assert len(runs) == 1, [(r.info.run_id, r.info.lifecycle_stage) for r in runs]
+    assert set(ids) == {runs[0].info.run_id}
+    assert {f"worker_{i}" for i in range(4)} <= set(runs[0].data.metrics)
 
 
 @pytest.mark.server

@@ -198,7 +198,7 @@ def test_claim_is_won_once_and_release_hides_the_marker_but_keeps_it_held(
     assert store.claim(name) == Claim(won=True)
     after = int(time.time() * 1000)
     again = target.open().claim(name)  # another process's store, no cache shared
-    assert again.won is False
+    assert again.won is False and again.released is False
     assert again.created_ms is not None and before - 1_000 <= again.created_ms <= after + 1_000
     assert target.active_experiments(name) == [name]
 
@@ -206,7 +206,7 @@ def test_claim_is_won_once_and_release_hides_the_marker_but_keeps_it_held(
     store.release(name)  # released twice: nothing more to do
     assert target.active_experiments(name) == []
     held = store.claim(name)
-    assert held == Claim(won=False, created_ms=again.created_ms)
+    assert held == Claim(won=False, created_ms=again.created_ms, released=True)
     # The marker never entered the store's experiment lookups: it reads as deleted.
     with pytest.raises(Rejected) as deleted:
         store.experiment_id(name)

@@ -11,9 +11,10 @@ exists. When it does not, the processes that want to create it race for a marker
 creation MLflow makes atomic on every store: an experiment named after the key
 (:meth:`~tracksdk.stores.Store.claim`). Exactly one wins and creates the run, then puts
 the marker in the trash (hidden, and still held); the others wait for the run to appear
-and continue it. A marker whose holder died before creating the run, or whose run was
-deleted since, is stale after :data:`STALE_CLAIM_MS`: then every process creates a run and
-the oldest run with the key wins; the others move theirs to the trash.
+and continue it. A marker in the trash with no run means the key's run was deleted since;
+a marker held longer than :data:`STALE_CLAIM_MS` with no run means its holder died
+before creating it. In both cases every process creates a run and the oldest run with
+the key wins; the others move theirs to the trash.
 
 **Parts.** Each process that writes to a run is a *part* of it, named
 ``<start ms>:<client id>``. The run's ``tracksdk.run_part`` tag names its latest part:
@@ -131,19 +132,26 @@ def open_run(
     name = marker(experiment_id, key)
     claim = store.claim(name)
     if claim.won:
-        created = create()
-        with contextlib.suppress(StoreError):  # cosmetic: it hides the marker
-            store.release(name)
-        return Opened(created, None, part)
+        return _create_held(store, name, create, part)
+    # The holder releases the marker once its run exists: a released marker and no run
+    # (searched after) mean the key's run was deleted since. One that is old and held
+    # means its holder died before creating the run.
     stale = claim.created_ms is not None and time.time() * 1000 - claim.created_ms > (
         STALE_CLAIM_MS
     )
     deadline = time.monotonic() + (0 if stale else WAIT_FOR_WINNER)
-    while time.monotonic() < deadline:
-        time.sleep(0.1)
+    released = claim.released
+    while True:
         found = store.keyed_runs(experiment_id, key)
         if found:
             return _existing(store, found[0], part, client_id, key, mode, info.experiment)
+        if released or time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+        claim = store.claim(name)
+        if claim.won:  # the marker was deleted for good meanwhile (`mlflow gc`)
+            return _create_held(store, name, create, part)
+        released = claim.released
     # The marker's holder died before creating the run, or the key's run was deleted
     # since: create one, and the oldest run with the key wins.
     created = create()
@@ -152,6 +160,14 @@ def open_run(
         with contextlib.suppress(StoreError):
             store.delete_run(created.run_id)
         return _existing(store, found[0], part, client_id, key, mode, info.experiment)
+    return Opened(created, None, part)
+
+
+def _create_held(store: Store, name: str, create: Callable[[], CreatedRun], part: str) -> Opened:
+    """Create the key's run while holding its marker, then release the marker."""
+    created = create()
+    with contextlib.suppress(StoreError):  # cosmetic: it hides the marker
+        store.release(name)
     return Opened(created, None, part)
 
 

@@ -97,7 +97,11 @@ def claim(store: RestStore, name: str) -> Claim:
     # get-by-name finds deleted experiments too, so a released marker still answers.
     marker = _marker(store, name)
     when = marker.get("creation_time")
-    return Claim(won=False, created_ms=int(when) if when is not None else None)
+    return Claim(
+        won=False,
+        created_ms=int(when) if when is not None else None,
+        released=marker.get("lifecycle_stage") == "deleted",
+    )
 
 
 def release(store: RestStore, name: str) -> None:

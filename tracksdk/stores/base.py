@@ -68,10 +68,12 @@ class Claim:
         won: This call created the marker: no one else holds it.
         created_ms: When the marker was created (by anyone), in ms since the epoch; None
             when the store does not say.
+        released: The marker is in the trash: its holder is done with it.
     """
 
     won: bool
     created_ms: int | None = None
+    released: bool = False
 
 
 @dataclass(frozen=True)

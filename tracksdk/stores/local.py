@@ -188,7 +188,11 @@ class LocalStore:
             marker = store.get_experiment_by_name(name)  # deleted ones too
         if marker is None:  # removed for good (``mlflow gc``) since: held by no one now
             return Claim(won=False)
-        return Claim(won=False, created_ms=marker.creation_time)
+        return Claim(
+            won=False,
+            created_ms=marker.creation_time,
+            released=marker.lifecycle_stage == "deleted",
+        )
 
     def release(self, name: str) -> None:
         """Move the marker experiment ``name`` to the trash (nothing to do when it is)."""

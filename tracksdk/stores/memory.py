@@ -254,9 +254,13 @@ class MemoryStore:
     def claim(self, name: str) -> Claim:
         """Create the marker experiment ``name`` unless one of that name exists."""
         with self._lock:
-            for experiment_id, (known, _) in self.experiments.items():
+            for experiment_id, (known, stage) in self.experiments.items():
                 if known == name:
-                    return Claim(won=False, created_ms=self.experiment_times.get(experiment_id))
+                    return Claim(
+                        won=False,
+                        created_ms=self.experiment_times.get(experiment_id),
+                        released=stage == "deleted",
+                    )
             self._new_experiment(name)
             return Claim(won=True)
 
