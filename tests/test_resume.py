@@ -354,6 +354,30 @@ def test_offline_parts_are_continued_offline_and_synced_as_one_run(project: Path
     assert run.data.tags["tracksdk.resumed"] == "1"
 
 
+def test_nested_runs_of_offline_parts_find_their_parent_at_sync(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRACKSDK_MODE", "offline")
+    tracksdk.reset()
+    for fold in range(2):
+        with (
+            pytest.warns(tracksdk.TrackSDKWarning, match="offline run"),
+            tracked(experiment=EXPERIMENT, key="cv") as parent,
+            tracked() as child,
+        ):
+            assert parent.resumed is (fold == 1)
+            child.log_metric("fold_auc", 0.5 + fold)
+    result = run_cli(project, "sync")
+    assert result.returncode == 0, result.stdout + result.stderr
+    client = local_client(project)
+    (run,) = keyed_runs(client, "cv", view=3)
+    children = client.search_runs(
+        [run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{run.info.run_id}'"
+    )
+    assert sorted(c.data.metrics["fold_auc"] for c in children) == [0.5, 1.5]
+    assert all(c.info.status == "FINISHED" for c in children)
+
+
 def test_must_offline_without_a_journal_fails_clearly(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

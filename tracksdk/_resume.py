@@ -31,14 +31,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tracksdk._schema import CLIENT_RUN_ID_TAG, RESUMED_TAG, RUN_PART_TAG
+from tracksdk._schema import CLIENT_RUN_ID_TAG, RESUMED_TAG, RUN_PART_TAG, part_tag
 from tracksdk.stores.errors import NotFound, Rejected, StoreError
 
 if TYPE_CHECKING:
     from tracksdk._journal.records import Create
     from tracksdk.stores import CreatedRun, RunState, Store
 
-__all__ = ["REFUSED", "Opened", "open_run", "part_name", "part_tag"]
+__all__ = ["REFUSED", "Opened", "is_latest", "open_run", "part_name"]
 
 #: The code of a :class:`Rejected` create that the start turns into a ResumeError.
 REFUSED = "TRACKSDK_RESUME"
@@ -46,9 +46,6 @@ REFUSED = "TRACKSDK_RESUME"
 WAIT_FOR_WINNER = 30.0
 #: A marker older than this with no run is stale (its holder died, or its run was deleted).
 STALE_CLAIM_MS = 120_000
-#: Tags ``tracksdk.part.<client id>`` name each part, so that a part's own client id
-#: (its nested runs' parent) finds the run it continued.
-PART_TAG_PREFIX = "tracksdk.part."
 
 
 @dataclass(frozen=True)
@@ -72,11 +69,6 @@ class Opened:
 def part_name(start_ms: float, client_id: str) -> str:
     """A part's name: its start, zero-padded so that names sort in time, then its id."""
     return f"{int(start_ms):013d}:{client_id}"
-
-
-def part_tag(client_id: str) -> str:
-    """The tag naming one part of a run."""
-    return PART_TAG_PREFIX + client_id
 
 
 def marker(experiment_id: str, key: str) -> str:

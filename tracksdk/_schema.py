@@ -64,6 +64,16 @@ CONSOLE_LOG_ERROR_TAG = "tracksdk.console_log_error"
 RUN_KEY_TAG = "tracksdk.run_key"
 RUN_PART_TAG = "tracksdk.run_part"
 RESUMED_TAG = "tracksdk.resumed"
+# `tracksdk.part.<client id>` names each process that continued a run, so that its client
+# id (its nested runs' parent, a later sync) finds the run it continued.
+PART_TAG_PREFIX = "tracksdk.part."
+
+
+def part_tag(client_id: str) -> str:
+    """The tag naming one part of a continued run."""
+    return PART_TAG_PREFIX + client_id
+
+
 """Why the run's logs/console.log could not be uploaded (docs/console.md)."""
 MODEL_FRAMEWORK_TAG = "tracksdk.model.framework"
 MODEL_URI_TAG = "tracksdk.model.uri"

@@ -111,7 +111,10 @@ class Store(Protocol):
         ...
 
     def find_run(self, experiment_id: str, client_id: str) -> CreatedRun | None:
-        """The run tagged ``tracksdk.client_run_id = client_id``, in any lifecycle stage."""
+        """The run tagged ``tracksdk.client_run_id = client_id``, in any lifecycle stage.
+
+        Else the run that process continued (``tracksdk.part.<client_id>``, docs/resume.md).
+        """
         ...
 
     def create_run(

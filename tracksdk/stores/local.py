@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracksdk._schema import CLIENT_RUN_ID_TAG
+from tracksdk._schema import CLIENT_RUN_ID_TAG, part_tag
 from tracksdk.stores import _sqlite_fast
 from tracksdk.stores._client import _clients, classified, mlflow_client, upload_through_mlflow
 from tracksdk.stores._keyed import exactly, key_filter
@@ -67,15 +67,18 @@ class LocalStore:
         return self._experiments[name]
 
     def find_run(self, experiment_id: str, client_id: str) -> CreatedRun | None:
-        """The run an earlier attempt created for ``client_id``, if any."""
-        query = f"tags.`{CLIENT_RUN_ID_TAG}` = '{client_id}'"
-        with classified(self.conn, "Looking for the run"):
-            runs = list(
-                mlflow_client(self.conn).search_runs(
-                    [experiment_id], query, run_view_type=3, max_results=1
+        """The run an earlier attempt created for ``client_id``, or that it continued."""
+        for tag in (CLIENT_RUN_ID_TAG, part_tag(client_id)):
+            query = f"tags.`{tag}` = '{client_id}'"
+            with classified(self.conn, "Looking for the run"):
+                runs = list(
+                    mlflow_client(self.conn).search_runs(
+                        [experiment_id], query, run_view_type=3, max_results=1
+                    )
                 )
-            )
-        return _created(runs[0]) if runs else None
+            if runs:
+                return _created(runs[0])
+        return None
 
     def create_run(
         self, experiment_id: str, run_name: str | None, tags: Mapping[str, str], start_ms: int

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracksdk._schema import CLIENT_RUN_ID_TAG, RUN_NAME_TAG
+from tracksdk._schema import CLIENT_RUN_ID_TAG, RUN_NAME_TAG, part_tag
 from tracksdk.stores._keyed import exactly
 from tracksdk.stores.base import DATASET_FIELDS, Capabilities, Claim, CreatedRun, RunState
 from tracksdk.stores.errors import NotFound, Rejected
@@ -129,14 +129,12 @@ class MemoryStore:
             return self._new_experiment(name)
 
     def find_run(self, experiment_id: str, client_id: str) -> CreatedRun | None:
-        """The run tagged with ``client_id``, in any lifecycle stage."""
+        """The run tagged with ``client_id`` (or continued by it), in any lifecycle stage."""
         with self._lock:
-            for run in self.runs.values():
-                if (
-                    run.experiment_id == experiment_id
-                    and run.tags.get(CLIENT_RUN_ID_TAG) == client_id
-                ):
-                    return self._created(run)
+            for tag in (CLIENT_RUN_ID_TAG, part_tag(client_id)):
+                for run in self.runs.values():
+                    if run.experiment_id == experiment_id and run.tags.get(tag) == client_id:
+                        return self._created(run)
         return None
 
     def create_run(

@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from tracksdk import _redact
-from tracksdk._schema import CLIENT_RUN_ID_TAG, USER_TAG
+from tracksdk._schema import CLIENT_RUN_ID_TAG, USER_TAG, part_tag
 from tracksdk.stores import _rest_resume
 from tracksdk.stores._http import session_for
 from tracksdk.stores.base import (
@@ -193,18 +193,18 @@ class RestStore:
         return found
 
     def find_run(self, experiment_id: str, client_id: str) -> CreatedRun | None:
-        """The run an earlier attempt created for ``client_id``, if any."""
-        answer = self.call(
-            "POST",
-            "/runs/search",
-            {
+        """The run an earlier attempt created for ``client_id``, or that it continued."""
+        runs: list[Any] = []
+        for tag in (CLIENT_RUN_ID_TAG, part_tag(client_id)):
+            body = {
                 "experiment_ids": [experiment_id],
-                "filter": f"tags.`{CLIENT_RUN_ID_TAG}` = '{client_id}'",
+                "filter": f"tags.`{tag}` = '{client_id}'",
                 "run_view_type": "ALL",
                 "max_results": 1,
-            },
-        )
-        runs = answer.get("runs") or []
+            }
+            runs = self.call("POST", "/runs/search", body).get("runs") or []
+            if runs:
+                break
         if not runs:
             return None
         created = _rest_resume.created(runs[0])
