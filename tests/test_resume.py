@@ -289,6 +289,21 @@ def test_the_environment_key_names_the_top_level_run_only(
     assert all("tracksdk.run_key" not in c.data.tags for c in children)
 
 
+def test_system_metrics_go_on_at_the_next_step(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRACKSDK_SYSTEM_METRICS__INTERVAL", "0.1")
+    tracksdk.reset()
+    cpu = "system/cpu_utilization_percentage"
+    for _ in range(2):
+        with tracked(experiment=EXPERIMENT, key="sampled") as run:
+            time.sleep(0.6)
+    client = local_client(project)
+    steps = steps_of(client, run.run_id, cpu)
+    assert len(steps) >= 4
+    assert steps == list(range(len(steps)))  # no step twice: the second part went on
+
+
 def test_the_console_log_is_appended_on_resume(project: Path, tmp_path: Path) -> None:
     for mode in ("first", "second"):
         child = start_worker(project, {"TRACKSDK_RUN_KEY": "console"}, mode, "2")
