@@ -24,6 +24,8 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tracksdk._threads import Thread
+
 if TYPE_CHECKING:
     from tracksdk._writer import Writer
     from tracksdk.provenance import Provenance
@@ -143,9 +145,7 @@ def _submit(job: Callable[[], None]) -> None:
     with _lock:
         if _worker_pid != os.getpid():
             _worker_pid = os.getpid()
-            threading.Thread(
-                target=_work, args=(_queue,), name="tracksdk-provenance", daemon=True
-            ).start()
+            Thread(_work, name="tracksdk-provenance", args=(_queue,)).start()
         _queue.put(job)
 
 

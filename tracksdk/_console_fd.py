@@ -28,6 +28,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from tracksdk._threads import Thread, child_signals
+
 if TYPE_CHECKING:
     from tracksdk._console_sink import Sink
 
@@ -144,7 +146,7 @@ class FdCapture:
         self._eof = False  # every writer is gone: the thread ended
         self._handed_over = False
         self.drained = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tracksdk-console-tee", daemon=True)
+        self._thread = Thread(self._run, name="tracksdk-console-tee")
 
     # -- start ---------------------------------------------------------------------------
 
@@ -312,13 +314,16 @@ class FdCapture:
         pairs = {fd: destination for fd, (_, destination) in self.pipes.items()}
         command = [sys.executable, "-I", "-S", "-c", _FORWARDER]
         try:
-            subprocess.Popen(
-                [*command, *(f"{read}:{write}" for read, write in pairs.items())],
-                pass_fds=(*pairs, *pairs.values()),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            # At exit, on the main thread: a no-op there; from a tracksdk thread, the
+            # forwarder must not inherit its blocked SIGTERM (tracksdk._threads).
+            with child_signals():
+                subprocess.Popen(
+                    [*command, *(f"{read}:{write}" for read, write in pairs.items())],
+                    pass_fds=(*pairs, *pairs.values()),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
         except (OSError, ValueError):
             return  # this thread forwards until the process is gone
         self._handed_over = True

@@ -24,6 +24,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from tracksdk import _redact
+from tracksdk._threads import Thread
 
 if TYPE_CHECKING:
     from tracksdk._writer import Writer
@@ -83,7 +84,7 @@ class Sink:
         self._wake = threading.Event()
         self._flush_lock = threading.Lock()  # chunks are journaled in order, one at a time
         self._decoders: dict[str, codecs.IncrementalDecoder] = {}
-        self._thread = threading.Thread(target=self._run, name="tracksdk-console", daemon=True)
+        self._thread = Thread(self._run, name="tracksdk-console")
 
     def start(self) -> None:
         """Start the flusher thread now, not at the first output."""

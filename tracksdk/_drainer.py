@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from tracksdk import _warn
 from tracksdk._journal import folders
+from tracksdk._threads import Thread
 
 if TYPE_CHECKING:
     from tracksdk._journal.journal import Journal
@@ -116,9 +117,7 @@ class Drainer:
         with self._lock:
             self._items.append(item)
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._main, name="tracksdk-drainer", daemon=True
-                )
+                self._thread = Thread(self._main, name="tracksdk-drainer")
                 self._thread.start()
         self._wake.set()
 

@@ -10,7 +10,6 @@ send refused records again (``tracksdk sync --rejected``).
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ from tracksdk._journal.reader import Entry
 from tracksdk._journal.records import from_json
 from tracksdk._send_loop import SendLoop
 from tracksdk._send_plan import creates, plan
+from tracksdk._threads import Thread
 from tracksdk.exceptions import TrackingError
 
 if TYPE_CHECKING:
@@ -60,9 +60,7 @@ class Sender(SendLoop):
 
     def start(self) -> None:
         """Start the daemon thread."""
-        self._thread = threading.Thread(
-            target=self._main, name=f"tracksdk-sender-{self.client_id[:8]}", daemon=True
-        )
+        self._thread = Thread(self._main, name=f"tracksdk-sender-{self.client_id[:8]}")
         self._thread.start()
 
     def wake(self) -> None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from tracksdk import _warn
 from tracksdk._journal import folders, layout
 from tracksdk._replay import DEFAULT_TIMEOUT, Outcome, sync_all, sync_one
+from tracksdk._threads import Thread
 
 if TYPE_CHECKING:
     from tracksdk.backends import Connection
@@ -72,7 +73,7 @@ def in_background(folder: Path, conn: Connection, http_timeout: float) -> None:
                 if outcome.state == "failed" and outcome.message.startswith("gave up"):
                     return  # the store makes no progress: the next run tries again
 
-        thread = threading.Thread(target=work, name="tracksdk-autosync", daemon=True)
+        thread = Thread(work, name="tracksdk-autosync")
         _background[key] = thread
         thread.start()
 

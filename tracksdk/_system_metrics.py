@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tracksdk import _warn
+from tracksdk._threads import Thread
 
 if TYPE_CHECKING:
     import psutil
@@ -136,9 +137,7 @@ class Sampler:
         self._cpu_samples: list[float] = []
         self.samples = 0
         self.cpu_seconds = 0.0
-        self._thread = threading.Thread(
-            target=self._main, name="tracksdk-system-metrics", daemon=True
-        )
+        self._thread = Thread(self._main, name="tracksdk-system-metrics")
 
     def start(self) -> None:
         """Start the thread."""

@@ -12,6 +12,8 @@ import time
 import weakref
 from typing import TYPE_CHECKING
 
+from tracksdk._threads import Thread
+
 if TYPE_CHECKING:
     from tracksdk._journal.journal import Journal
 
@@ -28,7 +30,7 @@ def track(journal: Journal) -> None:
     with _live_lock:
         _live.add(journal)
         if _heart is None or not _heart.is_alive():
-            _heart = threading.Thread(target=_beat_forever, name="tracksdk-heartbeat", daemon=True)
+            _heart = Thread(_beat_forever, name="tracksdk-heartbeat")
             _heart.start()
 
 

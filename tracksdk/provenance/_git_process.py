@@ -23,6 +23,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING
 
+from tracksdk._threads import Thread, Timer, child_signals
+
 if TYPE_CHECKING:
     import subprocess
     from pathlib import Path
@@ -98,15 +100,18 @@ def start(root: Path, args: Sequence[str], *, timeout: float, limit: int | None 
 
     argv = ["git", "--no-pager", "--literal-pathspecs", "-C", str(root), *args]
     try:
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=_git_env(),
-            # No console window flashing up on Windows; 0 (no flag) elsewhere.
-            creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
-        )
+        # The capture worker blocks SIGTERM (tracksdk._threads); git would inherit that
+        # and outlive a scheduler's SIGTERM to the process group.
+        with child_signals():
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=_git_env(),
+                # No console window flashing up on Windows; 0 (no flag) elsewhere.
+                creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
+            )
     except FileNotFoundError:
         raise GitFailed("the git executable was not found on PATH") from None
     except OSError as exc:
@@ -119,15 +124,14 @@ def start(root: Path, args: Sequence[str], *, timeout: float, limit: int | None 
         timed_out.set()
         process.kill()
 
-    timer = threading.Timer(timeout, kill)
-    timer.daemon = True
+    timer = Timer(timeout, kill, name="tracksdk-git-timeout")
     timer.start()
     pending = Pending(
         argv=argv, process=process, limit=limit, timeout=timeout, timer=timer, timed_out=timed_out
     )
     # stderr is drained concurrently so that a chatty git (one warning per file) cannot fill
     # the pipe and block while we read stdout.
-    pending.reader = threading.Thread(target=_drain, args=(process, pending.stderr), daemon=True)
+    pending.reader = Thread(_drain, name="tracksdk-git-stderr", args=(process, pending.stderr))
     pending.reader.start()
     return pending
 
