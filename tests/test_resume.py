@@ -448,6 +448,23 @@ def test_four_processes_racing_on_one_key_make_one_run_on_the_server(
 
 
 @pytest.mark.server
+def test_an_unknown_run_id_on_the_dagshub_shaped_server_fails_clearly(
+    project: Path, dagshub_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRACKSDK_BACKEND", "dagshub")
+    monkeypatch.setenv("TRACKSDK_DAGSHUB__HOST", dagshub_server.host)
+    monkeypatch.setenv("TRACKSDK_DAGSHUB__OWNER", dagshub_server.owner)
+    monkeypatch.setenv("TRACKSDK_DAGSHUB__REPO", dagshub_server.repo)
+    monkeypatch.setenv("TRACKSDK_DAGSHUB__TOKEN", dagshub_server.token)
+    tracksdk.reset()
+    with (
+        pytest.raises(ResumeError, match=r"no run with id 0123abcd .* or you may not read it"),
+        tracked(experiment=EXPERIMENT, run_id="0123abcd"),
+    ):
+        pass
+
+
+@pytest.mark.server
 def test_four_processes_that_all_found_no_run_make_one(
     project: Path, dagshub_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

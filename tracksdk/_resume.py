@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tracksdk._schema import CLIENT_RUN_ID_TAG, RESUMED_TAG, RUN_PART_TAG, part_tag
-from tracksdk.stores.errors import NotFound, Rejected, StoreError
+from tracksdk.stores.errors import NotFound, PermissionDenied, Rejected, StoreError
 
 if TYPE_CHECKING:
     from tracksdk._journal.records import Create
@@ -100,10 +100,13 @@ def open_run(
     if info.resume_id:
         try:
             state = store.get_run(info.resume_id)
-        except NotFound:
+        except (NotFound, PermissionDenied) as exc:
+            # A server with MLflow's basic auth answers 403 for a run that does not exist,
+            # so as not to tell which ids do: the two cannot be told apart.
+            hidden = " or you may not read it" if isinstance(exc, PermissionDenied) else ""
             raise _refused(
-                f"there is no run with id {info.resume_id} in {where}: check the id "
-                "(`tracksdk runs` lists them) and the backend (`tracksdk doctor`)"
+                f"there is no run with id {info.resume_id} in {where}{hidden}: check the "
+                "id (`tracksdk runs` lists them) and the backend (`tracksdk doctor`)"
             ) from None
         if state.lifecycle_stage == "deleted":
             raise _refused(
