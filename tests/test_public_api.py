@@ -23,6 +23,7 @@ PUBLIC = {
     # Tracking.
     "tracked",
     "Tracked",
+    "start",
     "Run",
     "active_run",
     "flush",

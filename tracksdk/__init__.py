@@ -35,6 +35,7 @@ from tracksdk._api import (
 from tracksdk._config import configure, reset
 from tracksdk._context import active_run
 from tracksdk._decorator import Tracked, tracked
+from tracksdk._manual import start
 from tracksdk.exceptions import (
     ConfigError,
     ResumeError,
@@ -83,6 +84,7 @@ __all__ = [
     "reset",
     "set_tag",
     "set_tags",
+    "start",
     "tracked",
 ]
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
 from tracksdk._schema import DROPPED_LOG_CALLS_TAG
 
@@ -34,6 +35,26 @@ _open: dict[Run, Run | None] = {}
 _dropped: dict[Run, int] = {}
 # Bumped when a run opens: a new "no run is open" episode warns again.
 generation = 0
+# What ``Run.end`` calls: set by :mod:`tracksdk._manual`, which ``import tracksdk`` loads
+# (the run cannot import the lifecycle that ends it: the lifecycle imports the run).
+ender: Callable[[Run, str], None] | None = None
+
+
+class Ending:
+    """What :class:`~tracksdk._run.Run` inherits its ``end`` from, through :data:`ender`."""
+
+    def end(self, status: str = "FINISHED") -> None:
+        """End the run now with ``status``: FINISHED, FAILED or KILLED, in any case.
+
+        The pair of ``tracksdk.start()`` (docs/quickstart.md); it ends the run of a
+        ``with tracked()`` block or a decorated call too. Ending an ended run does
+        nothing. An untracked run stores nothing, and stops being the current run.
+
+        Raises:
+            ValueError: Another status; the run stays open.
+        """
+        if ender is not None:  # None only while tracksdk/__init__ runs: no run exists
+            ender(cast("Run", self), status)
 
 
 def active_run() -> Run | None:

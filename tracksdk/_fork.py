@@ -60,6 +60,7 @@ _HOOKS = (
     ("tracksdk._writer", "after_fork_in_child"),
     ("tracksdk._run", "after_fork_in_child"),
     ("tracksdk._signals", "after_fork_in_child"),
+    ("tracksdk._manual", "after_fork_in_child"),
     ("tracksdk._capture", "after_fork_in_child"),
     ("tracksdk._console", "after_fork_in_child"),
     ("tracksdk._sync", "after_fork_in_child"),

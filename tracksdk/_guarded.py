@@ -94,18 +94,21 @@ def returned(session: Session, value: R) -> R:
     return value
 
 
-def end(session: Session, exc: BaseException | None) -> None:
-    """Finish ``session``. Only a strict-mode error of a successful call may propagate."""
+def end(session: Session, exc: BaseException | None, status: str | None = None) -> None:
+    """Finish ``session`` (with ``status``, else the one ``exc`` implies).
+
+    Only a strict-mode error of a successful call may propagate.
+    """
     from tracksdk.exceptions import TrackSDKError
 
     try:
-        session.finish(exc)
+        session.finish(exc, status)
     except TrackSDKError:
         if exc is None:
             raise
     except Exception as err:
         internal_error("ending the run", err, "Your code's outcome is unchanged.")
         with contextlib.suppress(Exception):  # still end it, so it is not left RUNNING
-            session.end_anyway(exc)
+            session.end_anyway(exc, status)
         with contextlib.suppress(Exception):
             session.restore_mlflow()

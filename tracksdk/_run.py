@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from tracksdk import _redact, _validate
+from tracksdk import _context, _redact, _validate
 from tracksdk._schema import MAX_PARAM_VALUE, MAX_TAG_VALUE
 from tracksdk._validate import Checker, safe_str, shorten
 
@@ -34,7 +34,7 @@ D = TypeVar("D", int, None)  # what last_step returns for a metric never logged
 _runs: weakref.WeakSet[Run] = weakref.WeakSet()
 
 
-class Run:
+class Run(_context.Ending):  # end() is Ending's: the lifecycle, not the run, ends it
     """A tracked run. Its ``log_*`` methods are those of the module-level functions.
 
     When tracking is off (``TRACKSDK_MODE=disabled``, a non-zero rank, or an offline

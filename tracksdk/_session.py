@@ -284,8 +284,8 @@ class Session:
 
     # -- finish ----------------------------------------------------------------------
 
-    def finish(self, exc: BaseException | None) -> None:
-        """End the run with the status ``exc`` implies; restore global state.
+    def finish(self, exc: BaseException | None, status: str | None = None) -> None:
+        """End the run with ``status``, else the one ``exc`` implies; restore global state.
 
         Never raises on a store failure unless strict, and never replaces ``exc``.
         """
@@ -298,7 +298,7 @@ class Session:
         if self._writer is None:
             return
         try:
-            status = _outcome.status_for(exc)
+            status = status or _outcome.status_for(exc)
             if status == "FINISHED":  # a failed trial is never a search's best
                 self._report_to_parent()
             self._record_best()
@@ -314,13 +314,13 @@ class Session:
             self._cleanup()
 
     def leave_context(self) -> None:
-        """Take the run off this context's stack of current runs (once)."""
+        """Take the run off this context's stack of current runs (once).
+
+        Taken out, not reset to the stack it was pushed on: runs of ``tracksdk.start()``
+        end in any order, and a reset would make a run ended meanwhile current again.
+        """
         token, self._token = self._token, None
-        if token is None:
-            return
-        try:
-            _current.reset(token)
-        except ValueError:  # left in another context (a generator, a thread)
+        if token is not None:
             _current.set(tuple(r for r in _current.get() if r is not self.run))
 
     def kill(self) -> None:
@@ -332,10 +332,10 @@ class Session:
         finally:
             self._cleanup()
 
-    def end_anyway(self, exc: BaseException | None) -> None:
+    def end_anyway(self, exc: BaseException | None, status: str | None = None) -> None:
         """End the run after an unexpected error in :meth:`finish`, so it is not left open."""
         self._finished = True
-        self.end(_outcome.status_for(exc))
+        self.end(status or _outcome.status_for(exc))
 
     def _report_to_parent(self) -> None:
         run = self.run
@@ -390,7 +390,7 @@ class Session:
 
     def handle_result(self, result: Any) -> None:
         """Log what the tracked function returned (see :meth:`tracksdk._outcome.Outcome.handle`)."""
-        if self._writer is None:
+        if self._writer is None or self._finished:  # ended by hand (Run.end) in the body
             return
         from tracksdk import _autolog_run
         from tracksdk._outcome import Outcome

@@ -1,9 +1,11 @@
 """SIGTERM ends every live run KILLED, then the process's own handler acts.
 
 A scheduler's stop (SLURM, Kubernetes, ``kill``) sends SIGTERM: without this, runs would
-stay RUNNING in the store for ever. The outermost session started in the main thread
-installs the handler, never over ``SIG_IGN`` (a process that ignores SIGTERM keeps
-ignoring it), and puts the previous one back when it ends. The handler ends each live
+stay RUNNING in the store for ever. The first session started in the main thread while
+none is live installs the handler, never over ``SIG_IGN`` (a process that ignores SIGTERM
+keeps ignoring it); the main thread puts the previous one back once no session is live.
+Python lets only the main thread set a handler: a run of another thread is ended by it
+while a run started in the main thread has installed it. The handler ends each live
 session (innermost first), restores the previous handler and delivers the signal again.
 """
 
@@ -44,13 +46,19 @@ def enter(session: Session) -> None:
 
 
 def leave(session: Session) -> None:
-    """Forget ``session``; put the previous handler back when it installed ours."""
+    """Forget ``session``; put the previous handler back once no session is live.
+
+    Not when the session that installed it ends while others live on (a run of another
+    thread, a ``tracksdk.start()`` run): only the main thread can install it again.
+    """
     global _installer, _previous
     with _live_lock:
         if session in _live:
             _live.remove(session)
-    if session is _installer and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _previous)
+        idle = not _live
+    if idle and _installer is not None and threading.current_thread() is threading.main_thread():
+        if signal.getsignal(signal.SIGTERM) is _on_sigterm:  # else: replaced since, kept
+            signal.signal(signal.SIGTERM, _previous)
         _installer, _previous = None, None
 
 
