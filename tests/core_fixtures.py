@@ -77,6 +77,24 @@ def fresh_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     tracksdk.reset()
 
 
+def start_job(project: Path, script: str) -> subprocess.Popen[str]:
+    """Run ``script`` as ``job.py`` in ``project`` (clean env); return once it printed "ready"."""
+    (project / "job.py").write_text(script)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRACKSDK_", "MLFLOW_"))}
+    proc = subprocess.Popen(
+        [sys.executable, "job.py"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.strip() == "ready", proc.stderr.read() if proc.stderr else ""
+    return proc
+
+
 def local_client(root: Path):  # type: ignore[no-untyped-def]
     from mlflow.tracking import MlflowClient
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
 
-from core_fixtures import all_runs
+from core_fixtures import all_runs, start_job
 
 SCRIPT = textwrap.dedent(
     """
@@ -32,26 +29,9 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def start(project: Path, script: str) -> subprocess.Popen[str]:
-    (project / "job.py").write_text(script)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRACKSDK_", "MLFLOW_"))}
-    proc = subprocess.Popen(
-        [sys.executable, "job.py"],
-        cwd=project,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line.strip() == "ready", proc.stderr.read() if proc.stderr else ""
-    return proc
-
-
 def test_sigterm_marks_run_killed_and_process_dies_by_signal(project: Path) -> None:
     """SIGTERM ends the run KILLED, keeps the logged points, then terminates as SIGTERM does."""
-    proc = start(project, SCRIPT)
+    proc = start_job(project, SCRIPT)
     sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=30)
@@ -81,7 +61,7 @@ def test_sigterm_runs_a_previous_python_handler(project: Path) -> None:
         )
         + SCRIPT
     )
-    proc = start(project, script)
+    proc = start_job(project, script)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=30)
     assert "user handler ran" in stdout, stderr

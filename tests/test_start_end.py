@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from core_fixtures import all_runs, artifact_paths, artifact_text, local_client
+from core_fixtures import all_runs, artifact_paths, artifact_text, local_client, start_job
 
 import tracksdk
 from tracksdk import tracked
@@ -346,27 +346,29 @@ def test_a_thread_calling_sys_exit_does_not_fail_the_run(project: Path) -> None:
     assert stored.info.status == "FINISHED" and "tracksdk.exit_code" not in stored.data.tags
 
 
-def start_job(project: Path, body: str) -> subprocess.Popen[str]:
-    """Run ``body`` in a subprocess; return once it printed "ready"."""
-    script(project, body)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRACKSDK_", "MLFLOW_"))}
-    proc = subprocess.Popen(
-        [sys.executable, "job.py"],
-        cwd=project,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line.strip() == "ready", proc.stderr.read() if proc.stderr else ""
-    return proc
+def job(project: Path, body: str) -> subprocess.Popen[str]:
+    """Start ``body`` (indented) as a script; return once it printed "ready".
+
+    The scripts wait in short sleeps, as a training loop runs: Python runs a signal's
+    handler between the main thread's steps, and a signal the kernel hands to a thread
+    that does not block it (one of a library's) does not cut a long sleep short.
+    """
+    return start_job(project, textwrap.dedent(body))
+
+
+def stopped(proc: subprocess.Popen[str]) -> str:
+    """Wait for ``proc`` to end; its stderr. Killed if it hangs, not left to a later test."""
+    try:
+        return proc.communicate(timeout=120)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 def test_sigterm_ends_a_started_run_killed(project: Path) -> None:
     """(d) SIGTERM while the script sleeps: KILLED, and the process dies by the signal."""
-    proc = start_job(
+    proc = job(
         project,
         """
         import time
@@ -374,11 +376,12 @@ def test_sigterm_ends_a_started_run_killed(project: Path) -> None:
         tracksdk.start(run_name="preempted")
         tracksdk.log_metric("m", 1.0)
         print("ready", flush=True)
-        time.sleep(600)
+        while True:
+            time.sleep(0.1)
         """,
     )
     proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=60)
+    stderr = stopped(proc)
     assert proc.returncode == -signal.SIGTERM, stderr
     (stored,) = all_runs(project)
     assert stored.info.status == "KILLED" and stored.info.end_time is not None
@@ -387,7 +390,7 @@ def test_sigterm_ends_a_started_run_killed(project: Path) -> None:
 
 def test_ctrl_c_ends_a_started_run_killed(project: Path) -> None:
     """Ctrl-C (SIGINT, an uncaught KeyboardInterrupt) ends the run KILLED, no error kept."""
-    proc = start_job(
+    proc = job(
         project,
         """
         import signal, time
@@ -396,11 +399,12 @@ def test_ctrl_c_ends_a_started_run_killed(project: Path) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         tracksdk.start(run_name="interrupted")
         print("ready", flush=True)
-        time.sleep(600)
+        while True:
+            time.sleep(0.1)
         """,
     )
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
+    stderr = stopped(proc)
     assert proc.returncode == -signal.SIGINT, stderr
     assert "KeyboardInterrupt" in stderr
     (stored,) = all_runs(project)
@@ -411,7 +415,7 @@ def test_ctrl_c_ends_a_started_run_killed(project: Path) -> None:
 def test_sigterm_ends_a_thread_run_killed_after_the_main_run_ended(project: Path) -> None:
     """A run started in a thread is still ended KILLED by SIGTERM when the main thread's
     run, which installed the handler, has ended before it."""
-    proc = start_job(
+    proc = job(
         project,
         """
         import threading, time
@@ -423,17 +427,19 @@ def test_sigterm_ends_a_thread_run_killed_after_the_main_run_ended(project: Path
             tracksdk.start(run_name="worker")
             tracksdk.log_metric("m", 1.0)
             started.set()
-            time.sleep(600)
+            while True:
+                time.sleep(0.1)
 
         threading.Thread(target=work, daemon=True).start()
         started.wait()
         main.end()
         print("ready", flush=True)
-        time.sleep(600)
+        while True:
+            time.sleep(0.1)
         """,
     )
     proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=60)
+    stderr = stopped(proc)
     assert proc.returncode == -signal.SIGTERM, stderr
     stored = {r.info.run_name: r for r in all_runs(project)}
     assert stored["main"].info.status == "FINISHED"
