@@ -328,6 +328,32 @@ def test_sys_exit_ends_the_run_by_its_code(project: Path, code: int, status: str
     assert "tracksdk.error.type" not in stored.data.tags
 
 
+def test_an_error_at_an_interactive_prompt_is_not_the_runs_outcome(project: Path) -> None:
+    """At a prompt (python -i; IPython and Jupyter alike) the process outlives an error:
+    the run goes on, and ends FINISHED when the session does."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("TRACKSDK_", "MLFLOW_"))}
+    typed = (
+        "import tracksdk\n"
+        "run = tracksdk.start(run_name='repl')\n"
+        "raise ValueError('a typo at the prompt')\n"
+        "tracksdk.log_metric('m', 1.0)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-i", "-q"],
+        cwd=project,
+        env=base,
+        input=typed,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "a typo at the prompt" in done.stderr
+    (stored,) = all_runs(project)
+    assert stored.info.status == "FINISHED" and stored.data.metrics == {"m": 1.0}
+    assert "tracksdk.error.type" not in stored.data.tags
+
+
 def test_a_thread_calling_sys_exit_does_not_fail_the_run(project: Path) -> None:
     """sys.exit in a thread ends only that thread: the process, and its run, finish."""
     done = run_script(
@@ -366,30 +392,10 @@ def stopped(proc: subprocess.Popen[str]) -> str:
             proc.communicate()
 
 
-def test_sigterm_ends_a_started_run_killed(project: Path) -> None:
-    """(d) SIGTERM while the script sleeps: KILLED, and the process dies by the signal."""
-    proc = job(
-        project,
-        """
-        import time
-        import tracksdk
-        tracksdk.start(run_name="preempted")
-        tracksdk.log_metric("m", 1.0)
-        print("ready", flush=True)
-        while True:
-            time.sleep(0.1)
-        """,
-    )
-    proc.send_signal(signal.SIGTERM)
-    stderr = stopped(proc)
-    assert proc.returncode == -signal.SIGTERM, stderr
-    (stored,) = all_runs(project)
-    assert stored.info.status == "KILLED" and stored.info.end_time is not None
-    assert stored.data.metrics == {"m": 1.0}
-
-
-def test_ctrl_c_ends_a_started_run_killed(project: Path) -> None:
-    """Ctrl-C (SIGINT, an uncaught KeyboardInterrupt) ends the run KILLED, no error kept."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_signal_ends_a_started_run_killed(project: Path, signum: signal.Signals) -> None:
+    """(d) SIGTERM, or Ctrl-C (an uncaught KeyboardInterrupt), while the script runs:
+    KILLED with no error recorded, and the process dies by the signal."""
     proc = job(
         project,
         """
@@ -397,18 +403,19 @@ def test_ctrl_c_ends_a_started_run_killed(project: Path) -> None:
         import tracksdk
         # Python's own handler, even when this test runs where SIGINT is ignored.
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        tracksdk.start(run_name="interrupted")
+        tracksdk.start(run_name="stopped")
+        tracksdk.log_metric("m", 1.0)
         print("ready", flush=True)
         while True:
             time.sleep(0.1)
         """,
     )
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     stderr = stopped(proc)
-    assert proc.returncode == -signal.SIGINT, stderr
-    assert "KeyboardInterrupt" in stderr
+    assert proc.returncode == -signum, stderr
     (stored,) = all_runs(project)
-    assert stored.info.status == "KILLED"
+    assert stored.info.status == "KILLED" and stored.info.end_time is not None
+    assert stored.data.metrics == {"m": 1.0}
     assert "tracksdk.error.type" not in stored.data.tags
 
 

@@ -6,12 +6,13 @@ SIGTERM handler), and its run is current in the calling context until ``run.end(
 
 A run of ``start()`` never ended is ended when the interpreter exits: FAILED after an
 uncaught exception or a ``sys.exit`` with a non-zero code, else FINISHED. To tell them
-apart, the first ``start()`` chains ``sys.excepthook`` and ``sys.exit`` (each records
-what it is given and calls the one it replaced) and registers an atexit handler, moved
-to the end of atexit's list at each ``start()`` so that it runs before the handlers
-registered meanwhile, MLflow's own (which would end MLflow's active run FINISHED) and the
-console capture's among them. SIGTERM ends it KILLED like any live run
-(:mod:`tracksdk._signals`).
+apart, the first tracked ``start()`` chains ``sys.excepthook`` and ``sys.exit`` (each
+records what it is given and calls the one it replaced; at an interactive prompt neither
+records, the process going on) and registers an atexit handler. The handler is moved to
+the end of atexit's list at each ``start()``: atexit runs last in, first out, so it runs
+before the handlers registered meanwhile, MLflow's own (which ends MLflow's active run
+FINISHED) and the console capture's among them, while the run's sender, a daemon thread,
+still works. SIGTERM ends the run KILLED like any live run (:mod:`tracksdk._signals`).
 
 ``Run.end()`` also ends the run of a ``with tracked()`` block or a decorated call: the
 block's end then finds it ended and does nothing. Ending a run first ends the runs of
@@ -23,6 +24,7 @@ Loaded by ``import tracksdk``: it imports the lifecycle only when a run starts o
 from __future__ import annotations
 
 import atexit
+import functools
 import sys
 import threading
 from typing import TYPE_CHECKING, Any, NoReturn, Unpack
@@ -84,8 +86,9 @@ def _start(options: RunOptions, source_file: str) -> Run:
     if not _guarded.start(session):  # an unexpected error: the run is untracked, and over
         return session.run
     with _lock:
-        _open.append(session)
-    _hook_exit()
+        _open.append(session)  # an untracked run too: its end() takes it off the context
+        if session.run.tracked:  # tracking off: nothing to end at exit, nothing hooked
+            _hook_exit()
     return session.run
 
 
@@ -132,7 +135,10 @@ def _within(run: Run, outer: Run) -> bool:
 
 
 def _hook_exit() -> None:
-    """Chain sys.excepthook and sys.exit (once); put the atexit handler last (each time)."""
+    """Chain sys.excepthook and sys.exit (once); put the atexit handler last (each time).
+
+    Called with ``_lock`` held, so two threads starting runs at once chain them once.
+    """
     global _hooked
     atexit.unregister(_at_exit)
     atexit.register(_at_exit)
@@ -148,6 +154,7 @@ def _hook_exit() -> None:
             _uncaught = exc
         return previous_hook(kind, exc, tb)
 
+    @functools.wraps(previous_exit)
     def exit(status: Any = None, /) -> NoReturn:  # any object, as sys.exit takes
         global _exited
         if threading.current_thread() is threading.main_thread() and not _interactive():
@@ -160,10 +167,9 @@ def _hook_exit() -> None:
 
 def _interactive() -> bool:
     """At a prompt (``python -i``, IPython, Jupyter) the process outlives an error or exit."""
-    if sys.flags.interactive or hasattr(sys, "ps1"):
-        return True
-    ipython = sys.modules.get("IPython")
-    return ipython is not None and getattr(ipython, "get_ipython", lambda: None)() is not None
+    from tracksdk.provenance.source import running_in_notebook
+
+    return bool(sys.flags.interactive) or hasattr(sys, "ps1") or running_in_notebook()
 
 
 def _at_exit() -> None:
