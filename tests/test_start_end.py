@@ -233,17 +233,23 @@ def script(project: Path, body: str) -> Path:
     return path
 
 
-def run_script(project: Path, body: str, **env: str) -> subprocess.CompletedProcess[str]:
-    script(project, body)
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("TRACKSDK_", "MLFLOW_"))}
+def python(project: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run Python with ``args`` in ``project``, without the TRACKSDK_ and MLFLOW_ variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRACKSDK_", "MLFLOW_"))}
     return subprocess.run(
-        [sys.executable, "job.py"],
+        [sys.executable, *args],
         cwd=project,
-        env={**base, **env},
+        env=env,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def run_script(project: Path, body: str) -> subprocess.CompletedProcess[str]:
+    script(project, body)
+    return python(project, "job.py")
 
 
 def test_a_script_that_exits_normally_ends_its_run_finished(project: Path) -> None:
@@ -329,24 +335,15 @@ def test_sys_exit_ends_the_run_by_its_code(project: Path, code: int, status: str
 
 
 def test_an_error_at_an_interactive_prompt_is_not_the_runs_outcome(project: Path) -> None:
-    """At a prompt (python -i; IPython and Jupyter alike) the process outlives an error:
+    """At a prompt (python -i here; IPython is told the same way) the process outlives an error:
     the run goes on, and ends FINISHED when the session does."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("TRACKSDK_", "MLFLOW_"))}
     typed = (
         "import tracksdk\n"
         "run = tracksdk.start(run_name='repl')\n"
         "raise ValueError('a typo at the prompt')\n"
         "tracksdk.log_metric('m', 1.0)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-i", "-q"],
-        cwd=project,
-        env=base,
-        input=typed,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = python(project, "-i", "-q", stdin=typed)
     assert done.returncode == 0, done.stderr
     assert "a typo at the prompt" in done.stderr
     (stored,) = all_runs(project)
