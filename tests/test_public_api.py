@@ -52,6 +52,7 @@ PUBLIC = {
     # Errors and warnings.
     "TrackSDKError",
     "ConfigError",
+    "ResumeError",
     "TrackingError",
     "ValidationError",
     "TrackSDKWarning",

@@ -238,6 +238,20 @@ def test_a_key_whose_run_was_deleted_starts_a_new_run(project: Path) -> None:
     assert run.info.status == "FINISHED"
 
 
+def test_start_and_end_continue_a_keyed_run(project: Path) -> None:
+    first = tracksdk.start(experiment=EXPERIMENT, key="notebook")
+    first.log_metric("loss", 1.0, step=0)
+    first.end(status="KILLED")
+    second = tracksdk.start(experiment=EXPERIMENT, key="notebook", resume="must")
+    assert second.resumed and second.last_step("loss") == 0
+    second.log_metric("loss", 0.5, step=1)
+    second.end()
+    client = local_client(project)
+    assert second.run_id == first.run_id
+    assert steps_of(client, first.run_id, "loss") == [0, 1]
+    assert client.get_run(first.run_id).info.status == "FINISHED"
+
+
 def test_bad_options_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="resume must be one of 'allow', 'must', 'never'"):
         tracked(key="k", resume="maybe")
