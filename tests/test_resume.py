@@ -434,15 +434,29 @@ def race(project: Path, env: dict[str, str], key: str) -> list[str]:
     return ids
 
 
-def test_four_processes_racing_on_one_key_make_one_run_local(project: Path) -> None:
-    ids = race(project, {}, "race")
-    client = local_client(project)
-    runs = keyed_runs(client, "race", view=3)
+def one_raced_run(client: Any, key: str, ids: list[str]) -> None:
+    """One run has the key, none in the trash either; every racer wrote to it; FINISHED."""
+    runs = keyed_runs(client, key, view=3)
     assert len(runs) == 1, [(r.info.run_id, r.info.lifecycle_stage) for r in runs]
     (run,) = runs
     assert set(ids) == {run.info.run_id}
     assert {f"worker_{i}" for i in range(4)} <= set(run.data.metrics)
     assert run.info.status == "FINISHED"
+
+
+def dagshub_env(server: Any) -> dict[str, str]:
+    return {
+        "TRACKSDK_BACKEND": "dagshub",
+        "TRACKSDK_DAGSHUB__HOST": server.host,
+        "TRACKSDK_DAGSHUB__OWNER": server.owner,
+        "TRACKSDK_DAGSHUB__REPO": server.repo,
+        "TRACKSDK_DAGSHUB__TOKEN": server.token,
+    }
+
+
+def test_four_processes_racing_on_one_key_make_one_run_local(project: Path) -> None:
+    client = local_client(project)
+    one_raced_run(client, "race", race(project, {}, "race"))
     names = [e.name for e in client.search_experiments()]
     assert not any(name.startswith("tracksdk.run_key/") for name in names)
 
@@ -452,24 +466,15 @@ def test_four_processes_racing_on_one_key_make_one_run_on_the_server(
     project: Path, mlflow_server: Any
 ) -> None:
     ids = race(project, server_env(mlflow_server), "race-server")
-    client = server_client(mlflow_server)
-    runs = keyed_runs(client, "race-server", view=3)
-    assert len(runs) == 1, [(r.info.run_id, r.info.lifecycle_stage) for r in runs]
-    (run,) = runs
-    assert set(ids) == {run.info.run_id}
-    assert {f"worker_{i}" for i in range(4)} <= set(run.data.metrics)
-    assert run.info.status == "FINISHED"
+    one_raced_run(server_client(mlflow_server), "race-server", ids)
 
 
 @pytest.mark.server
 def test_an_unknown_run_id_on_the_dagshub_shaped_server_fails_clearly(
     project: Path, dagshub_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TRACKSDK_BACKEND", "dagshub")
-    monkeypatch.setenv("TRACKSDK_DAGSHUB__HOST", dagshub_server.host)
-    monkeypatch.setenv("TRACKSDK_DAGSHUB__OWNER", dagshub_server.owner)
-    monkeypatch.setenv("TRACKSDK_DAGSHUB__REPO", dagshub_server.repo)
-    monkeypatch.setenv("TRACKSDK_DAGSHUB__TOKEN", dagshub_server.token)
+    for name, value in dagshub_env(dagshub_server).items():
+        monkeypatch.setenv(name, value)
     tracksdk.reset()
     with (
         pytest.raises(ResumeError, match=r"no run with id 0123abcd .* or you may not read it"),
@@ -485,15 +490,8 @@ def test_four_processes_that_all_found_no_run_make_one(
     """The hard race: each process's search answers "no run" before any of them creates."""
     search = f"{dagshub_server.prefix}/api/2.0/mlflow/runs/search"
     dagshub_server.fail_routes = {search: ("gather:4", 4)}
-    env = {
-        "TRACKSDK_BACKEND": "dagshub",
-        "TRACKSDK_DAGSHUB__HOST": dagshub_server.host,
-        "TRACKSDK_DAGSHUB__OWNER": dagshub_server.owner,
-        "TRACKSDK_DAGSHUB__REPO": dagshub_server.repo,
-        "TRACKSDK_DAGSHUB__TOKEN": dagshub_server.token,
-    }
     try:
-        ids = race(project, env, "race-gathered")
+        ids = race(project, dagshub_env(dagshub_server), "race-gathered")
     finally:
         dagshub_server.clear_failures()
     assert dagshub_server.count(search) >= 4
@@ -501,10 +499,7 @@ def test_four_processes_that_all_found_no_run_make_one(
 
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", dagshub_server.admin_username)
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", dagshub_server.admin_password)
-    runs = keyed_runs(MlflowClient(dagshub_server.tracking_uri), "race-gathered", view=3)
-    assert len(runs) == 1, [(r.info.run_id, r.info.lifecycle_stage) for r in runs]
-    assert set(ids) == {runs[0].info.run_id}
-    assert {f"worker_{i}" for i in range(4)} <= set(runs[0].data.metrics)
+    one_raced_run(MlflowClient(dagshub_server.tracking_uri), "race-gathered", ids)
 
 
 @pytest.mark.server
