@@ -36,7 +36,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from servers import DagsHubServer, MlflowServer, ServerPool
+from servers import DagsHubServer, MlflowServer, ServerPool, session_pool
 
 SERVER_FIXTURES = ("mlflow_server", "dagshub_server")
 DUMMY = Path(__file__).resolve().parent / "resources" / "tracksdk-dummy"
@@ -85,7 +85,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def _server_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPool]:
-    pool = ServerPool(tmp_path_factory.mktemp("servers"))
+    # Shared with the plugins' server fixtures (see servers.session_pool).
+    pool = session_pool(lambda: tmp_path_factory.mktemp("servers"))
     yield pool
     pool.close()
 

@@ -1071,6 +1071,7 @@ class ServerPool:
         self._errors: dict[str, BaseException] = {}
         self._ready: set[str] = set()
         self._lock = threading.Lock()
+        self.closed = False
         self._factories: dict[str, Callable[[], Any]] = {
             "mlflow_server": lambda: postgres_mlflow_server(self.workdir / "mlflow"),
             "dagshub_server": lambda: DagsHubServer(workdir=self.workdir / "dagshub"),
@@ -1103,11 +1104,32 @@ class ServerPool:
         return server
 
     def close(self) -> None:
+        """Stop every server for good; a second call does nothing."""
         errors = []
-        for server in self._servers.values():
+        servers, self._servers = self._servers, {}
+        self._ready.clear()
+        self.closed = True
+        for server in servers.values():
             try:
                 server.close()
             except Exception as e:
                 errors.append(e)
         if errors:
             raise errors[0]
+
+
+_session_pool: ServerPool | None = None
+
+
+def session_pool(workdir: Callable[[], Path]) -> ServerPool:
+    """The test session's one :class:`ServerPool`, made on first use in ``workdir()``.
+
+    A conftest's fixtures serve only the tests under its folder, so the plugins' tests
+    (``plugins/*/tests``) cannot use ``tests/conftest.py``'s ``mlflow_server``. Their own
+    fixture of that name takes the server from this pool too: one session starts each
+    server once, whichever folders it runs. The first fixture torn down closes the pool.
+    """
+    global _session_pool
+    if _session_pool is None or _session_pool.closed:
+        _session_pool = ServerPool(workdir())
+    return _session_pool
