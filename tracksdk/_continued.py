@@ -12,6 +12,7 @@ the params already logged (a conflicting value follows the params policy).
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -78,47 +79,72 @@ class Continued:
                 self.last_steps[key] = int(step)
 
 
+#: Set by the process whose run took ``TRACKSDK_RUN_KEY``, to its pid: a subprocess (an
+#: evaluation script, a spawned worker) inherits the variable, and must not take it.
+KEY_OWNER_VAR = "TRACKSDK_RUN_KEY_OWNER"
+
+
 def key_of(options: RunOptions, settings: Settings, nested: bool) -> str | None:
     """The run's key: ``tracked(key=...)``, else ``TRACKSDK_RUN_KEY`` for a top-level run.
 
     The variable names one job's run: a nested run never takes it, or every child of the
-    job would continue the job's own run.
+    job would continue the job's own run; nor does a run in a process the job started,
+    which would end the job's run as its own. Top-level runs of the job's own process
+    one after another all take it: each continues the run.
     """
     if options.key is not None:
         return options.key
     if nested or settings.run_key is None:
         return None
+    owner = os.environ.get(KEY_OWNER_VAR)
+    if owner not in (None, str(os.getpid())):
+        return None
+    os.environ[KEY_OWNER_VAR] = str(os.getpid())
     return settings.run_key.strip() or None
 
 
-def local_parts(folder: Path, key: str, experiment: str) -> list[Path]:
-    """The journals here of runs with ``key`` in ``experiment``, oldest first."""
+def local_parts(folder: Path, key: str, experiment: str, target: str | None) -> list[Path]:
+    """The journals here of runs with ``key`` in ``experiment``, oldest first.
+
+    Only those bound for ``target`` (a masked tracking URI), or for no store yet
+    (offline); offline (``target`` None), all of them.
+    """
     return [
         found.path
         for found in folders.find(folder)
-        if found.meta.get("run_key") == key and found.meta.get("experiment") == experiment
+        if found.meta.get("run_key") == key
+        and found.meta.get("experiment") == experiment
+        and (target is None or found.meta.get("target") in (None, target))
     ]
 
 
 def prepare(
-    options: RunOptions, explained: Explained, nested: bool, experiment: str
+    options: RunOptions, explained: Explained, nested: bool, experiment: str, target: str | None
 ) -> tuple[str | None, str | None, Continued]:
     """The run's key, its resume mode, and what its earlier parts journaled here.
 
     Raises:
+        ConfigError: ``resume=`` without a key or a run id.
         ResumeError: ``resume="never"`` and a run with the key is journaled here.
     """
     from tracksdk import _journal
 
     settings = explained.settings
     key = key_of(options, settings, nested)
+    if options.resume is not None and key is None and options.run_id is None:
+        from tracksdk.exceptions import ConfigError
+
+        raise ConfigError(
+            f"tracked(resume={options.resume!r}) needs a run key: key=... or "
+            "TRACKSDK_RUN_KEY (docs/resume.md)"
+        )
     resume = settings.resume if key is not None else None
     continued = Continued()
     if key is None or options.run_id is not None:
         return key, resume, continued
     # Earlier parts journaled here and not yet in any store (offline, or the store was
     # down): the run continues them, and they settle resume="must" and "never".
-    for path in local_parts(_journal.journal_dir(explained), key, experiment):
+    for path in local_parts(_journal.journal_dir(explained), key, experiment, target):
         continued.add_journal(path)
     if continued.resumed:
         if resume == "never":

@@ -43,8 +43,6 @@ if TYPE_CHECKING:
     from tracksdk.backends import Connection
     from tracksdk.stores import CreatedRun, RunState, Store
 
-# client run id -> MLflow run id, for every run created by this process (nested runs).
-_server_ids: dict[str, str] = {}
 # (tracking URI, experiment name) -> id, for every experiment a run was created in by this
 # process: looking the name up again costs a query (an HTTP round trip on a server) per
 # run. A stale id (the experiment deleted since) is looked up again, once.
@@ -84,7 +82,9 @@ class Delivery:
         # and the run as it was before this part continued it (None: created here).
         self.part: str | None = None
         self.resumed: RunState | None = None
-        self.latest = True  # False: a later part continued the run before this one was sent
+        # False: a later part continued the run before this one was sent; None: unknown.
+        self.latest: bool | None = True
+        self._adopt = False  # logs/console.log starts with the earlier part's
         meta = journal.meta if journal is not None else layout.read_json(path / "meta.json")
         attach = (meta or {}).get("attach_to")
         self.attach_to: str | None = str(attach) if attach else None
@@ -99,6 +99,8 @@ class Delivery:
             self.experiment_id = str(created["experiment_id"])
             part = created.get("part")
             self.part = part if isinstance(part, str) else None
+            if self.part is not None:
+                self.latest = None  # asked of the store at the first output
 
     def transport(self) -> Store:
         """The store, opened at the first request."""
@@ -131,7 +133,7 @@ class Delivery:
         """The store lost the run: forget it, to create it again. Its old MLflow id."""
         old = self.run_id
         self.restarted = True
-        _server_ids.pop(self.client_id, None)
+        _resume.server_ids.pop(self.client_id, None)
         self.run_id = self.created = self.experiment_id = None
         self.status_sent = None
         self.ended = False
@@ -197,14 +199,17 @@ class Delivery:
         if run_id is None:
             raise TrackingError(f"run {self.label} could not be created")
         if isinstance(op, Batch):
-            transport.log_batch(run_id, op.metrics, op.params, op.tags)
+            params, tags = op.params, op.tags
+            if self.resumed is not None and params:  # MLflow refuses a whole batch for one
+                params, tags = _resume.split_params(params, tags, self.resumed.params)
+            transport.log_batch(run_id, op.metrics, params, tags)
         elif isinstance(record, File):
             self._upload(transport, record)
         elif isinstance(record, Input):
             transport.log_input(run_id, record.dataset, record.context)
         elif isinstance(record, Register):
             self._register(record)
-        elif isinstance(record, Output) and self.attach_to is None and self.latest:
+        elif isinstance(record, Output) and self.attach_to is None and self._is_latest(run_id):
             # (a forked child's output reaches its parent's pipes, never its journal; a
             # part synced after a later one would overwrite the later part's log)
             self.console().add(record.text, op.end)
@@ -220,12 +225,13 @@ class Delivery:
                     f"{self.lost_artifacts} artifact upload(s) reached the store that lost "
                     "this run and were freed from the journal; they could not be sent again"
                 )
-            extra.update(self._console_at_end(transport, run_id))
             if self.part is not None and not _resume.is_latest(transport, run_id, self.part):
-                # A later part continued the run: its end, not this one's, sets the status.
+                # A later part continued the run: its end, not this one's, sets the status
+                # (and its console log stays).
                 self.status_sent = "continued"
                 self.ended = True
                 return
+            extra.update(self._console_at_end(transport, run_id))
             if extra:
                 transport.log_batch(run_id, [], {}, extra)
             transport.end_run(run_id, record.status, int(record.end_ms))
@@ -234,10 +240,26 @@ class Delivery:
         # Unknown kinds come from a newer tracksdk: skipped, never a crash.
 
     def console(self) -> ConsoleLog:
-        """The run's ``logs/console.log`` being built (:mod:`tracksdk._console_log`)."""
+        """The run's ``logs/console.log`` being built (:mod:`tracksdk._console_log`).
+
+        A continued run's starts with its earlier part's, read from the store (a failure
+        raises: the output is sent again; a log is never started anew over one).
+        """
         if self._console is None:
-            self._console = ConsoleLog.open(self.path, self.journal)
+            previous = None
+            if self._adopt and self.conn is not None and self.run_id is not None:
+                previous = _console_log.fetch_previous(self.conn, self.run_id)
+            console = ConsoleLog.open(self.path, self.journal)
+            console.adopt(previous)
+            self._console, self._adopt = console, False
         return self._console
+
+    def _is_latest(self, run_id: str) -> bool:
+        """Whether this part is the run's latest (asked of the store once, when unknown)."""
+        if self.latest is None:
+            assert self.part is not None
+            self.latest = _resume.is_latest(self.transport(), run_id, self.part)
+        return self.latest
 
     def idle(self) -> None:
         """Upload ``logs/console.log`` when it is due; a failure waits for the next time."""
@@ -298,9 +320,9 @@ class Delivery:
             )
             created, self.part, self.resumed = opened.created, opened.part, opened.state
             self.latest = opened.latest
-            if opened.state is not None and opened.latest and self.conn is not None:
-                # The run's console log goes on after the one its earlier part left.
-                self.console().adopt(_console_log.fetch_previous(self.conn, created.run_id))
+            # The run's console log goes on after the one its earlier part left: read when
+            # the first output arrives, so that a long log never delays the run's start.
+            self._adopt = opened.state is not None and opened.latest
         elif retried or self.journal is None:
             # An earlier attempt (or process) may have created it and lost the answer.
             created = transport.find_run(experiment_id, self.client_id)
@@ -309,7 +331,7 @@ class Delivery:
         self.created = created
         self.experiment_id = created.experiment_id
         self.run_id = created.run_id
-        _server_ids[self.client_id] = created.run_id
+        _resume.server_ids[self.client_id] = created.run_id
         assert self.conn is not None
         with contextlib.suppress(OSError):  # a later sync finds the run by its client id
             layout.write_json(
@@ -341,7 +363,7 @@ class Delivery:
         parent = info.parent
         if parent:
             missing = f"the parent run {parent} is not in the store yet"
-            tags[PARENT_RUN_ID_TAG] = _run_id_of(
+            tags[PARENT_RUN_ID_TAG] = _resume.run_id_of(
                 transport, experiment_id, parent, info.parent_run_id, missing
             )
         return transport.create_run(experiment_id, info.run_name, tags, int(info.start))
@@ -350,7 +372,7 @@ class Delivery:
         """Find the parent's run that a forked child's journal adds to."""
         parent = str(info.attach)
         missing = f"the run {parent[:8]} this child adds to is not in the store yet"
-        self.run_id = _run_id_of(transport, experiment_id, parent, info.run_id, missing)
+        self.run_id = _resume.run_id_of(transport, experiment_id, parent, info.run_id, missing)
         self.experiment_id = experiment_id
         self.attach_to = parent
 
@@ -375,37 +397,9 @@ class Delivery:
             self.journal.files_bytes = max(0, self.journal.files_bytes - size)
 
     def _register(self, record: Register) -> None:
-        from tracksdk import registry
-        from tracksdk.stores._client import classify
-
         assert self.conn is not None and self.run_id is not None
         if not self.transport().capabilities().registry:
             raise Rejected(f"{self.conn.tracking_uri} has no model registry")
-        from tracksdk.settings import find_project_root
+        from tracksdk.registry import register_journaled
 
-        spec = registry.Register.from_dict(record.spec)
-        model_uri = f"runs:/{self.run_id}/model"
-        lock_dir = find_project_root() / ".tracksdk"
-        try:
-            registry.register_version(
-                self.conn, self.run_id, model_uri, spec, dict(record.metrics), lock_dir
-            )
-        except TrackingError as exc:
-            raise classify(self.conn, exc.__cause__ or exc, "Registering") from None
-
-
-def _run_id_of(
-    transport: Store, experiment_id: str, client_id: str, known: str | None, missing: str
-) -> str:
-    """MLflow's id of the run with ``client_id``: ``known``, created here, or in the store.
-
-    Raises:
-        Transient: The store has no such run yet (``missing`` says which); it may soon.
-    """
-    run_id = known or _server_ids.get(client_id)
-    if run_id is None:
-        found = transport.find_run(experiment_id, client_id)
-        if found is None:
-            raise Transient(missing)
-        run_id = found.run_id
-    return str(run_id)
+        register_journaled(self.conn, self.run_id, record.spec, record.metrics)

@@ -94,6 +94,11 @@ class RunOptions:
                 f"{', '.join(map(repr, RESUME_MODES))} (docs/resume.md)"
             )
         self.resume = resume
+        if self.key is not None and self.run_id is not None:
+            raise ConfigError(
+                "tracked(key=..., run_id=...): give one of them: a key names the run "
+                "to continue or create, a run_id a run to continue (docs/resume.md)"
+            )
 
     def __repr__(self) -> str:
         fields = ", ".join(

@@ -167,8 +167,9 @@ class Session:
         tags, long_tags = _creation.run_tags(self.options, self.function, checker)
         client_id = _journal.new_client_id()
         tags[CLIENT_RUN_ID_TAG] = client_id
+        target = _journal.masked_target(conn.tracking_uri) if conn is not None else None
         key, resume, continued = _continued.prepare(
-            self.options, explained, parent is not None, experiment
+            self.options, explained, parent is not None, experiment, target
         )
         writer = self._writer = Writer(
             _creation.open_journal(

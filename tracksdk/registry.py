@@ -200,6 +200,26 @@ class AliasMove:
     reason: str
 
 
+def register_journaled(
+    conn: Connection, run_id: str, spec: Mapping[str, Any], metrics: Mapping[str, float]
+) -> None:
+    """Register a run's logged model from a journal's register record (sync, sender).
+
+    Raises:
+        StoreError: The registry's failure, classified for the sender's retry policy.
+    """
+    from tracksdk.settings import find_project_root
+    from tracksdk.stores._client import classify
+
+    lock_dir = find_project_root() / ".tracksdk"
+    try:
+        register_version(
+            conn, run_id, f"runs:/{run_id}/model", Register.from_dict(spec), dict(metrics), lock_dir
+        )
+    except TrackingError as exc:
+        raise classify(conn, exc.__cause__ or exc, "Registering") from None
+
+
 def alias_audit_tags(
     alias: str, *, previous: str | None, reason: str, via: str, when: float | None = None
 ) -> dict[str, str]:
