@@ -6,6 +6,8 @@ Autolog, through tracked runs on a real store: test_xgboost_autolog.py.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from importlib.metadata import entry_points, version
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,17 @@ def test_entry_point_loads_the_plugin_and_its_hooks_match_the_specs() -> None:
     pm.register(tracksdk_xgboost)
     pm.check_pending()
     assert pm.hook.tracksdk_frameworks() == [["xgboost"]]
+
+
+def test_import_loads_no_framework() -> None:
+    """Importing the plugin module imports neither MLflow nor a framework nor matplotlib."""
+    code = (
+        "import sys, tracksdk_xgboost\n"
+        "heavy = ('mlflow', 'xgboost', 'sklearn', 'matplotlib', 'numpy', 'pandas')\n"
+        "print([m for m in heavy if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_ownership() -> None:
