@@ -6,8 +6,8 @@
     .venv/bin/python bench/plugins.py --quick          # a smoke check
 
 1. **Autolog** (the main table), side by side in one process, for ``LogisticRegression()``
-   on breast_cancer (569 rows, 30 features, a DataFrame) and
-   ``LGBMClassifier(n_estimators=5)`` on the same data:
+   on breast_cancer (569 rows, 30 features, a DataFrame),
+   ``LGBMClassifier(n_estimators=5)`` and ``XGBClassifier(n_estimators=5)`` on the same data:
 
    - plain fit: ``model.fit(X, y)``, no run;
    - tracked fit, default autolog: the ``fit`` call inside an already-open
@@ -30,7 +30,7 @@
    ``mlflow.autolog()`` defaults run every few turns only. Both the median and the
    fastest fit (the least disturbed) are reported.
 2. **Opt-in extras** of tracksdk's engine, each option alone, a search with and without
-   its child runs, and a LightGBM fit with an eval set, timed the same way.
+   its child runs, and LightGBM and XGBoost fits with an eval set, timed the same way.
 3. **Switching autolog** on and off, per tracked run (the hook, not per fit).
 4. **Model saving**: the plugins' ``tracksdk_save_model`` against MLflow's default
    ``log_model``.
@@ -66,8 +66,12 @@ HERE = Path(__file__).resolve().parent
 RESULTS_DIR = HERE / "results"
 EXPERIMENT = "bench-plugins"
 
-MODELS = ("LogisticRegression()", "LGBMClassifier(n_estimators=5)")
-FRAMEWORK = {"LogisticRegression()": "sklearn", "LGBMClassifier(n_estimators=5)": "lightgbm"}
+MODELS = ("LogisticRegression()", "LGBMClassifier(n_estimators=5)", "XGBClassifier(n_estimators=5)")
+FRAMEWORK = {
+    "LogisticRegression()": "sklearn",
+    "LGBMClassifier(n_estimators=5)": "lightgbm",
+    "XGBClassifier(n_estimators=5)": "xgboost",
+}
 
 FULL = {"rounds": 3, "repeat": 5, "default_repeat": 2, "save_repeat": 5}
 SETTLE = 0.05  # seconds an open run stays idle after its flush, before the timed fit
@@ -131,12 +135,21 @@ def data() -> tuple[Any, Any]:
 
 def factories() -> dict[str, Callable[[], Any]]:
     import lightgbm as lgb
+    import xgboost as xgb
     from sklearn.linear_model import LogisticRegression
 
     return {
         "LogisticRegression()": lambda: LogisticRegression(),
         "LGBMClassifier(n_estimators=5)": lambda: lgb.LGBMClassifier(n_estimators=5, verbose=-1),
+        "XGBClassifier(n_estimators=5)": lambda: xgb.XGBClassifier(n_estimators=5),
     }
+
+
+def eval_set_kwargs(model: str, X: Any, y: Any) -> dict[str, Any]:
+    """``fit``'s arguments for one eval set (the training data), in each library's words."""
+    if model.startswith("XGB"):
+        return {"eval_set": [(X, y)], "verbose": False}
+    return {"eval_X": (X,), "eval_y": (y,)}
 
 
 # --------------------------------------------------------------------------------------
@@ -323,7 +336,7 @@ PLAIN = "plain fit, no run"
 
 def extras_cases() -> list[tuple[str, str, Any, dict[str, Any]]]:
     """(model, label, autolog option or PLAIN, fit keyword arguments)."""
-    lr, lgbm = MODELS
+    lr, lgbm, xgb = MODELS
     eval_set = {"eval": True}
     return [
         (lr, PLAIN, PLAIN, {}),
@@ -349,6 +362,15 @@ def extras_cases() -> list[tuple[str, str, Any, dict[str, Any]]]:
         (lgbm, "plain fit, one eval set", PLAIN, eval_set),
         (lgbm, "no autolog, one eval set", False, eval_set),
         (lgbm, "default, one eval set (5 points)", ["lightgbm"], eval_set),
+        (xgb, PLAIN, PLAIN, {}),
+        (xgb, "default", ["xgboost"], {}),
+        (xgb, "importance_plots", {"xgboost": {"importance_plots": True}}, {}),
+        (xgb, "log_datasets", {"xgboost": {"log_datasets": True}}, {}),
+        (xgb, 'engine="mlflow"', {"xgboost": {"engine": "mlflow"}}, {}),
+        (xgb, "log_models (MLflow's engine)", {"xgboost": {"log_models": True}}, {}),
+        (xgb, "plain fit, one eval set", PLAIN, eval_set),
+        (xgb, "no autolog, one eval set", False, eval_set),
+        (xgb, "default, one eval set (5 points)", ["xgboost"], eval_set),
     ]
 
 
@@ -374,7 +396,7 @@ def bench_extras(
         if turn % cfg["repeat"] == 0:
             log(f"extras turn {turn + 1}/{turns} (load {os.getloadavg()[0]:.1f})")
         for model, label, autolog, kwargs in extras_cases():
-            fit_kwargs = {"eval_X": (X,), "eval_y": (y,)} if kwargs.get("eval") else {}
+            fit_kwargs = eval_set_kwargs(model, X, y) if kwargs.get("eval") else {}
             if autolog == PLAIN:
                 sample = cond.plain(made[model], model, fit_kwargs)
             else:
@@ -412,18 +434,24 @@ def bench_switch(repeat: int) -> list[str]:
     """The hook's enable and restore, per tracked run, for each engine."""
     import tracksdk_lightgbm
     import tracksdk_sklearn
+    import tracksdk_xgboost
 
     lines = [
         "| plugin | engine | enable, first call | enable (median) | restore (median) |",
         "|---|---|---:|---:|---:|",
     ]
-    for name, plugin in (("sklearn", tracksdk_sklearn), ("lightgbm", tracksdk_lightgbm)):
+    plugins = (
+        ("sklearn", tracksdk_sklearn),
+        ("lightgbm", tracksdk_lightgbm),
+        ("xgboost", tracksdk_xgboost),
+    )
+    for name, plugin in plugins:
         for engine in ("tracksdk", "mlflow"):
             on: list[float] = []
             off: list[float] = []
             for _ in range(repeat + 1):
                 start = now()
-                restore = plugin.tracksdk_autolog(name, {"engine": engine})
+                restore = plugin.tracksdk_autolog(name, {"engine": engine}, in_store=True)
                 on.append(now() - start)
                 start = now()
                 restore()
@@ -446,6 +474,8 @@ def bench_save(repeat: int, default_repeat: int, work: Path, mlflow_uri: str) ->
     import mlflow
     import tracksdk_lightgbm
     import tracksdk_sklearn
+    import tracksdk_xgboost
+    import xgboost as xgb
     from sklearn.datasets import load_diabetes
     from sklearn.ensemble import GradientBoostingRegressor, RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
@@ -488,6 +518,8 @@ def bench_save(repeat: int, default_repeat: int, work: Path, mlflow_uri: str) ->
             Xr,
             yr,
         ),
+        "XGBClassifier(5)": (tracksdk_xgboost, xgb.XGBClassifier(n_estimators=5), Xc, yc),
+        "XGBRegressor(5)": (tracksdk_xgboost, xgb.XGBRegressor(n_estimators=5), Xr, yr),
     }
     lines = [
         "| model | hook save, first call | hook save (median) | hook save + log_artifacts "
@@ -559,7 +591,7 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         **{
             name: version(name)
-            for name in ("mlflow", "tracksdk", "scikit-learn", "lightgbm", "numpy")
+            for name in ("mlflow", "tracksdk", "scikit-learn", "lightgbm", "xgboost", "numpy")
         },
     }
 
@@ -579,8 +611,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--threads",
         type=int,
-        help="pin BLAS and OpenMP (LightGBM) to this many threads; default: the libraries' "
-        "own choice. On a shared, loaded machine 1 gives steadier numbers",
+        help="pin BLAS and OpenMP (LightGBM, XGBoost) to this many threads; default: the "
+        "libraries' own choice. On a shared, loaded machine 1 gives steadier numbers",
     )
     parser.add_argument("--keep-temp", action="store_true", help="keep the temp folder")
     parser.add_argument("--no-json", action="store_true", help="do not write bench/results/")
@@ -594,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
     clean_environment()
-    if args.threads is not None:  # read when numpy and lightgbm load, which is below
+    if args.threads is not None:  # read when numpy, lightgbm and xgboost load, below
         for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[name] = str(args.threads)
     warnings.simplefilter("ignore")  # ConvergenceWarning per fit would be timed too
