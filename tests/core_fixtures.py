@@ -15,6 +15,7 @@ import tracksdk
 
 ISOLATED_PREFIXES = (
     "TRACKSDK_",
+    "_TRACKSDK_",
     "MLFLOW_TRACKING",
     "MLFLOW_REGISTRY",
     "MLFLOW_RUN_ID",

@@ -54,7 +54,8 @@ WORKER = textwrap.dedent(
 
 
 def env_for(extra: dict[str, str]) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("TRACKSDK_", "MLFLOW_"))}
+    prefixes = ("TRACKSDK_", "_TRACKSDK_", "MLFLOW_")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     return {**base, "TRACKSDK_SYSTEM_METRICS__ENABLED": "false", **extra}
 
 
@@ -289,6 +290,7 @@ def test_the_environment_key_names_the_top_level_run_only(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TRACKSDK_RUN_KEY", "slurm-42")
+    monkeypatch.delenv("_TRACKSDK_RUN_KEY_OWNER", raising=False)
     tracksdk.reset()
     for _ in range(2):
         with tracked(experiment=EXPERIMENT) as parent, tracked() as child:
@@ -316,6 +318,60 @@ def test_system_metrics_go_on_at_the_next_step(
     steps = steps_of(client, run.run_id, cpu)
     assert len(steps) >= 4
     assert steps == list(range(len(steps)))  # no step twice: the second part went on
+
+
+CHILD_SCRIPT = textwrap.dedent(
+    """
+    from tracksdk import tracked
+
+    with tracked(experiment="resume") as run:
+        print("CHILD", run.run_id, run.resumed, flush=True)
+    """
+)
+
+
+def test_a_subprocess_does_not_take_the_jobs_key(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An evaluation script the job runs makes a run of its own: the job's ends FAILED."""
+    monkeypatch.setenv("TRACKSDK_RUN_KEY", "job-7")
+    tracksdk.reset()
+    (project / "child.py").write_text(CHILD_SCRIPT)
+    with pytest.raises(RuntimeError), tracked(experiment=EXPERIMENT) as job:
+        out = subprocess.run(
+            [sys.executable, "child.py"], cwd=project, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        raise RuntimeError("training crashes after the evaluation")
+    _, child_id, resumed = out.stdout.split()
+    assert child_id != job.run_id and resumed == "False"
+    client = local_client(project)
+    (run,) = keyed_runs(client, "job-7")
+    assert run.info.run_id == job.run_id
+    assert run.info.status == "FAILED"
+    assert "tracksdk.run_key" not in client.get_run(child_id).data.tags
+
+
+def test_a_continuing_part_sets_its_creation_tags(project: Path) -> None:
+    with tracked(experiment=EXPERIMENT, key="tags", tags={"who": "A", "a": "1"}) as first:
+        pass
+    with tracked(experiment=EXPERIMENT, key="tags", tags={"who": "B"}, run_name="b") as second:
+        pass
+    tags = local_client(project).get_run(first.run_id).data.tags
+    assert (tags["who"], tags["a"]) == ("B", "1")
+    assert tags["mlflow.runName"] == first.name  # the run keeps its name
+    assert tags["tracksdk.client_run_id"] == first.client_run_id
+    assert tags["tracksdk.run_part"].endswith(second.client_run_id)
+
+
+def test_resume_needs_a_key_and_not_both_key_and_run_id(project: Path) -> None:
+    with (
+        pytest.raises(ConfigError, match=r"resume='must'\) needs a run key"),
+        tracked(experiment=EXPERIMENT, resume="must"),
+    ):
+        pass
+    with pytest.raises(ConfigError, match="give one of them"):
+        tracked(key="k", run_id="abc")
 
 
 def test_the_console_log_is_appended_on_resume(project: Path, tmp_path: Path) -> None:
@@ -481,6 +537,44 @@ def test_an_unknown_run_id_on_the_dagshub_shaped_server_fails_clearly(
         tracked(experiment=EXPERIMENT, run_id="0123abcd"),
     ):
         pass
+
+
+@pytest.mark.server
+def test_a_param_changed_while_the_store_was_down_loses_no_metric(
+    project: Path, dagshub_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The earlier value is learnt only when the store answers: the batch still lands."""
+    for name, value in dagshub_env(dagshub_server).items():
+        monkeypatch.setenv(name, value)
+    tracksdk.reset()
+    with tracked(experiment=EXPERIMENT, key="late") as first:
+        first.log_param("lr", 0.1)
+        first.log_metric("loss", 1.0, step=0)
+    monkeypatch.setenv("TRACKSDK_START_TIMEOUT", "0.5")
+    tracksdk.reset()
+    search = f"{dagshub_server.prefix}/api/2.0/mlflow/runs/search"
+    dagshub_server.fail_routes = {search: ("retry-after:503:1", 2)}
+    try:
+        with (
+            pytest.warns(tracksdk.TrackSDKWarning, match="did not create run"),
+            tracked(experiment=EXPERIMENT, key="late") as second,
+        ):
+            assert second.run_id is None  # not known yet: the params are not either
+            second.log_param("lr", 0.2)
+            second.log_metric("loss", 0.5, step=1)
+    finally:
+        dagshub_server.clear_failures()
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", dagshub_server.admin_username)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", dagshub_server.admin_password)
+    client = MlflowClient(dagshub_server.tracking_uri)
+    run = client.get_run(first.run_id)
+    assert steps_of(client, first.run_id, "loss") == [0, 1]
+    assert run.data.params["lr"] == "0.1"
+    assert run.data.tags["tracksdk.param_conflict.lr"] == "0.2"
+    assert "tracksdk.write_failures" not in run.data.tags
+    assert run.info.status == "FINISHED"
 
 
 @pytest.mark.server

@@ -81,7 +81,7 @@ class Continued:
 
 #: Set by the process whose run took ``TRACKSDK_RUN_KEY``, to its pid: a subprocess (an
 #: evaluation script, a spawned worker) inherits the variable, and must not take it.
-KEY_OWNER_VAR = "TRACKSDK_RUN_KEY_OWNER"
+KEY_OWNER_VAR = "_TRACKSDK_RUN_KEY_OWNER"
 
 
 def key_of(options: RunOptions, settings: Settings, nested: bool) -> str | None:

@@ -313,7 +313,9 @@ class SendLoop:
                     raise _RunLost(str(exc)) from None
                 if creates(op) or self.run_id is None:  # the run could not be created
                     self.last_error = exc
-                    if not self.start_watched and not self.quiet:
+                    # A refused resume is the start's ResumeError, or a sync's report line.
+                    resume = exc.code == "TRACKSDK_RESUME"
+                    if not self.start_watched and not self.quiet and not resume:
                         _warn.warn(
                             f"tracksdk: the store refused to create run {self.label}: {exc}. "
                             f"Its data is kept in the journal ({self.path})."
