@@ -59,6 +59,7 @@ class Capture:
         self._lock = threading.Lock()
         self._closed = False  # set when the session stops waiting: nothing is written after
         self._done = threading.Event()
+        self._pid = os.getpid()
         self.warnings: list[str] = []
 
     def start(self) -> None:
@@ -69,8 +70,14 @@ class Capture:
         """Wait for the records to be journaled; return the capture's warnings.
 
         After ``timeout`` the capture is given up: nothing more is journaled, and a warning
-        says what was missed. Safe to call more than once.
+        says what was missed. Safe to call more than once. A forked child (leaving the
+        parent's block too) does not wait: the worker thread is not in it, the parent
+        journals the capture.
         """
+        if os.getpid() != self._pid:
+            with self._lock:
+                self._closed = True
+            return []
         self._done.wait(timeout)
         with self._lock:
             if not self._closed and not self._done.is_set():
