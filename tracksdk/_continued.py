@@ -96,11 +96,12 @@ def key_of(options: RunOptions, settings: Settings, nested: bool) -> str | None:
         return options.key
     if nested or settings.run_key is None:
         return None
+    key = settings.run_key.strip()
     owner = os.environ.get(KEY_OWNER_VAR)
-    if owner not in (None, str(os.getpid())):
+    if not key or owner not in (None, str(os.getpid())):
         return None
     os.environ[KEY_OWNER_VAR] = str(os.getpid())
-    return settings.run_key.strip() or None
+    return key
 
 
 def local_parts(folder: Path, key: str, experiment: str, target: str | None) -> list[Path]:

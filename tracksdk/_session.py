@@ -29,7 +29,7 @@ from tracksdk._options import RunOptions
 from tracksdk._run import Run, UntrackedRun
 from tracksdk._schema import CLIENT_RUN_ID_TAG, EXIT_CODE_TAG
 from tracksdk._validate import Checker
-from tracksdk.exceptions import ResumeError, TrackingError
+from tracksdk.exceptions import ConfigError, ResumeError, TrackingError
 
 if TYPE_CHECKING:
     from tracksdk._autolog_run import Switch
@@ -123,7 +123,7 @@ class Session:
             self._sync_leftovers(explained, conn)
         try:
             run = self._create(explained, conn, parent)
-        except ResumeError:
+        except (ResumeError, ConfigError):  # the user's mistake: said before the body runs
             self.restore_mlflow()
             raise
         except TrackingError as exc:
