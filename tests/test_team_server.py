@@ -1,0 +1,58 @@
+"""A team server under load (issue 11): the small round of ``bench/team_server.py``.
+
+Eight processes, forked together by one launcher, each log 500 points one
+``log_metric`` call at a time, a burst of 50 params and 50 tags and a small artifact to
+the session's PostgreSQL-backed ``mlflow server``. Every run's metric history is read back
+with ``MlflowClient``: steps 0..499 exactly once each, and every run FINISHED. The heavy
+variant (N = 4, 8, 16 with 5,000 points, next to raw ``log_batch``) stays in bench/.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import team_server
+
+WORKERS = 8
+POINTS = 500
+
+
+@pytest.mark.server
+def test_eight_processes_lose_and_duplicate_no_point_on_the_team_server(
+    tmp_path: Path, mlflow_server: Any
+) -> None:
+    """8 x 500 points, params, tags and an artifact: 0 lost, 0 duplicated, all FINISHED."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_server.url)
+    experiment = f"team-{uuid.uuid4().hex[:8]}"  # the server is shared by the session
+    client.create_experiment(experiment)
+    round_ = team_server.run_round(
+        mlflow_server.url, "sdk", WORKERS, POINTS, tmp_path / "work", experiment
+    )
+    assert round_["failures"] == []
+    results = round_["results"]
+    assert len(results) == WORKERS
+    assert all(r["stderr_warnings"] == 0 for r in results), results
+    check = team_server.check_runs(mlflow_server.url, results, POINTS)
+    assert check == {
+        "lost": 0,
+        "duplicated": 0,
+        "foreign": 0,
+        "statuses": {"FINISHED": WORKERS},
+        "write_failures": 0,
+    }
+    found = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([found.experiment_id], max_results=100)
+    assert sorted(r.info.run_name for r in runs) == sorted(f"sdk-{i}" for i in range(WORKERS))
+    for run in runs:  # what the burst and the artifact left, as a user reads them back
+        assert run.data.params["p49"] == "49"
+        assert run.data.tags["t49"] == "v49"
+        text = client.download_artifacts(run.info.run_id, "notes/worker.txt", str(tmp_path))
+        assert Path(text).read_text() == f"worker {run.info.run_name.split('-')[1]}\n"
