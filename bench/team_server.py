@@ -62,7 +62,7 @@ QUIET_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
 }
 
-LAUNCHER = textwrap.dedent(
+LAUNCHER = textwrap.dedent(  # the worker; the fork loop is FORK_WORKERS of tests/servers.py
     """
     import json, os, sys, time, traceback
     from pathlib import Path
@@ -136,33 +136,6 @@ LAUNCHER = textwrap.dedent(
             "ended": ended, "calls": len(lat), "p50_us": pct(lat, 0.5) / 1000,
             "p99_us": pct(lat, 0.99) / 1000,
         }))
-
-
-    children = {}
-    sys.stdout.flush()
-    sys.stderr.flush()
-    for index in range(workers):
-        pid = os.fork()
-        if pid == 0:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-            os.dup2(os.open(work / ("%d.out" % index), flags, 0o600), 1)
-            os.dup2(os.open(work / ("%d.err" % index), flags, 0o600), 2)
-            code = 0
-            try:
-                worker(index)
-            except BaseException:
-                traceback.print_exc()
-                code = 1
-            sys.stdout.flush()
-            sys.stderr.flush()
-            sys.exit(code)
-        children[pid] = index
-    (work / "forked").touch()
-    codes = {}
-    for pid, index in children.items():
-        _, status = os.waitpid(pid, 0)
-        codes[index] = os.waitstatus_to_exitcode(status)
-    print(json.dumps(codes))
     """
 )
 
@@ -210,7 +183,7 @@ def run_round(
 ) -> dict[str, Any]:
     """Fork ``workers`` processes in ``mode`` ("sdk" or "raw"), release them, collect results."""
     work.mkdir(parents=True)
-    (work / "launcher.py").write_text(LAUNCHER)
+    (work / "launcher.py").write_text(LAUNCHER + _tests_servers().FORK_WORKERS)
     env = {
         **_clean_env(),
         **QUIET_ENV,

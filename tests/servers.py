@@ -82,6 +82,41 @@ _SERVER_ENV = {
 }
 
 
+# The tail of a launcher script (tests/test_concurrency.py, bench/team_server.py): the
+# script defines ``worker(index)``, ``workers`` and ``work`` (a Path) and imported the slow
+# modules once; this forks ``workers`` children, each with its stdout and stderr in
+# ``work/<index>.out`` / ``.err``, touches ``work/forked`` and prints the exit codes as JSON.
+FORK_WORKERS = """
+import json as _json, os as _os, sys as _sys, traceback as _traceback
+
+children = {}
+_sys.stdout.flush()
+_sys.stderr.flush()
+for index in range(workers):
+    pid = _os.fork()
+    if pid == 0:  # a worker: its own process, stdout and stderr in its own files
+        flags = _os.O_WRONLY | _os.O_CREAT | _os.O_TRUNC
+        _os.dup2(_os.open(work / ("%d.out" % index), flags, 0o600), 1)
+        _os.dup2(_os.open(work / ("%d.err" % index), flags, 0o600), 2)
+        code = 0
+        try:
+            worker(index)
+        except BaseException:
+            _traceback.print_exc()
+            code = 1
+        _sys.stdout.flush()
+        _sys.stderr.flush()
+        _sys.exit(code)  # a normal interpreter exit, as a user script has
+    children[pid] = index
+(work / "forked").touch()
+codes = {}
+for pid, index in children.items():
+    _, status = _os.waitpid(pid, 0)
+    codes[index] = _os.waitstatus_to_exitcode(status)
+print(_json.dumps(codes))
+"""
+
+
 HANG_SECONDS = 120.0  # the longest a "hang" failure holds a request
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from servers import FORK_WORKERS
 
 WORKERS = 8
 POINTS = 1000
@@ -39,8 +40,9 @@ STEP_BASE = 1_000_000  # worker i logs steps i*STEP_BASE ... i*STEP_BASE + POINT
 READY_TIMEOUT = 240.0  # importing MLflow on a busy machine
 RUN_TIMEOUT = 240.0
 
-LAUNCHER = textwrap.dedent(
-    """
+LAUNCHER = (
+    textwrap.dedent(
+        """
     import json, os, sys, time, traceback
     from pathlib import Path
 
@@ -73,34 +75,9 @@ LAUNCHER = textwrap.dedent(
             "client_run_id": run.client_run_id,
             "status": run.status,
         }))
-
-
-    children = {}
-    sys.stdout.flush()
-    sys.stderr.flush()
-    for index in range(workers):
-        pid = os.fork()
-        if pid == 0:  # a worker: its own process, stdout and stderr in its own files
-            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-            os.dup2(os.open(work / ("%d.out" % index), flags, 0o600), 1)
-            os.dup2(os.open(work / ("%d.err" % index), flags, 0o600), 2)
-            code = 0
-            try:
-                worker(index)
-            except BaseException:
-                traceback.print_exc()
-                code = 1
-            sys.stdout.flush()
-            sys.stderr.flush()
-            sys.exit(code)  # a normal interpreter exit, as a user script has
-        children[pid] = index
-    (work / "forked").touch()
-    codes = {}
-    for pid, index in children.items():
-        _, status = os.waitpid(pid, 0)
-        codes[index] = os.waitstatus_to_exitcode(status)
-    print(json.dumps(codes))
     """
+    )
+    + FORK_WORKERS
 )
 
 
