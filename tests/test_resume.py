@@ -28,12 +28,16 @@ EXPERIMENT = "resume"
 WORKER = textwrap.dedent(
     """
     import sys, time
+    from pathlib import Path
     import mlflow  # imported first: racing processes then start their runs together
     from tracksdk import tracked
 
     mode, total = sys.argv[1], int(sys.argv[2])
-    at = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
-    time.sleep(max(0.0, at - time.time()))  # a common start for racing processes
+    if len(sys.argv) > 3:  # racing: say ready, then start with the others
+        go = Path(sys.argv[3])
+        (go.parent / f"ready-{mode}").touch()
+        while not go.exists():
+            time.sleep(0.01)
     with tracked(experiment="resume", tags={"mode": mode}) as run:
         first = run.last_step("loss", -1) + 1
         print("START", run.run_id, first, run.resumed, flush=True)
@@ -477,11 +481,17 @@ def test_must_offline_without_a_journal_fails_clearly(
 
 def race(project: Path, env: dict[str, str], key: str) -> list[str]:
     """Four processes start the same key at the same moment; their run ids."""
-    at = time.time() + 8  # every process has imported MLflow by then
+    gate = project / f"gate-{key}"
+    gate.mkdir()
+    go = gate / "go"
     children = [
-        start_worker(project, {**env, "TRACKSDK_RUN_KEY": key}, f"worker_{i}", "3", str(at))
+        start_worker(project, {**env, "TRACKSDK_RUN_KEY": key}, f"worker_{i}", "3", str(go))
         for i in range(4)
     ]
+    deadline = time.monotonic() + 120
+    while len(list(gate.glob("ready-*"))) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)  # every process has imported MLflow: they start together
+    go.touch()
     ids = []
     for child in children:
         out, err = finish(child, timeout=180)

@@ -206,7 +206,7 @@ def test_forked_children_under_the_memory_store_are_said_and_write_nothing(
     the parent's run is whole. With store="sqlite" the children's points arrive."""
     code = textwrap.dedent(
         """
-        import multiprocessing, sys, warnings
+        import multiprocessing, os, sys, warnings
         import tracksdk
         from tracksdk.testing import capture_runs
 
@@ -215,8 +215,9 @@ def test_forked_children_under_the_memory_store_are_said_and_write_nothing(
                 warnings.simplefilter("always")
                 tracksdk.log_metric(f"child{i}", 1.0)
                 tracksdk.flush(10)
-            print("child warned:", any("store='sqlite'" in str(w.message) for w in said))
-            sys.stdout.flush()
+            warned = any("store='sqlite'" in str(w.message) for w in said)
+            sys.stdout.flush()  # one write of a whole line: the two children print at once
+            os.write(1, f"child warned: {warned}\\n".encode())
 
         @tracksdk.tracked
         def train():
