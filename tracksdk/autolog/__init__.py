@@ -64,6 +64,7 @@ from tracksdk.autolog._engines import (
     AddUndo,
     AutologSpec,
     choose_engine,
+    skip_post_training_metrics,
     start_autolog,
 )
 from tracksdk.autolog._handover import enable_autolog, mlflow_autolog_enabled
@@ -109,6 +110,7 @@ __all__ = [
     "patch_attribute",
     "patched_call",
     "pickles_by_reference",
+    "skip_post_training_metrics",
     "start_autolog",
     "tracked_run",
 ]

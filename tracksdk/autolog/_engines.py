@@ -47,6 +47,7 @@ __all__ = [
     "MLFLOW_OPTIONS",
     "AutologSpec",
     "choose_engine",
+    "skip_post_training_metrics",
     "start_autolog",
 ]
 
@@ -268,3 +269,54 @@ def _run_all(steps: Iterable[Callable[[], None]]) -> None:
             error = error or exc
     if error is not None:
         raise error
+
+
+def skip_post_training_metrics(framework: str, owns: Callable[[Any], bool]) -> Callable[[], None]:
+    """Keep MLflow's post-training metrics off for one framework's models; return the undo.
+
+    ``mlflow.<framework>.autolog`` turns MLflow's post-training metrics on for scikit-learn
+    API models and has no option to turn them off: after every fit, each ``sklearn.metrics``
+    call and ``score`` on the model's predictions is logged again as a metric named after
+    the variable (``accuracy_score_X``), with a ``metric_info.json``. MLflow does that for
+    the models its patched ``fit`` registers with
+    ``_AUTOLOGGING_METRICS_MANAGER.register_model``; while this is in place, models
+    ``owns`` accepts are not registered, so nothing is logged for their predictions; other
+    models (sklearn autolog with ``log_post_training_metrics=True``) still are. It relies
+    on an MLflow internal: if it is gone in another MLflow version, this warns and MLflow
+    logs the post-training metrics.
+
+    Args:
+        framework: The plugin's framework, for the warning (``"lightgbm"``).
+        owns: Whether a model is the framework's.
+    """
+    from tracksdk.saving import import_mlflow
+
+    manager = getattr(import_mlflow("mlflow.sklearn"), "_AUTOLOGGING_METRICS_MANAGER", None)
+    register = getattr(manager, "register_model", None)
+    if manager is None or register is None:
+        warn(
+            "tracksdk: mlflow.sklearn._AUTOLOGGING_METRICS_MANAGER.register_model is gone: "
+            f"{framework} autolog with engine='mlflow' will log post-training metrics."
+        )
+        return lambda: None
+
+    def register_model(model: Any, *args: Any, **kwargs: Any) -> Any:
+        if owns(model):
+            return None
+        return register(model, *args, **kwargs)
+
+    # An instance attribute over the bound method. A nested run's switch (of this plugin
+    # or another's) goes over this one and puts it back when it ends; the outermost
+    # removes the attribute.
+    previous = manager.__dict__.get("register_model")
+    manager.register_model = register_model
+
+    @once
+    def restore() -> None:
+        if manager.__dict__.get("register_model") is register_model:
+            if previous is None:
+                del manager.register_model
+            else:
+                manager.register_model = previous
+
+    return restore

@@ -95,52 +95,13 @@ def autolog_spec() -> AutologSpec:
 
 
 def _skip_post_training_metrics() -> Callable[[], None]:
-    """Stop MLflow's xgboost autolog logging post-training metrics, until the returned call.
+    """MLflow's post-training metrics stay off for xgboost models (``tracksdk.autolog``).
 
-    ``mlflow.xgboost.autolog`` turns MLflow's post-training metrics on for the scikit-learn
-    API models and has no option to turn them off: after every fit, each
-    ``sklearn.metrics`` call and ``score`` on the model's predictions is logged again as a
-    metric named after the variable (``accuracy_score_X``), with a ``metric_info.json``.
-    MLflow does that for the models its patched ``fit`` registers with
-    ``_AUTOLOGGING_METRICS_MANAGER.register_model``; while this is in place, XGBoost models
-    are not registered, so nothing is logged for their predictions. scikit-learn models
-    (sklearn autolog with ``log_post_training_metrics=True``) still are.
-    ``{"log_post_training_metrics": True}`` keeps MLflow's behaviour. This relies on an
-    MLflow internal: if it is gone in another MLflow version, the plugin warns and MLflow
-    logs the post-training metrics.
+    ``{"log_post_training_metrics": True}`` keeps MLflow's behaviour.
     """
-    from tracksdk.autolog import once
-    from tracksdk.saving import import_mlflow
+    from tracksdk.autolog import skip_post_training_metrics
 
-    manager = getattr(import_mlflow("mlflow.sklearn"), "_AUTOLOGGING_METRICS_MANAGER", None)
-    register = getattr(manager, "register_model", None)
-    if manager is None or register is None:
-        warn(
-            "mlflow.sklearn._AUTOLOGGING_METRICS_MANAGER.register_model is gone: xgboost "
-            "autolog with engine='mlflow' will log post-training metrics."
-        )
-        return lambda: None
-
-    def register_model(model: Any, *args: Any, **kwargs: Any) -> Any:
-        if _is_xgboost_model(model):
-            return None
-        return register(model, *args, **kwargs)
-
-    # An instance attribute over the bound method. A nested run's switch goes over this
-    # one and puts it back when it ends; the outermost removes the attribute. The
-    # LightGBM plugin's switch stacks the same way, in either order.
-    previous = manager.__dict__.get("register_model")
-    manager.register_model = register_model
-
-    @once
-    def restore() -> None:
-        if manager.__dict__.get("register_model") is register_model:
-            if previous is None:
-                del manager.register_model
-            else:
-                manager.register_model = previous
-
-    return restore
+    return skip_post_training_metrics("xgboost", _is_xgboost_model)
 
 
 def _save(model: Any, path: Path, input_example: Any, formats: tuple[str, ...]) -> None:
