@@ -230,11 +230,13 @@ def run_round(
             failures.append({"index": index, "code": codes[str(index)], "stderr": stderr[-2000:]})
             continue
         result = json.loads(out[-1])
-        result["stderr_warnings"] = sum(
-            1
+        warned = [
+            line
             for line in stderr.splitlines()
             if "warning" in line.lower() or "error" in line.lower()
-        )
+        ]
+        result["stderr_warnings"] = len(warned)
+        result["stderr_lines"] = warned[:5]  # what a failed check shows
         results.append(result)
     end = max((r["ended"] for r in results), default=go)
     return {"go": go, "wall_s": end - go, "results": results, "failures": failures}

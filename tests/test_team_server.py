@@ -39,7 +39,7 @@ def test_eight_processes_lose_and_duplicate_no_point_on_the_team_server(
     assert round_["failures"] == []
     results = round_["results"]
     assert len(results) == WORKERS
-    assert all(r["stderr_warnings"] == 0 for r in results), results
+    assert [r["stderr_lines"] for r in results if r["stderr_warnings"]] == []
     check = team_server.check_runs(mlflow_server.url, results, POINTS)
     assert check == {
         "lost": 0,

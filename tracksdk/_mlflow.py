@@ -314,8 +314,16 @@ def pop_active(run_id: str) -> None:
     fluent = _internals()[0]
     _pushed.pop(run_id, None)
 
-    stack = fluent._active_run_stack.get()
-    stack[:] = [r for r in stack if r.info.run_id != run_id]
+    variable = fluent._active_run_stack
+    stacks = [variable.get()]
+    # The stack is per thread, and the thread that ends a run may not be the one that
+    # pushed it (the SIGTERM watch ends runs from its own thread): a run left on the
+    # main thread's stack would be ended FINISHED by MLflow's atexit hook.
+    every = getattr(variable, "get_all_thread_values", None)
+    if every is not None:
+        stacks.extend(every().values())
+    for stack in stacks:
+        stack[:] = [r for r in stack if r.info.run_id != run_id]
     fluent._last_active_run_id.set(run_id)
 
 

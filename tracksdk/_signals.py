@@ -7,6 +7,8 @@ keeps ignoring it); the main thread puts the previous one back once no session i
 Python lets only the main thread set a handler: a run of another thread is ended by it
 while a run started in the main thread has installed it. The handler ends each live
 session (innermost first), restores the previous handler and delivers the signal again.
+While it is installed, a watchdog (:mod:`tracksdk._sigterm_watch`) sees that a SIGTERM
+does not wait for a main thread asleep in a blocking call or busy in C code.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import signal
 import threading
 from types import FrameType
 from typing import TYPE_CHECKING, Any
+
+from tracksdk._sigterm_watch import Watch
 
 if TYPE_CHECKING:
     from tracksdk._session import Session
@@ -29,6 +33,9 @@ _live: list[Session] = []  # the sessions started and not yet ended, oldest firs
 _installer: Session | None = None  # the session that installed the handler
 _previous: Any = None  # the handler before it
 _pid = 0  # the process that installed the handler
+_started = threading.Event()  # the handler started (the watch leaves the work to it)
+_killing = threading.Lock()  # held while live sessions are ended, by the handler or watch
+_watch: Watch | None = None
 
 
 def enter(session: Session) -> None:
@@ -41,8 +48,14 @@ def enter(session: Session) -> None:
     current = signal.getsignal(signal.SIGTERM)
     if current is signal.SIG_IGN or current is _on_sigterm:
         return
+    global _watch
     _installer, _previous, _pid = session, current, os.getpid()
+    _started.clear()
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if _watch is None:
+        watch = Watch(_started, _take_over)
+        if watch.start():
+            _watch = watch
 
 
 def leave(session: Session) -> None:
@@ -60,6 +73,7 @@ def leave(session: Session) -> None:
         if signal.getsignal(signal.SIGTERM) is _on_sigterm:  # else: replaced since, kept
             signal.signal(signal.SIGTERM, _previous)
         _installer, _previous = None, None
+        _stop_watch()
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -69,19 +83,53 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
         _restore_inherited()
         os.kill(os.getpid(), signum)
         return
-    with _live_lock:
-        sessions = list(reversed(_live))
-        _live.clear()
+    _started.set()
     previous = _previous if _previous is not None else signal.SIG_DFL
-    for session in sessions:
-        with contextlib.suppress(Exception):  # the process is going down; never block it
-            session.kill()
+    _kill_live()
     _installer, _previous = None, None
+    _stop_watch()
     signal.signal(signal.SIGTERM, previous)
     if callable(previous):
         previous(signum, frame)
     elif previous == signal.SIG_DFL:
         os.kill(os.getpid(), signum)
+
+
+def _kill_live() -> None:
+    """End every live session KILLED, innermost first (the handler's or the watch's work).
+
+    The one that comes second waits for the first to finish (bounded: each session's end
+    is), so the process is not ended under a run that is still being sent.
+    """
+    with _killing:
+        with _live_lock:
+            sessions = list(reversed(_live))
+            _live.clear()
+        for session in sessions:
+            with contextlib.suppress(Exception):  # the process is going down; never block it
+                session.kill()
+
+
+def _take_over() -> bool:
+    """The watch's work when the main thread does not run the handler in time.
+
+    Returns:
+        Whether the process should end as SIGTERM's default action ends it: it had no
+        handler of its own (a handler of the user's runs when the main thread can).
+    """
+    if _started.is_set():
+        return False
+    previous = _previous
+    _kill_live()
+    return not _started.is_set() and (previous is None or previous == signal.SIG_DFL)
+
+
+def _stop_watch() -> None:
+    global _watch
+    watch, _watch = _watch, None
+    if watch is not None:
+        with contextlib.suppress(Exception):
+            watch.stop()
 
 
 def _restore_inherited() -> None:
@@ -101,7 +149,11 @@ def after_fork_in_child() -> None:
     parent's run through a journal of its own), but it must not end those runs: no
     SIGTERM handler of the parent's, no live sessions, a fresh lock.
     """
-    global _live_lock
+    global _live_lock, _killing, _watch
+    if _watch is not None:
+        _watch.forget_in_child()
+        _watch = None
     _restore_inherited()
     _live.clear()
     _live_lock = threading.RLock()
+    _killing = threading.Lock()
