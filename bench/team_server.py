@@ -236,7 +236,7 @@ def run_round(
             if "warning" in line.lower() or "error" in line.lower()
         ]
         result["stderr_warnings"] = len(warned)
-        result["stderr_lines"] = warned[:5]  # what a failed check shows
+        result["stderr_lines"] = warned[:20]  # what a failed check shows
         results.append(result)
     end = max((r["ended"] for r in results), default=go)
     return {"go": go, "wall_s": end - go, "results": results, "failures": failures}
