@@ -120,9 +120,17 @@ def local_parts(folder: Path, key: str, experiment: str, target: str | None) -> 
 
 
 def prepare(
-    options: RunOptions, explained: Explained, nested: bool, experiment: str, target: str | None
+    options: RunOptions,
+    explained: Explained,
+    nested: bool,
+    experiment: str,
+    target: str | None,
+    shared_key: str | None = None,
 ) -> tuple[str | None, str | None, Continued]:
     """The run's key, its resume mode, and what its earlier parts journaled here.
+
+    ``shared_key`` is the key of a distributed job's shared run (:mod:`tracksdk._distributed`),
+    which every rank takes.
 
     Raises:
         ConfigError: ``resume=`` without a key or a run id.
@@ -131,7 +139,7 @@ def prepare(
     from tracksdk import _journal
 
     settings = explained.settings
-    key = key_of(options, settings, nested)
+    key = shared_key or key_of(options, settings, nested)
     if options.resume is not None and key is None and options.run_id is None:
         from tracksdk.exceptions import ConfigError
 

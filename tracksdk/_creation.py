@@ -7,6 +7,7 @@ lifecycle reads as one story.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -24,27 +25,51 @@ if TYPE_CHECKING:
     from tracksdk.backends import Connection
     from tracksdk.settings import Explained
 
-__all__ = ["open_journal", "other_rank", "run_tags", "wait_created", "warn_not_created"]
+__all__ = [
+    "experiment_name",
+    "open_journal",
+    "run_tags",
+    "sync_leftovers",
+    "wait_created",
+    "warn_not_created",
+]
 
 
-def _rank() -> int:
-    for var in ("RANK", "LOCAL_RANK"):
-        value = os.environ.get(var)
-        if value is not None:
-            try:
-                return int(value)
-            except ValueError:
-                return 0
-    return 0
+def experiment_name(
+    explained: Explained,
+    parent: Run | None,
+    chosen: str | None,
+    saved: Any,
+    conn: Connection | None,
+) -> str:
+    """The run's experiment: a nested run's parent's, else the settings', MLflow's, the folder's."""
+    if parent is not None and chosen is None:
+        return parent.experiment_name or explained.root.name
+    return explained.settings.experiment or _mlflow_experiment(saved, conn) or explained.root.name
 
 
-def other_rank(track_all_ranks: bool) -> bool:
-    """Whether this process is a non-zero rank of a multi-process job that is not tracked."""
-    return _is_multiprocess() and _rank() != 0 and not track_all_ranks
+def _mlflow_experiment(saved: Any, conn: Connection | None) -> str | None:
+    """MLflow's active experiment (``mlflow.set_experiment``), when tracksdk names none."""
+    in_mlflow = conn is None or stores.uses_mlflow(conn)
+    if saved is None and ("mlflow" not in sys.modules or not in_mlflow):
+        return os.environ.get("MLFLOW_EXPERIMENT_NAME") or None  # MLflow never ran here
+    from tracksdk import _mlflow
+
+    try:
+        return _mlflow.active_experiment(saved, conn)
+    except Exception:  # a best-effort reading: the default experiment then
+        return None
 
 
-def _is_multiprocess() -> bool:
-    return any(v in os.environ for v in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
+def sync_leftovers(explained: Explained, conn: Connection) -> None:
+    """Send, in the background, runs an earlier process left in the journal."""
+    from tracksdk._context import active_run
+
+    if active_run() is not None or not stores.uses_mlflow(conn):
+        return  # the memory store lives in this process: earlier runs are not its own
+    from tracksdk import _sync
+
+    _sync.in_background(_journal.journal_dir(explained), conn, explained.settings.http_timeout)
 
 
 def run_tags(

@@ -283,6 +283,9 @@ def tracked(
             ``"must"`` raises :class:`~tracksdk.ResumeError` when none does, ``"never"``
             when one does. Default ``TRACKSDK_RESUME``.
         run_id: Continue this run by MLflow's id, like ``mlflow.start_run(run_id=...)``.
+        distributed: Under torchrun, srun or mpirun: ``"rank0"`` (rank 0's run only),
+            ``"shared"`` (one run all ranks write to) or ``"each"`` (a run per rank).
+            Default ``TRACKSDK_DISTRIBUTED__MODE`` (docs/distributed.md).
 
     Returns:
         The wrapped function when used bare, else a :class:`Tracked` object that

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tracksdk import _console_log, _resume
+from tracksdk import _console_log, _distributed, _resume
 from tracksdk._console_log import ConsoleLog
 from tracksdk._journal import folders, layout
 from tracksdk._journal.records import Create, End, File, Input, Output, Register
@@ -85,6 +85,8 @@ class Delivery:
         # False: a later part continued the run before this one was sent; None: unknown.
         self.latest: bool | None = True
         self._adopt = False  # logs/console.log starts with the earlier part's
+        # A rank's part of a shared distributed run: (rank, world size, attempt).
+        self.shared: tuple[int, int, str] | None = None
         meta = journal.meta if journal is not None else layout.read_json(path / "meta.json")
         attach = (meta or {}).get("attach_to")
         self.attach_to: str | None = str(attach) if attach else None
@@ -225,6 +227,14 @@ class Delivery:
                     f"{self.lost_artifacts} artifact upload(s) reached the store that lost "
                     "this run and were freed from the journal; they could not be sent again"
                 )
+            if self.shared is not None:  # rank 0 writes the console log
+                if self.shared[0] == 0:
+                    extra.update(self._console_at_end(transport, run_id))
+                self.status_sent = _distributed.end_rank(
+                    transport, run_id, self.shared, record.status, int(record.end_ms), extra
+                )
+                self.ended = True
+                return
             if self.part is not None and not _resume.is_latest(transport, run_id, self.part):
                 # A later part continued the run: its end, not this one's, sets the status
                 # (and its console log stays).
@@ -286,6 +296,9 @@ class Delivery:
 
     def create(self, info: Create, *, retried: bool = False) -> None:
         """Create the run (or find the one an earlier attempt created), once."""
+        self.shared = _distributed.parse_shared(info.shared)
+        if self.shared is not None:
+            self.latest = self.shared[0] == 0  # rank 0 writes the console log
         if self.run_id is not None:
             return
         transport = self.transport()
@@ -319,7 +332,7 @@ class Delivery:
                 lambda: self._new_run(transport, experiment_id, info, _resume.part_name),
             )
             created, self.part, self.resumed = opened.created, opened.part, opened.state
-            self.latest = opened.latest
+            self.latest = opened.latest if self.shared is None else self.shared[0] == 0
             # The run's console log goes on after the one its earlier part left: read when
             # the first output arrives, so that a long log never delays the run's start.
             self._adopt = opened.state is not None and opened.latest

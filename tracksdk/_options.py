@@ -31,6 +31,7 @@ class TrackedOptions(TypedDict, total=False):
     key: str | None
     resume: str | None
     run_id: str | None
+    distributed: str | None
 
 
 class RunOptions:
@@ -39,6 +40,7 @@ class RunOptions:
     __slots__ = (
         "autolog",
         "best",
+        "distributed",
         "experiment",
         "formats",
         "key",
@@ -87,13 +89,10 @@ class RunOptions:
         self.best: Gate | None = best
         self.key = _text_option("key", options.get("key"))
         self.run_id = _text_option("run_id", options.get("run_id"))
-        resume = options.get("resume")
-        if resume is not None and resume not in RESUME_MODES:
-            raise ConfigError(
-                f"tracked(resume={resume!r}): resume must be one of "
-                f"{', '.join(map(repr, RESUME_MODES))} (docs/resume.md)"
-            )
-        self.resume = resume
+        self.resume = _choice("resume", options.get("resume"), RESUME_MODES, "resume.md")
+        self.distributed = _choice(
+            "distributed", options.get("distributed"), DISTRIBUTED_MODES, "distributed.md"
+        )
         if self.key is not None and self.run_id is not None:
             raise ConfigError(
                 "tracked(key=..., run_id=...): give one of them: a key names the run "
@@ -113,6 +112,8 @@ class RunOptions:
         out = dict(self.settings)
         if self.resume is not None:
             out["resume"] = self.resume
+        if self.distributed is not None:
+            out["distributed"] = {**out.get("distributed", {}), "mode": self.distributed}
         if self.experiment is not None:
             out["experiment"] = self.experiment
         if self.strict is not None:
@@ -126,6 +127,19 @@ class RunOptions:
             out["autolog"] = autolog
         return out
 
+
+def _choice(name: str, value: str | None, allowed: tuple[str, ...], doc: str) -> str | None:
+    """``value`` when it is one of ``allowed`` (or None), else a ConfigError saying which are."""
+    if value is not None and value not in allowed:
+        raise ConfigError(
+            f"tracked({name}={value!r}): {name} must be one of "
+            f"{', '.join(map(repr, allowed))} (docs/{doc})"
+        )
+    return value
+
+
+#: What ``distributed=`` accepts (docs/distributed.md).
+DISTRIBUTED_MODES = ("rank0", "shared", "each")
 
 #: What ``resume=`` accepts (docs/resume.md).
 RESUME_MODES = ("allow", "must", "never")

@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tracksdk import _distributed
 from tracksdk._schema import (
     CLIENT_RUN_ID_TAG,
     MAX_KEY,
@@ -146,7 +147,7 @@ def open_run(
                 f"run {info.resume_id} is in the trash: restore it in the MLflow UI (or "
                 f"`mlflow runs restore --run-id {info.resume_id}`) to continue it"
             )
-        return _continue(store, state, part, client_id, info.tags)
+        return _continue(store, state, part, client_id, info)
     key = str(info.key)
     mode = info.resume or "allow"
     found = store.keyed_runs(experiment_id, key)
@@ -201,18 +202,24 @@ def _existing(
             f'resume="never": run {state.run.run_id} of experiment {info.experiment!r} '
             f"already has key {key!r}. Use another key, or resume='allow' to continue it"
         )
-    return _continue(store, state, part, client_id, info.tags)
+    return _continue(store, state, part, client_id, info)
 
 
-def _continue(
-    store: Store, state: RunState, part: str, client_id: str, tags: Mapping[str, str]
-) -> Opened:
+def _continue(store: Store, state: RunState, part: str, client_id: str, info: Create) -> Opened:
     """Make this part one of the run's: the latest one (RUNNING again) unless a later exists.
 
     The latest part's creation tags (the user's ``tags=``, its source) are set on the run,
     as a new run would have them; the run's name and identity tags stay the first part's.
+    A rank of a shared distributed run joins the run of its own attempt (one of the ranks
+    created it) without continuing it: it is only named as one of its parts.
     """
+    tags = info.tags
     run_id = state.run.run_id
+    shared = _distributed.parse_shared(info.shared)
+    if shared is not None and state.tags.get(_distributed.ATTEMPT_TAG) == shared[2]:
+        if state.tags.get(CLIENT_RUN_ID_TAG) != client_id:
+            store.log_batch(run_id, [], {}, {part_tag(client_id): client_id})
+        return Opened(state.run, state, part, shared[0] == 0)
     current = state.tags.get(RUN_PART_TAG) or part_name(
         state.start_ms, state.tags.get(CLIENT_RUN_ID_TAG, "")
     )

@@ -14,14 +14,21 @@ ends the run through it. Neither reads the other's private state.
 from __future__ import annotations
 
 import contextvars
-import os
-import sys
 import time
 import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from tracksdk import _context, _continued, _creation, _outcome, _signals, _warn, stores
+from tracksdk import (
+    _context,
+    _continued,
+    _creation,
+    _distributed,
+    _outcome,
+    _signals,
+    _warn,
+    stores,
+)
 from tracksdk._context import active_run
 from tracksdk._context import current as _current
 from tracksdk._journal.records import Create
@@ -93,6 +100,7 @@ class Session:
         self._token: contextvars.Token[tuple[Run, ...]] | None = None
         self._finished = False
         self._pushed: str | None = None  # the run id put on MLflow's active-run stack
+        self._launch: _distributed.Launch | None = None  # a rank of a shared run
         # The finished child runs, for ``best=``.
         self.children = _outcome.Children()
 
@@ -109,7 +117,8 @@ class Session:
         settings = explained.settings
         if settings.mode == "disabled":
             return self._push(self.run)
-        if _creation.other_rank(settings.track_all_ranks):
+        untracked, self._launch = _distributed.for_run(settings, nested=parent is not None)
+        if untracked:  # another rank's run: cheap, nothing is resolved nor started
             return self._push(self.run)
         conn: Connection | None
         outer = _sessions.get(parent) if parent is not None else None
@@ -120,7 +129,7 @@ class Session:
         else:
             parent = None
             explained, conn = _config.resolve_with_connection(overrides)
-            self._sync_leftovers(explained, conn)
+            _creation.sync_leftovers(explained, conn)
         try:
             run = self._create(explained, conn, parent)
         except (ResumeError, ConfigError):  # the user's mistake: said before the body runs
@@ -158,18 +167,26 @@ class Session:
             self._saved = _mlflow.activate(
                 conn, http_timeout=settings.http_timeout, http_retries=settings.http_retries
             )
-        if parent is not None and self.options.experiment is None:
-            experiment = parent.experiment_name or explained.root.name
-        else:
-            experiment = settings.experiment or self._mlflow_experiment() or explained.root.name
+        experiment = _creation.experiment_name(
+            explained, parent, self.options.experiment, self._saved, conn
+        )
 
         checker = Checker(strict=settings.strict)
         tags, long_tags = _creation.run_tags(self.options, self.function, checker)
         client_id = _journal.new_client_id()
         tags[CLIENT_RUN_ID_TAG] = client_id
         target = _journal.masked_target(conn.tracking_uri) if conn is not None else None
+        launch, shared = self._launch, None
+        if launch is not None:
+            shared = f"{launch.rank}/{launch.world_size}/{launch.attempt}"
+            tags.update(_distributed.creation_tags(launch))
         key, resume, continued = _continued.prepare(
-            self.options, explained, parent is not None, experiment, target
+            self.options,
+            explained,
+            parent is not None,
+            experiment,
+            target,
+            shared_key=_distributed.shared_key(launch, self.options.key, settings.run_key),
         )
         writer = self._writer = Writer(
             _creation.open_journal(
@@ -193,16 +210,18 @@ class Session:
                     key=key,
                     resume=resume,
                     resume_id=self.options.run_id,
+                    shared=shared,
                 )
             )
-            run = Run(
-                conn=conn,
-                writer=writer,
-                checker=checker,
-                parent=parent,
-                name=self.options.run_name,
-                experiment_name=experiment,
-            )
+            fields: dict[str, Any] = {"conn": conn, "writer": writer, "checker": checker}
+            fields.update(parent=parent, name=self.options.run_name, experiment_name=experiment)
+            other_rank = launch is not None and launch.rank != 0
+            if launch is not None and other_rank:  # series of its own; provenance is rank 0's
+                from tracksdk._rank_run import RankRun
+
+                run: Run = RankRun(rank=launch.rank, **fields)
+            else:
+                run = Run(**fields)
             continuing = key is not None or self.options.run_id is not None
             if self.params and not continuing:
                 run.log_params(self.params)
@@ -216,14 +235,18 @@ class Session:
             if continuing:
                 # The params are checked against those the earlier parts logged.
                 run._continue_from(_continued.settle(creation, continued, resume, key))
+                if launch is not None:  # the ranks of one launch join, they do not resume
+                    run.resumed = _distributed.resumed(creation, launch)
                 if self.params:
                     run.log_params(self.params)
             # Git and friends run while the body starts: not before the run is created,
             # where their subprocesses and the GIL would slow the creation down.
-            self._capture = Capture(explained, self.source_file, writer, {*tags, *long_tags})
-            self._capture.start()
-            self._enable_autolog(settings, run)
-            if parent is None:  # nested runs share their top-level run's capture
+            if not other_rank:
+                self._capture = Capture(explained, self.source_file, writer, {*tags, *long_tags})
+                self._capture.start()
+                # Autolog logs through MLflow under its own names: rank 0's only.
+                self._enable_autolog(settings, run)
+            if parent is None and not other_rank:  # nested runs share their top's capture
                 self._console = _console.start(settings, writer, writer.label)
             self._sampler = _system_metrics.start(run, settings, conn)  # last: never raises
         except BaseException as exc:
@@ -237,18 +260,6 @@ class Session:
             raise
         return run
 
-    def _mlflow_experiment(self) -> str | None:
-        """MLflow's active experiment (``mlflow.set_experiment``), when tracksdk names none."""
-        in_mlflow = self._conn is None or stores.uses_mlflow(self._conn)
-        if self._saved is None and ("mlflow" not in sys.modules or not in_mlflow):
-            return os.environ.get("MLFLOW_EXPERIMENT_NAME") or None  # MLflow never ran here
-        from tracksdk import _mlflow
-
-        try:
-            return _mlflow.active_experiment(self._saved, self._conn)
-        except Exception:  # a best-effort reading: the default experiment then
-            return None
-
     def _wait_created(self, writer: Writer, settings: Any) -> Creation | None:
         """Wait for the store to create the run (:func:`tracksdk._creation.wait_created`)."""
         creation = _creation.wait_created(writer, self._conn, settings)
@@ -259,14 +270,6 @@ class Session:
             _mlflow.push_active(created)  # for mlflow.log_* and MLflow's autolog
             self._pushed = created.run_id
         return creation
-
-    def _sync_leftovers(self, explained: Explained, conn: Connection) -> None:
-        """Send, in the background, runs an earlier process left in the journal."""
-        if active_run() is not None or not stores.uses_mlflow(conn):
-            return  # the memory store lives in this process: earlier runs are not its own
-        from tracksdk import _journal, _sync
-
-        _sync.in_background(_journal.journal_dir(explained), conn, explained.settings.http_timeout)
 
     def _enable_autolog(self, settings: Any, run: Run) -> None:
         """Turn on the selected frameworks' autolog for this run only."""

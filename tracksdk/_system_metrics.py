@@ -62,7 +62,9 @@ def start(run: Run, settings: Settings, conn: Connection | None) -> Sampler | No
     if conn is not None and conn.tracking_uri.startswith("memory://"):
         return None
     try:
-        node = node_id(settings.track_all_ranks)
+        from tracksdk._distributed import node_id
+
+        node = node_id(settings)
         # A continued run's samples go on after its earlier parts' (docs/resume.md).
         last = run.last_step(f"{PREFIX}{node + '/' if node else ''}cpu_utilization_percentage", -1)
         sampler = Sampler(run, section.interval, node_id=node, first_step=last + 1)
@@ -74,19 +76,6 @@ def start(run: Run, settings: Settings, conn: Connection | None) -> Sampler | No
         )
         return None
     return sampler
-
-
-def node_id(track_all_ranks: bool) -> str | None:
-    """``rank_<n>`` when every rank of a multi-process job is tracked, else None.
-
-    MLflow's ``node_id`` convention puts it after the prefix:
-    ``system/rank_1/cpu_utilization_percentage``.
-    """
-    from tracksdk import _creation
-
-    if not track_all_ranks or not _creation._is_multiprocess():
-        return None
-    return f"rank_{_creation._rank()}"
 
 
 class Sampler:

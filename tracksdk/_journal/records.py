@@ -8,8 +8,7 @@ journals written by earlier releases are read back as they were written.
   start time); a forked child's journal attaches to its parent's run instead
 - ``["m", [[key, value, timestamp_ms, step], ...]]`` :class:`Metrics`: metric points
 - ``["p", {key: value}]`` :class:`Params`; ``["t", {key: value}]`` :class:`Tags`
-- ``["f", "<path under files/>", "<artifact path or null>"]`` :class:`File`: upload a
-  file or folder
+- ``["f", "<path under files/>", "<artifact path or null>"]`` :class:`File`: an upload
 - ``["i", {dataset}, "<context or null>"]`` :class:`Input`: a dataset input
 - ``["r", {register spec}, {metrics}]`` :class:`Register`: register the logged model (when
   it could not be registered while the run was live)
@@ -68,11 +67,10 @@ class Create:
         parent_run_id: The parent run's MLflow id, when it was known at the start.
         attach: In a forked child's journal: the client id of the run it adds to.
         run_id: In a forked child's journal: that run's MLflow id, when it was known.
-        key: The user's run key (``tracked(key=...)``): the run with this key in the
-            experiment is continued, or created (docs/resume.md).
-        resume: With a key: ``allow``, ``must`` (refused when no run has the key) or
-            ``never`` (refused when one has).
+        key: ``tracked(key=...)``: the experiment's run with it is continued, or created.
+        resume: With a key: ``allow``, ``must`` or ``never`` (docs/resume.md).
         resume_id: The MLflow id of a run to continue (``tracked(run_id=...)``).
+        shared: A rank's ``"<rank>/<world size>/<attempt>"`` in a shared distributed run.
     """
 
     experiment: str
@@ -86,6 +84,7 @@ class Create:
     key: str | None = None
     resume: str | None = None
     resume_id: str | None = None
+    shared: str | None = None
 
     def as_json(self) -> tuple[Any, ...]:
         """The record as JSON values, as it is written in the journal."""
@@ -101,7 +100,7 @@ class Create:
             "start": self.start,
         }
         # Only when set: a run without them has the bytes earlier releases wrote.
-        for name in ("key", "resume", "resume_id"):
+        for name in ("key", "resume", "resume_id", "shared"):
             value = getattr(self, name)
             if value is not None:
                 body[name] = value
@@ -347,6 +346,7 @@ def _create(value: list[Any]) -> Create:
         key=_optional_text(body.get("key")),
         resume=_optional_text(body.get("resume")),
         resume_id=_optional_id(body.get("resume_id")),
+        shared=_optional_text(body.get("shared")),
     )
 
 

@@ -118,6 +118,17 @@ class SystemMetricsSettings(_Section):
     )
 
 
+class DistributedSettings(_Section):
+    """``TRACKSDK_DISTRIBUTED__*``: what the ranks of torchrun, srun or mpirun track."""
+
+    mode: Literal["rank0", "shared", "each"] = Field(
+        default="rank0",
+        description="rank0: one run, written by rank 0 only; shared: one run every rank "
+        "writes to (series of rank N > 0 end in /rank_N); each: a run per rank "
+        "(docs/distributed.md).",
+    )
+
+
 class Settings(BaseSettings):
     """Every tracksdk setting. ``Settings()`` reads the sources :mod:`tracksdk.settings` lists."""
 
@@ -148,8 +159,8 @@ class Settings(BaseSettings):
     )
     track_all_ranks: bool = Field(
         default=False,
-        description="In multi-process jobs (RANK/LOCAL_RANK/WORLD_SIZE set), track every "
-        "rank instead of rank 0 only.",
+        description="In multi-process jobs, a run per rank instead of rank 0's only: "
+        "TRACKSDK_DISTRIBUTED__MODE=each, which it stays for.",
     )
     autolog: bool | list[str] | dict[str, dict[str, Any]] = Field(
         default=False,
@@ -210,6 +221,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     capture: CaptureSettings = Field(default_factory=CaptureSettings)
     system_metrics: SystemMetricsSettings = Field(default_factory=SystemMetricsSettings)
+    distributed: DistributedSettings = Field(default_factory=DistributedSettings)
 
     @field_validator("autolog", mode="before")
     @classmethod
