@@ -590,7 +590,8 @@ def test_last_active_run_on_an_authenticated_server(
 
 def test_untracked_run_is_a_null_object(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With tracking off, every Run method exists on the run users get and does nothing."""
-    from tracksdk._run import Run, UntrackedRun
+    from tracksdk._run import Run
+    from tracksdk._untracked import UntrackedRun
 
     single = {"log_metric", "log_param", "set_tag", "log_artifacts"}  # call the batch forms
     public = {n for n in vars(Run) if not n.startswith("_")}

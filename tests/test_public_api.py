@@ -26,6 +26,7 @@ PUBLIC = {
     "start",
     "Run",
     "active_run",
+    "attach",
     "flush",
     "log_artifact",
     "log_artifacts",

@@ -32,6 +32,7 @@ from tracksdk._api import (
     set_tag,
     set_tags,
 )
+from tracksdk._attach import attach
 from tracksdk._config import configure, reset
 from tracksdk._context import active_run
 from tracksdk._decorator import Tracked, tracked
@@ -67,6 +68,7 @@ __all__ = [
     "ValidationError",
     "__version__",
     "active_run",
+    "attach",
     "configure",
     "evaluate",
     "flush",

@@ -42,7 +42,7 @@ def _process_run() -> Run:
     """The run for a caller without a run of its own, or an untracked Run (counted)."""
     global _untracked
     from tracksdk import _config
-    from tracksdk._run import UntrackedRun
+    from tracksdk._untracked import UntrackedRun
 
     if _untracked is None:
         _untracked = UntrackedRun()
@@ -57,8 +57,13 @@ def _process_run() -> Run:
         strict = False
     if tops:
         _dropped_ambiguous(tops, strict)
-    else:
-        _dropped_without_run(strict)
+        return _untracked
+    from tracksdk._attach import from_environment
+
+    attached = from_environment()  # a spawned child of a tracked run (docs/distributed.md)
+    if attached is not None:
+        return attached
+    _dropped_without_run(strict)
     return _untracked
 
 

@@ -101,8 +101,12 @@ def open_journal(
     experiment: str,
     run_name: str | None,
     run_key: str | None = None,
+    attach_to: str | None = None,
 ) -> Journal:
-    """The run's journal: on disk; in memory for the memory store or a broken disk."""
+    """The run's journal: on disk; in memory for the memory store or a broken disk.
+
+    ``attach_to``: the run a spawned child's part adds to (:mod:`tracksdk._attach`).
+    """
     folder = _journal.journal_dir(explained)
     meta = {
         "run_key": run_key,  # a later run with the key continues this one, even offline
@@ -114,6 +118,8 @@ def open_journal(
         "parent": parent.client_run_id if parent is not None else None,
         "console_max_bytes": explained.settings.console_max_mb << 20,  # logs/console.log
     }
+    if attach_to is not None:
+        meta["attach_to"] = attach_to
     max_bytes = explained.settings.journal.max_mb << 20
     try:
         if conn is not None and not stores.uses_mlflow(conn):

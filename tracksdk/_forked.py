@@ -125,11 +125,11 @@ def start_child(writer: Writer) -> None:
             label=f"{writer.label} (forked child {os.getpid()})",
         )
         writer.sender.start()
-    _hook_child_exit(writer)
+    hook_exit(writer)
 
 
-def _hook_child_exit(writer: Writer) -> None:
-    """Send the child's points when it exits: atexit, and multiprocessing's exit."""
+def hook_exit(writer: Writer) -> None:
+    """Send a child's points when it exits: atexit, and multiprocessing's exit."""
     if writer.exit_hooked:
         return
     writer.exit_hooked = True

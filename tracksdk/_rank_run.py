@@ -9,11 +9,14 @@ already, where MLflow's ``node_id`` goes (``system/rank_N/...``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracksdk._run import D, Run
 
-__all__ = ["RankRun"]
+if TYPE_CHECKING:
+    from tracksdk._distributed import Launch
+
+__all__ = ["RankRun", "run_for"]
 
 
 class RankRun(Run):
@@ -40,3 +43,10 @@ class RankRun(Run):
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Log several metric points at the same step, as this rank's series."""
         super().log_metrics({self._ranked(k): v for k, v in metrics.items()}, step=step)
+
+
+def run_for(launch: Launch | None, **fields: Any) -> Run:
+    """The run object of a new run: a :class:`RankRun` for ranks > 0 of a shared run."""
+    if launch is not None and launch.rank != 0:
+        return RankRun(rank=launch.rank, **fields)
+    return Run(**fields)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from tracksdk._writer import Writer
     from tracksdk.backends import Connection
 
-__all__ = ["Run", "UntrackedRun"]
+__all__ = ["Run"]
 
 D = TypeVar("D", int, None)  # what last_step returns for a metric never logged
 
@@ -149,6 +149,24 @@ class Run(_context.Ending):  # end() is Ending's: the lifecycle, not the run, en
         What a registry gate or ``best=`` compares; it does not read the store.
         """
         return dict(self._latest)
+
+    def ref(self) -> str:
+        """A reference to this run for :func:`tracksdk.attach` in a spawned process.
+
+        Short JSON text: the run's ids, experiment and store (masked: never a credential).
+        """
+        import json
+
+        journal = self._writer.journal
+        reference = {
+            "v": 1,
+            "client_id": self.client_run_id,
+            "run_id": self.run_id,
+            "experiment": self.experiment_name,
+            "run_name": self.name,
+            "target": journal.meta.get("target"),
+        }
+        return json.dumps(reference, separators=(",", ":"))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything logged so far is in the store (see ``tracksdk.flush``)."""
@@ -338,79 +356,6 @@ class Run(_context.Ending):  # end() is Ending's: the lifecycle, not the run, en
         from tracksdk import _outcome
 
         return _outcome.checkpoint(self._writer, self._checker, model, step)
-
-
-def _no_value(run: Run) -> str | None:
-    return None
-
-
-class UntrackedRun(Run):
-    """The run of a block that is not tracked: every method does nothing.
-
-    What ``with tracked()`` gives when tracking is off (``TRACKSDK_MODE=disabled``, a
-    non-zero rank, a run that could not start), and what module-level ``tracksdk.log_*``
-    calls reach when no run is open. ``tracked`` is False and every id is None.
-    """
-
-    def __init__(self, *, parent: Run | None = None) -> None:
-        self.parent = parent
-        self.experiment_name = None
-        self.status = "UNTRACKED"
-        self.resumed = False
-
-    def __repr__(self) -> str:
-        return "Run(untracked)"
-
-    # Every id and link is None: one getter for all six.
-    run_id = name = experiment_id = client_run_id = tracking_uri = url = property(_no_value)
-
-    @property
-    def tracked(self) -> bool:
-        return False
-
-    @property
-    def latest_metrics(self) -> dict[str, float]:
-        return {}
-
-    def flush(self, timeout: float | None = None) -> bool:
-        return False
-
-    def last_step(self, key: str, default: D = None) -> int | D:  # type: ignore[assignment]
-        return default
-
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        pass
-
-    def log_params(self, params: Mapping[str, Any]) -> None:
-        pass
-
-    def set_tags(self, tags: Mapping[str, Any]) -> None:
-        pass
-
-    def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
-        pass
-
-    def log_text(self, text: str, artifact_file: str) -> None:
-        pass
-
-    def log_dict(self, dictionary: Mapping[str, Any], artifact_file: str) -> None:
-        pass
-
-    def log_figure(self, figure: Any, artifact_file: str) -> None:
-        pass
-
-    def log_input(
-        self,
-        dataset: Any,
-        context: str | None = None,
-        *,
-        name: str | None = None,
-        targets: str | None = None,
-    ) -> None:
-        pass
-
-    def log_checkpoint(self, model: Any, step: int) -> str | None:
-        return None
 
 
 def after_fork_in_child() -> None:

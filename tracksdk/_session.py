@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from tracksdk import (
+    _attach,
     _context,
     _continued,
     _creation,
@@ -33,8 +34,10 @@ from tracksdk._context import active_run
 from tracksdk._context import current as _current
 from tracksdk._journal.records import Create
 from tracksdk._options import RunOptions
-from tracksdk._run import Run, UntrackedRun
+from tracksdk._rank_run import run_for
+from tracksdk._run import Run
 from tracksdk._schema import CLIENT_RUN_ID_TAG, EXIT_CODE_TAG
+from tracksdk._untracked import UntrackedRun
 from tracksdk._validate import Checker
 from tracksdk.exceptions import ConfigError, ResumeError, TrackingError
 
@@ -101,6 +104,7 @@ class Session:
         self._finished = False
         self._pushed: str | None = None  # the run id put on MLflow's active-run stack
         self._launch: _distributed.Launch | None = None  # a rank of a shared run
+        self._published: tuple[str | None, str | None] | None = None  # _attach.publish's
         # The finished child runs, for ``best=``.
         self.children = _outcome.Children()
 
@@ -147,6 +151,8 @@ class Session:
         self.run = run
         _sessions[run] = self
         _signals.enter(self)
+        if parent is None:  # spawned children started meanwhile join it (docs/distributed.md)
+            self._published = _attach.publish(run)
         return self._push(run)
 
     def _push(self, run: Run) -> Run:
@@ -213,15 +219,9 @@ class Session:
                     shared=shared,
                 )
             )
-            fields: dict[str, Any] = {"conn": conn, "writer": writer, "checker": checker}
-            fields.update(parent=parent, name=self.options.run_name, experiment_name=experiment)
-            other_rank = launch is not None and launch.rank != 0
-            if launch is not None and other_rank:  # series of its own; provenance is rank 0's
-                from tracksdk._rank_run import RankRun
-
-                run: Run = RankRun(rank=launch.rank, **fields)
-            else:
-                run = Run(**fields)
+            run = run_for(launch, conn=conn, writer=writer, checker=checker, parent=parent,
+                          name=self.options.run_name, experiment_name=experiment)  # fmt: skip
+            other_rank = launch is not None and launch.rank != 0  # provenance is rank 0's
             continuing = key is not None or self.options.run_id is not None
             if self.params and not continuing:
                 run.log_params(self.params)
@@ -380,6 +380,9 @@ class Session:
 
     def _cleanup(self) -> None:
         _signals.leave(self)
+        published, self._published = self._published, None
+        if published is not None:
+            _attach.unpublish(published)
         self.restore_mlflow()
 
     def restore_mlflow(self) -> None:

@@ -275,4 +275,5 @@ def _known_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[t
 @cache
 def known_env_vars() -> frozenset[str]:
     """Every ``TRACKSDK_*`` variable a setting reads, upper-case."""
-    return frozenset(env_var_name(p) for p in _known_paths(Settings))
+    # TRACKSDK_PARENT_RUN is no setting: a run's reference for its spawned children.
+    return frozenset(env_var_name(p) for p in _known_paths(Settings)) | {"TRACKSDK_PARENT_RUN"}
