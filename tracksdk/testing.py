@@ -34,7 +34,20 @@ from typing import Any, Literal
 from tracksdk import _config
 from tracksdk._schema import PARENT_RUN_ID_TAG
 
-__all__ = ["CapturedRun", "CapturedRuns", "capture_runs"]
+__all__ = ["NO_PROVENANCE", "CapturedRun", "CapturedRuns", "capture_runs"]
+
+#: ``tracksdk.configure(capture=NO_PROVENANCE)``: runs capture no git state, diff,
+#: untracked files, sources, command, environment nor requirements. A test's runs are
+#: then faster and hold only what the code under test logs.
+NO_PROVENANCE: dict[str, bool] = {
+    "git": False,
+    "diff": False,
+    "untracked": False,
+    "source": False,
+    "command": False,
+    "environment": False,
+    "requirements": False,
+}
 
 
 @dataclass(frozen=True)

@@ -28,20 +28,11 @@ import tracksdk  # noqa: E402
 from tracksdk import tracked  # noqa: E402
 from tracksdk.autolog import choose_engine  # noqa: E402
 from tracksdk.exceptions import TrackSDKWarning  # noqa: E402
-from tracksdk.testing import capture_runs  # noqa: E402
+from tracksdk.testing import NO_PROVENANCE, capture_runs  # noqa: E402
 
 X, Y = load_breast_cancer(return_X_y=True, as_frame=True)
 X_TRAIN, X_VAL, Y_TRAIN, Y_VAL = train_test_split(X, Y, random_state=0, stratify=Y)
 LGB = {"n_estimators": 5, "verbose": -1}
-NO_CAPTURE = {
-    "git": False,
-    "diff": False,
-    "untracked": False,
-    "source": False,
-    "command": False,
-    "environment": False,
-    "requirements": False,
-}
 PROVENANCE = ("environment/", "source/")
 
 
@@ -60,7 +51,7 @@ def client(store: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.chdir(store)
     tracksdk.reset()
     with capture_runs(store):
-        tracksdk.configure(capture=NO_CAPTURE)
+        tracksdk.configure(capture=NO_PROVENANCE)
         yield mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
     tracksdk.reset()
 

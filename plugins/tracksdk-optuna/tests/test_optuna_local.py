@@ -21,18 +21,9 @@ import tracksdk_optuna  # noqa: E402
 
 import tracksdk  # noqa: E402
 from tracksdk import ConfigError, Gate, Register  # noqa: E402
-from tracksdk.testing import capture_runs  # noqa: E402
+from tracksdk.testing import NO_PROVENANCE, capture_runs  # noqa: E402
 
 EXPERIMENT = "optuna-local"
-NO_CAPTURE = {
-    "git": False,
-    "diff": False,
-    "untracked": False,
-    "source": False,
-    "command": False,
-    "environment": False,
-    "requirements": False,
-}
 
 
 # --- fixtures (module-local: no conftest.py, so nothing clashes with tests/conftest.py) ---
@@ -54,7 +45,7 @@ def client(store: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.chdir(store)  # the project root, and the journal, stay in the temp folder
     tracksdk.reset()
     with capture_runs(store):
-        tracksdk.configure(capture=NO_CAPTURE, system_metrics={"enabled": False})
+        tracksdk.configure(capture=NO_PROVENANCE, system_metrics={"enabled": False})
         yield mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
     tracksdk.reset()
 

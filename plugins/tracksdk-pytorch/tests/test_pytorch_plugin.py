@@ -22,17 +22,7 @@ from tracksdk_pytorch import StepLogger, load_checkpoint, log_checkpoint  # noqa
 
 import tracksdk  # noqa: E402
 from tracksdk import Result, tracked  # noqa: E402
-from tracksdk.testing import capture_runs  # noqa: E402
-
-NO_CAPTURE = {
-    "git": False,
-    "diff": False,
-    "untracked": False,
-    "source": False,
-    "command": False,
-    "environment": False,
-    "requirements": False,
-}
+from tracksdk.testing import NO_PROVENANCE, capture_runs  # noqa: E402
 
 
 @pytest.fixture
@@ -44,7 +34,7 @@ def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.chdir(tmp_path)
     tracksdk.reset()
     with capture_runs(tmp_path):
-        tracksdk.configure(capture=NO_CAPTURE)
+        tracksdk.configure(capture=NO_PROVENANCE)
         yield mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     tracksdk.reset()
 

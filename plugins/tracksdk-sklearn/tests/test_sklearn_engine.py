@@ -37,18 +37,9 @@ import tracksdk  # noqa: E402
 from tracksdk import tracked  # noqa: E402
 from tracksdk.autolog import choose_engine, mlflow_autolog_enabled  # noqa: E402
 from tracksdk.exceptions import TrackSDKWarning  # noqa: E402
-from tracksdk.testing import capture_runs  # noqa: E402
+from tracksdk.testing import NO_PROVENANCE, capture_runs  # noqa: E402
 
 X, Y = load_breast_cancer(return_X_y=True, as_frame=True)
-NO_CAPTURE = {
-    "git": False,
-    "diff": False,
-    "untracked": False,
-    "source": False,
-    "command": False,
-    "environment": False,
-    "requirements": False,
-}
 PROVENANCE = ("environment/", "source/")
 
 
@@ -70,7 +61,7 @@ def client(store: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.chdir(store)  # the project root, and the journal, stay in the temp folder
     tracksdk.reset()
     with capture_runs(store):
-        tracksdk.configure(capture=NO_CAPTURE)
+        tracksdk.configure(capture=NO_PROVENANCE)
         yield mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
     tracksdk.reset()
 

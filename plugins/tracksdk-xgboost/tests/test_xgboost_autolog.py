@@ -28,21 +28,12 @@ import tracksdk  # noqa: E402
 from tracksdk import tracked  # noqa: E402
 from tracksdk.autolog import choose_engine  # noqa: E402
 from tracksdk.exceptions import TrackSDKWarning  # noqa: E402
-from tracksdk.testing import capture_runs  # noqa: E402
+from tracksdk.testing import NO_PROVENANCE, capture_runs  # noqa: E402
 
 X, Y = load_breast_cancer(return_X_y=True, as_frame=True)
 X_TRAIN, Y_TRAIN, X_VAL, Y_VAL = X.iloc[:80], Y.iloc[:80], X.iloc[80:140], Y.iloc[80:140]
 # One thread: on a loaded 2-core machine XGBoost's OpenMP threads wait on each other.
 XGB = {"n_estimators": 5, "max_depth": 2, "n_jobs": 1}
-NO_CAPTURE = {
-    "git": False,
-    "diff": False,
-    "untracked": False,
-    "source": False,
-    "command": False,
-    "environment": False,
-    "requirements": False,
-}
 PROVENANCE = ("environment/", "source/")
 
 
@@ -61,7 +52,7 @@ def client(store: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.chdir(store)
     tracksdk.reset()
     with capture_runs(store):
-        tracksdk.configure(capture=NO_CAPTURE)
+        tracksdk.configure(capture=NO_PROVENANCE)
         yield mlflow.MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
     tracksdk.reset()
 
