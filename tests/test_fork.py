@@ -263,15 +263,16 @@ def test_offline_child_journal_is_synced_into_the_parents_run(project: Path) -> 
     assert journals_left(project) == []
 
 
-def test_spawned_child_does_not_inherit_the_run(project: Path) -> None:
-    """A spawn child is a new interpreter: its tracksdk.log_* has no run, the parent's is intact."""
+def test_spawned_child_joins_the_run_through_the_environment(project: Path) -> None:
+    """A spawn child is a new interpreter: it joins the parent's run (TRACKSDK_PARENT_RUN).
+
+    docs/distributed.md, "Spawned children and subprocesses"; tests/test_attach.py has
+    the explicit ``tracksdk.attach`` and a process pool.
+    """
     body = """
     def child():
-        import warnings
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            tracksdk.log_metric("child", 1.0)
-        print("CHILD", [str(w.message)[:40] for w in caught], flush=True)
+        tracksdk.log_metric("child", 1.0)
+        print("CHILD", tracksdk.active_run() is None, flush=True)
 
     if __name__ == "__main__":
         with tracked(experiment="spawn") as run:
@@ -283,11 +284,12 @@ def test_spawned_child_does_not_inherit_the_run(project: Path) -> None:
     """
     result = run_script(project, body)
     assert result.returncode == 0, result.stderr
-    assert "no tracked run is open" in result.stdout
+    assert "no tracked run is open" not in result.stdout + result.stderr
+    assert "CHILD True" in result.stdout  # no run of its own: the parent's, joined
     client = local_client(project)
     run = the_run(client, "spawn")
     assert run.info.status == "FINISHED"
-    assert set(run.data.metrics) == {"parent"}
+    assert set(run.data.metrics) == {"parent", "child"}
 
 
 def test_worker_forked_while_git_runs_does_not_hold_up_the_run(project: Path) -> None:
