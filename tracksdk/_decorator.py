@@ -226,6 +226,14 @@ def _source_file(func: Callable[..., Any]) -> str | None:
         target = target.func
     if not (inspect.isfunction(target) or inspect.ismethod(target) or inspect.isclass(target)):
         target = type(target)  # a callable instance: where its class is defined
+    if str(getattr(target, "__module__", "")).startswith("tracksdk_"):
+        # A plugin's own function (tracksdk_optuna's search): the code that ran is the
+        # user's that called the plugin, and its repository is the one to record.
+        from tracksdk._warn import user_frame
+
+        frame = user_frame()
+        if frame is not None:
+            return frame.f_code.co_filename
     try:
         return inspect.getsourcefile(target)
     except TypeError:

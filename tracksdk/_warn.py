@@ -20,6 +20,14 @@ def _internal(frame: FrameType) -> bool:
     return top.startswith("tracksdk_") or top == "pluggy"
 
 
+def user_frame() -> FrameType | None:
+    """The innermost frame of the caller's stack outside tracksdk, its plugins and pluggy."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None and _internal(frame):
+        frame = frame.f_back
+    return frame
+
+
 def warn(message: str, category: type[Warning] = TrackSDKWarning) -> None:
     """Warn at the first caller outside tracksdk, its plugins and pluggy.
 

@@ -256,3 +256,16 @@ def test_later_calls_continue_the_parent_and_register_once_at_the_end(client: An
     assert parent.data.metrics["best_value"] == study.best_value
     for run in trials.values():
         assert not any(key.startswith("tracksdk.model") for key in run.data.tags)
+
+
+def test_the_runs_record_the_callers_code_not_the_plugins(client: Any) -> None:
+    """The tracked function is the plugin's own: its source and repository are the caller's."""
+    tracksdk.configure(capture={"source": True})
+    study = new_study(direction="minimize")
+    tracksdk_optuna.optimize(
+        study, lambda trial: trial.suggest_float("x", 0, 1), n_trials=1, experiment=EXPERIMENT
+    )
+    parent, _ = study_runs(client, study)
+    sources = [a.path for a in client.list_artifacts(parent.info.run_id, "source")]
+    assert f"source/{Path(__file__).name}" in sources
+    assert "source/__init__.py" not in sources  # tracksdk_optuna's module
