@@ -3,7 +3,8 @@
 A plugin's ``tracksdk_autolog`` hook turns its framework's autolog on for one tracked run
 and returns how to turn it off. This package does the framework-independent part, so a
 plugin describes its framework once, in an :class:`AutologSpec`, and writes only what a
-training call logs. tracksdk-sklearn and tracksdk-lightgbm are built on it.
+training call logs. tracksdk-sklearn, tracksdk-lightgbm and tracksdk-xgboost are built on
+it; the last two patch their library with :func:`patch_boosting_library`.
 
 Two engines (docs/autolog.md):
 
@@ -56,6 +57,7 @@ Importing this package imports neither MLflow nor any framework; only the functi
 
 from __future__ import annotations
 
+from tracksdk.autolog._boosting import BoostingLibrary, SklearnTrainHook, patch_boosting_library
 from tracksdk.autolog._engines import (
     COMMON_DEFAULTS,
     ENGINES,
@@ -96,7 +98,9 @@ __all__ = [
     "MLFLOW_OPTIONS",
     "AddUndo",
     "AutologSpec",
+    "BoostingLibrary",
     "Scope",
+    "SklearnTrainHook",
     "acquire_patches",
     "active_scope",
     "bind_arguments",
@@ -108,6 +112,7 @@ __all__ = [
     "once",
     "open_scope",
     "patch_attribute",
+    "patch_boosting_library",
     "patched_call",
     "pickles_by_reference",
     "skip_post_training_metrics",

@@ -32,20 +32,19 @@ patch; one that calls ``super().fit`` is logged through its parent's ``fit``).
 from __future__ import annotations
 
 import contextvars
-import functools
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import tracksdk
 from tracksdk.autolog import (
+    BoostingLibrary,
     Scope,
+    SklearnTrainHook,
     bind_arguments,
     estimator_tags,
     guarded,
-    patch_attribute,
-    patched_call,
-    pickles_by_reference,
+    patch_boosting_library,
 )
 
 __all__ = ["EvalRecorder", "install", "log_sklearn_fit", "log_train"]
@@ -76,8 +75,7 @@ _UNLOGGED_TRAIN_ARGS = frozenset(
 
 # Set by a logged scikit-learn API ``fit`` while it runs: called with the arguments of the
 # ``lightgbm.train`` call that ``fit`` makes, to log the params LightGBM resolved for it.
-_TrainHook = Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], None]
-_on_sklearn_train: contextvars.ContextVar[_TrainHook | None]
+_on_sklearn_train: contextvars.ContextVar[SklearnTrainHook | None]
 _on_sklearn_train = contextvars.ContextVar("tracksdk_lightgbm_sklearn_train", default=None)
 
 
@@ -87,54 +85,19 @@ def install(add_undo: Callable[[Callable[[], None]], None]) -> None:
     import lightgbm.engine
     import lightgbm.sklearn
 
-    for module in (lightgbm, lightgbm.engine):
-        undo = patch_attribute(module, "train", _patch_train)
-        if undo is not None:
-            add_undo(undo)
-    # The scikit-learn API's own reference to train (`from .engine import train`).
-    undo = patch_attribute(lightgbm.sklearn, "train", _patch_sklearn_train)
-    if undo is not None:
-        add_undo(undo)
-    seen: set[type] = set()
-    stack: list[type] = [lightgbm.sklearn.LGBMModel]
-    while stack:
-        cls = stack.pop()
-        if cls in seen:
-            continue
-        seen.add(cls)
-        stack.extend(cls.__subclasses__())
-        # Not the Dask models (distributed training), nor classes pickles copy by value
-        # (a subclass in __main__: a saved model would carry the patch).
-        if cls.__module__.startswith("lightgbm.dask") or not pickles_by_reference(cls):
-            continue
-        undo = patch_attribute(cls, "fit", _patch_fit)
-        if undo is not None:
-            add_undo(undo)
-
-
-def _patch_train(original: Callable[..., Any]) -> Callable[..., Any]:
-    return patched_call(FRAMEWORK, original, log_train)
-
-
-def _patch_fit(original: Callable[..., Any]) -> Callable[..., Any]:
-    return patched_call(FRAMEWORK, original, log_sklearn_fit)
-
-
-def _patch_sklearn_train(original: Callable[..., Any]) -> Callable[..., Any]:
-    """``lightgbm.sklearn.train``: hands its arguments to the logged ``fit`` that calls it.
-
-    One context-variable lookup per training, nothing per iteration; outside a logged
-    ``fit`` the call passes straight through.
-    """
-
-    @functools.wraps(original)
-    def patched(*args: Any, **kwargs: Any) -> Any:
-        hook = _on_sklearn_train.get()
-        if hook is not None:
-            hook(original, args, kwargs)
-        return original(*args, **kwargs)
-
-    return patched
+    patch_boosting_library(
+        add_undo,
+        BoostingLibrary(
+            framework=FRAMEWORK,
+            train_modules=(lightgbm, lightgbm.engine),
+            sklearn_module=lightgbm.sklearn,
+            base_class=lightgbm.sklearn.LGBMModel,
+            skip_prefix="lightgbm.dask",
+            log_train=log_train,
+            log_sklearn_fit=log_sklearn_fit,
+            sklearn_train_hook=_on_sklearn_train,
+        ),
+    )
 
 
 def train_params(

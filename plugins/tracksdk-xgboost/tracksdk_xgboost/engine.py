@@ -40,7 +40,6 @@ This module imports XGBoost: it is imported when a run turns xgboost autolog on.
 from __future__ import annotations
 
 import contextvars
-import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -54,13 +53,13 @@ from xgboost.callback import EarlyStopping, TrainingCallback
 import tracksdk
 from tracksdk.autolog import (
     AddUndo,
+    BoostingLibrary,
     Scope,
+    SklearnTrainHook,
     bind_arguments,
     estimator_tags,
     guarded,
-    patch_attribute,
-    patched_call,
-    pickles_by_reference,
+    patch_boosting_library,
 )
 
 __all__ = ["EvalRecorder", "install", "log_sklearn_fit", "log_train", "train_params"]
@@ -88,61 +87,25 @@ _UNLOGGED_TRAIN_ARGS = frozenset(
 # call that ``fit`` makes; logs its params and returns the call's arguments with the
 # evaluation recorder added.
 _Call = tuple[tuple[Any, ...], dict[str, Any]]
-_TrainHook = Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], _Call]
-_on_sklearn_train: contextvars.ContextVar[_TrainHook | None]
+_on_sklearn_train: contextvars.ContextVar[SklearnTrainHook | None]
 _on_sklearn_train = contextvars.ContextVar("tracksdk_xgboost_sklearn_train", default=None)
 
 
 def install(add_undo: AddUndo) -> None:
     """Patch ``xgboost.train`` and the scikit-learn API models' ``fit``."""
-    for module in (xgboost, xgboost.training):
-        undo = patch_attribute(module, "train", _patch_train)
-        if undo is not None:
-            add_undo(undo)
-    # The scikit-learn API's own reference to train (`from .training import train`).
-    undo = patch_attribute(xgboost.sklearn, "train", _patch_sklearn_train)
-    if undo is not None:
-        add_undo(undo)
-    seen: set[type] = set()
-    stack: list[type] = [xgboost.sklearn.XGBModel]
-    while stack:
-        cls = stack.pop()
-        if cls in seen:
-            continue
-        seen.add(cls)
-        stack.extend(cls.__subclasses__())
-        # Not the Dask models (distributed training), nor classes pickles copy by value
-        # (a subclass in __main__: a saved model would carry the patch).
-        if cls.__module__.startswith("xgboost.dask") or not pickles_by_reference(cls):
-            continue
-        undo = patch_attribute(cls, "fit", _patch_fit)
-        if undo is not None:
-            add_undo(undo)
-
-
-def _patch_train(original: Callable[..., Any]) -> Callable[..., Any]:
-    return patched_call(FRAMEWORK, original, log_train)
-
-
-def _patch_fit(original: Callable[..., Any]) -> Callable[..., Any]:
-    return patched_call(FRAMEWORK, original, log_sklearn_fit)
-
-
-def _patch_sklearn_train(original: Callable[..., Any]) -> Callable[..., Any]:
-    """``xgboost.sklearn.train``: hands its arguments to the logged ``fit`` that calls it.
-
-    One context-variable lookup per training, nothing per iteration; outside a logged
-    ``fit`` the call passes straight through.
-    """
-
-    @functools.wraps(original)
-    def patched(*args: Any, **kwargs: Any) -> Any:
-        hook = _on_sklearn_train.get()
-        if hook is not None:
-            args, kwargs = hook(original, args, kwargs)
-        return original(*args, **kwargs)
-
-    return patched
+    patch_boosting_library(
+        add_undo,
+        BoostingLibrary(
+            framework=FRAMEWORK,
+            train_modules=(xgboost, xgboost.training),
+            sklearn_module=xgboost.sklearn,
+            base_class=xgboost.sklearn.XGBModel,
+            skip_prefix="xgboost.dask",
+            log_train=log_train,
+            log_sklearn_fit=log_sklearn_fit,
+            sklearn_train_hook=_on_sklearn_train,
+        ),
+    )
 
 
 def train_params(
