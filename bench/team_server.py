@@ -88,9 +88,14 @@ LAUNCHER = textwrap.dedent(  # the worker; the fork loop is FORK_WORKERS of test
         return samples[min(len(samples) - 1, int(q * len(samples)))] if samples else None
 
 
+    phases = {}  # seconds in the run's start, its body and its end (tracksdk side)
+
+
     def sdk(index):
         lat = []
+        t0 = time.perf_counter()
         with tracked(experiment=experiment, run_name="sdk-%d" % index) as run:
+            t1 = time.perf_counter()
             for i in range(points):
                 t = time.perf_counter_ns()
                 run.log_metric("loss", 1.0 / (i + 1), step=i)
@@ -98,6 +103,8 @@ LAUNCHER = textwrap.dedent(  # the worker; the fork loop is FORK_WORKERS of test
             run.log_params(params)
             run.set_tags(tags)
             run.log_text("worker %d\\n" % index, "notes/worker.txt")
+            t2 = time.perf_counter()
+        phases.update(start_s=t1 - t0, body_s=t2 - t1, end_s=time.perf_counter() - t2)
         return run.run_id, run.status, lat
 
 
@@ -134,7 +141,7 @@ LAUNCHER = textwrap.dedent(  # the worker; the fork loop is FORK_WORKERS of test
         print(json.dumps({
             "index": index, "run_id": run_id, "status": status, "started": started,
             "ended": ended, "calls": len(lat), "p50_us": pct(lat, 0.5) / 1000,
-            "p99_us": pct(lat, 0.99) / 1000,
+            "p99_us": pct(lat, 0.99) / 1000, **phases,
         }))
     """
 )
@@ -307,6 +314,12 @@ def measure(server: Any, mode: str, workers: int, points: int, tmp: Path) -> dic
         "run_s_median": statistics.median(r["ended"] - r["started"] for r in results)
         if results
         else None,
+        # tracksdk's side: the medians of the run's start, body (the logging) and end.
+        **{
+            phase: statistics.median(r[phase] for r in results)
+            for phase in ("start_s", "body_s", "end_s")
+            if results and phase in results[0]
+        },
         "failed_workers": round_["failures"],
         "stderr_warnings": sum(r["stderr_warnings"] for r in results),
         "server": server_errors(server.log_path, offset),

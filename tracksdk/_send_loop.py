@@ -54,6 +54,10 @@ POISON_TRIES = 5  # internal errors on the same request before it is set aside
 MAX_RESTARTS = 2  # times a run the store lost is created again from the journal
 START_ATTEMPTS = 3  # failed attempts before a run's start stops waiting for the store
 
+# The retry jitter's own generator: drawing from the random module's would change the
+# state a user seeded (random.seed(0)) from a background thread, at unforeseeable times.
+_jitter = random.Random()
+
 
 class _RunLost(Exception):
     """The store no longer has the run (it was replaced or reset)."""
@@ -283,7 +287,7 @@ class SendLoop:
                 wait = exc.retry_after if exc.retry_after is not None else delay
                 wait = max(0.05, min(wait, 300.0))
                 if exc.retry_after is None:
-                    wait *= random.uniform(0.5, 1.0)  # jitter: clients do not retry in step
+                    wait *= _jitter.uniform(0.5, 1.0)  # jitter: clients do not retry in step
                 delay = min(delay * 2, MAX_BACKOFF)
                 if self._stop.wait(wait):
                     return False

@@ -97,14 +97,15 @@ def _report_newer(newer: list[folders.Newer], out: TextIO) -> int:
 def _kept_message(outcome: Outcome) -> str:
     summary = outcome.summary
     name = summary.run_name or summary.client_id[:8]
+    reason = outcome.message or "the store refused some of its requests"
     if outcome.state == "retired":
         return (
-            f"run {name} could not be sent: {outcome.message}. Its data is kept in "
+            f"run {name} could not be sent: {reason}. Its data is kept in "
             f"{outcome.kept_at}; restore the run or experiment in the store, then run "
             "`tracksdk sync --rejected`. It is not sent automatically any more."
         )
     return (
-        f"run {name} was sent as run {outcome.run_id}, but not in full: {outcome.message}. "
+        f"run {name} was sent as run {outcome.run_id}, but not in full: {reason}. "
         f"The journal is kept in {outcome.kept_at} (see KEPT.txt there); "
         "`tracksdk sync --rejected` sends refused requests again once the cause is fixed."
     )

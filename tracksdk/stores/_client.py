@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,3 +115,21 @@ def upload_through_mlflow(
             mlflow_client(conn).log_artifacts(run_id, path, artifact_path)
         else:
             mlflow_client(conn).log_artifact(run_id, path, artifact_path)
+
+
+# MLflow's store names a run given no name with the random module's generator, here from
+# the sender's thread: the sequence of a user who seeded it (random.seed(0)) would shift
+# at unforeseeable times. The same kind of name (predicate-noun-number), from our own.
+_names = random.Random()
+
+
+def run_name_for_new() -> str:
+    """A name like those MLflow gives (``bedecked-penguin-221``), leaving ``random`` alone."""
+    from mlflow.utils import name_utils
+
+    try:
+        predicate = _names.choice(name_utils._GENERATOR_PREDICATES)
+        noun = _names.choice(name_utils._GENERATOR_NOUNS)
+    except (AttributeError, IndexError):  # MLflow renamed its word lists
+        predicate, noun = "run", "part"
+    return f"{predicate}-{noun}-{_names.randint(0, 1000)}".lower()[:20]

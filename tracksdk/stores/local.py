@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 from tracksdk._schema import CLIENT_RUN_ID_TAG, part_tag
 from tracksdk.stores import _sqlite_fast
-from tracksdk.stores._client import _clients, classified, mlflow_client, upload_through_mlflow
+from tracksdk.stores._client import (
+    _clients,
+    classified,
+    mlflow_client,
+    run_name_for_new,
+    upload_through_mlflow,
+)
 from tracksdk.stores._keyed import exactly, key_filter
 from tracksdk.stores.base import (
     DATASET_FIELDS,
@@ -86,7 +92,10 @@ class LocalStore:
         """Create a RUNNING run."""
         with classified(self.conn, "Creating the run"):
             run = mlflow_client(self.conn).create_run(
-                experiment_id, start_time=start_ms, tags=dict(tags), run_name=run_name
+                experiment_id,
+                start_time=start_ms,
+                tags=dict(tags),
+                run_name=run_name or run_name_for_new(),
             )
         return _created(run)
 
