@@ -121,13 +121,18 @@ from core_fixtures import empty_store, fresh_project, project  # noqa: E402, F40
 
 @pytest.fixture(autouse=True)
 def _mlflow_environment() -> Iterator[None]:
-    """Undo MLflow's own changes to the environment after each test.
+    """Undo MLflow's own changes to the environment (and its active experiment) after each test.
 
     ``mlflow.set_experiment`` exports ``MLFLOW_EXPERIMENT_ID`` so that subprocesses
     inherit it; one test's experiment id must not reach a later test's server.
     """
     before = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    fluent = sys.modules.get("mlflow.tracking.fluent")
+    experiment = getattr(fluent, "_active_experiment_id", None)
     yield
+    fluent = sys.modules.get("mlflow.tracking.fluent")
+    if fluent is not None:  # and its in-process twin (a test's mlflow.set_experiment)
+        fluent._active_experiment_id = experiment
     for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
         if key not in before:
             del os.environ[key]

@@ -49,9 +49,20 @@ def steps(client: Any, run_id: str, key: str) -> list[int]:
     return sorted(m.step for m in client.get_metric_history(run_id, key))
 
 
-def journals_left(project: Path) -> list[Path]:
+def journals_left(project: Path) -> list[str]:
+    """The journal folders left, each with what its KEPT.txt says (a kept one's reason)."""
     folder = project / ".tracksdk" / "journal"
-    return sorted(p for p in folder.iterdir() if p.is_dir()) if folder.exists() else []
+    if not folder.exists():
+        return []
+    found = sorted(p for p in folder.iterdir() if p.is_dir() and p.name != "kept")
+    kept = folder / "kept"
+    found += sorted(p for p in kept.iterdir() if p.is_dir()) if kept.exists() else []
+    return [
+        f"{p.relative_to(folder)}: {(p / 'KEPT.txt').read_text()[:1500]}"
+        if (p / "KEPT.txt").exists()
+        else str(p.relative_to(folder))
+        for p in found
+    ]
 
 
 CHILD_LOGS = """
