@@ -47,6 +47,9 @@ DDP = textwrap.dedent(
             loss.backward()  # gradients are averaged over the ranks here
             optimizer.step()
             tracksdk.log_metric("loss", loss.item(), step=step)
+        # Both ranks done talking before the group goes: destroying it while the other
+        # rank's gloo threads still send can abort the process (std::terminate) at exit.
+        dist.barrier()
         dist.destroy_process_group()
         if os.environ.get("FAIL_RANK") == str(rank):
             raise RuntimeError(f"rank {rank} failed")
