@@ -52,9 +52,9 @@ def _parse(ref: str) -> dict[str, Any]:
 def attach(ref: str) -> Run:
     """Open the parent's run (``ref`` from its ``run.ref()``) in this process.
 
-    The returned run is current in this context until the ``with`` block ends, and the
-    process's run for ``tracksdk.log_*`` in threads without one; at exit its points are
-    sent (bounded), and the parent's run goes on: its status is the parent's.
+    The returned run is this process's run for ``tracksdk.log_*`` calls made outside a
+    run of their own; the same ``ref`` again returns it again. At exit its points are
+    sent (bounded); the parent's run goes on, and its status stays the parent's.
 
     Raises:
         ConfigError: ``ref`` is not a run reference, or this process's settings name
