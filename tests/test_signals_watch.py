@@ -165,3 +165,16 @@ def test_a_forked_child_does_not_write_into_the_parents_watch(project: Path) -> 
         os.waitpid(pid, 0)
         assert os.read(read, 64) == b"-1"
     os.close(read)
+
+
+def test_a_wakeup_fd_set_during_the_run_is_kept_after_it(project: Path) -> None:
+    """asyncio's loop started inside the run takes the wakeup fd: the run's end keeps it."""
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    try:
+        with tracked(experiment="watch"):
+            signal.set_wakeup_fd(write)
+        assert signal.set_wakeup_fd(-1) == write
+    finally:
+        os.close(read)
+        os.close(write)

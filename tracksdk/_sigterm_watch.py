@@ -92,15 +92,17 @@ class Watch:
         if write < 0:
             return
         with contextlib.suppress(ValueError, OSError):
-            if signal.set_wakeup_fd(-1) != write:  # replaced since: theirs is put back
-                signal.set_wakeup_fd(signal.set_wakeup_fd(-1))
+            current = signal.set_wakeup_fd(-1)
+            if current != write:  # replaced since (asyncio's): theirs is put back
+                signal.set_wakeup_fd(current)
         os.close(write)  # the thread reads the end of the pipe, closes it, and ends
 
     def forget_in_child(self) -> None:
         """In a forked child: the pipe is the parent's, and its watch did not come along."""
         with contextlib.suppress(ValueError, OSError):
-            if signal.set_wakeup_fd(-1) not in (-1, self._write):
-                signal.set_wakeup_fd(signal.set_wakeup_fd(-1))
+            current = signal.set_wakeup_fd(-1)
+            if current not in (-1, self._write):  # set in the child meanwhile: kept
+                signal.set_wakeup_fd(current)
         for fd in (self._read, self._write):
             if fd >= 0:
                 with contextlib.suppress(OSError):
