@@ -34,7 +34,6 @@ DDP = textwrap.dedent(
 
     @tracked(experiment=os.environ["JOB_EXPERIMENT"])
     def train(lr: float = 0.05, steps: int = 5):
-        dist.init_process_group("gloo")
         rank = dist.get_rank()
         torch.manual_seed(0)  # the same weights on every rank, as DDP expects
         model = DistributedDataParallel(torch.nn.Linear(4, 1))
@@ -47,15 +46,18 @@ DDP = textwrap.dedent(
             loss.backward()  # gradients are averaged over the ranks here
             optimizer.step()
             tracksdk.log_metric("loss", loss.item(), step=step)
-        # Both ranks done talking before the group goes: destroying it while the other
-        # rank's gloo threads still send can abort the process (std::terminate) at exit.
-        dist.barrier()
-        dist.destroy_process_group()
         if os.environ.get("FAIL_RANK") == str(rank):
             raise RuntimeError(f"rank {rank} failed")
         return {"final_loss": loss.item()}
 
-    train()
+    dist.init_process_group("gloo")
+    try:
+        train()
+    finally:
+        # The ranks leave together, once every run has ended: a rank whose process group
+        # goes while a peer still works can abort at exit (gloo, pytorch#28126).
+        dist.barrier()
+        dist.destroy_process_group()
     """
 )
 
