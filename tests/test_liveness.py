@@ -165,3 +165,53 @@ def test_end_of_run_does_not_wait_the_flush_timeout_when_the_store_is_down(
     assert result.stderr.count("cannot be reached") == 1, result.stderr
     assert "tracksdk sync" in result.stderr
     assert len(list((project / ".tracksdk" / "journal").iterdir())) == 1
+
+
+def test_the_automatic_sync_does_not_read_a_live_jobs_journal(project: Path) -> None:
+    """Dozens of jobs share one journal folder: each run's start must skip the others'
+    live journals by their lock alone, not read their records (which cost every job CPU
+    in proportion to all the others' points). ``tracksdk sync`` still counts them.
+    """
+    from tracksdk import _replay
+    from tracksdk._journal import folders
+    from tracksdk.backends import Connection
+
+    (project / "writer.py").write_text(
+        textwrap.dedent(
+            """
+            import os, time
+            from tracksdk import tracked
+            with tracked(experiment="busy") as run:
+                for i in range(3000):
+                    run.log_metric("loss", float(i), step=i)
+                print(run.client_run_id, flush=True)
+                while not os.path.exists("stop"):
+                    time.sleep(0.05)
+            """
+        )
+    )
+    writer = subprocess.Popen(
+        [sys.executable, "writer.py"],
+        cwd=project,
+        env=clean_env(TRACKSDK_MODE="offline"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout is not None
+        client_id = writer.stdout.readline().strip()
+        found = next(f for f in folders.find(project / ".tracksdk" / "journal"))
+        assert found.client_id == client_id
+        uri = f"sqlite:///{project / 'mlflow.db'}"
+        conn = Connection(backend="local", tracking_uri=uri, registry_uri=uri)
+        quiet = _replay.sync_one(found, conn, http_timeout=5.0, read_skipped=False)
+        counted = _replay.sync_one(found, conn, http_timeout=5.0)
+    finally:
+        (project / "stop").touch()
+        _, stderr = writer.communicate(timeout=120)
+    assert writer.returncode == 0, stderr
+    assert (quiet.state, counted.state) == ("live", "live")
+    assert "still running" in quiet.message
+    assert quiet.summary.metric_points == 0 and not quiet.summary.records  # not read
+    assert counted.summary.metric_points == 3000  # what `tracksdk sync` shows

@@ -99,17 +99,7 @@ def summarize(found: folders.Found, *, final: bool = True) -> Summary:
     ``final``: the journal's writer is gone, so damaged parts are skipped and listed
     (a live journal is read up to its first incomplete record).
     """
-    created = layout.read_json(found.path / "created.json") or {}
-    run_id = created.get("run_id")
-    summary = Summary(
-        client_id=found.client_id,
-        run_name=found.text("run_name"),
-        experiment=found.text("experiment") or "",
-        target=layout.masked_target(found.text("target")),
-        created_as=run_id if isinstance(run_id, str) else None,
-        refused=layout.count_lines(found.path / "rejected.jsonl"),
-        attach_to=found.text("attach_to"),
-    )
+    summary = _header(found)
     reader = Reader(found.path, layout.read_ack(found.path))
     try:
         while entries := reader.read(5000, final=final):
@@ -125,6 +115,21 @@ def summarize(found: folders.Found, *, final: bool = True) -> Summary:
     finally:
         reader.close()
     return summary
+
+
+def _header(found: folders.Found) -> Summary:
+    """A journal's summary from its meta files alone: no record is read."""
+    created = layout.read_json(found.path / "created.json") or {}
+    run_id = created.get("run_id")
+    return Summary(
+        client_id=found.client_id,
+        run_name=found.text("run_name"),
+        experiment=found.text("experiment") or "",
+        target=layout.masked_target(found.text("target")),
+        created_as=run_id if isinstance(run_id, str) else None,
+        refused=layout.count_lines(found.path / "rejected.jsonl"),
+        attach_to=found.text("attach_to"),
+    )
 
 
 @dataclass
@@ -156,21 +161,28 @@ def sync_one(
     any_target: bool = False,
     progress_delay: float | None = 2.0,
     timeout: float = DEFAULT_TIMEOUT,
+    read_skipped: bool = True,
 ) -> Outcome:
     """Send one journal to ``conn`` unless its writer still runs.
 
     Gives up when nothing was acknowledged for ``timeout`` seconds (0: never) while the
-    store keeps failing; the journal is kept.
+    store keeps failing; the journal is kept. ``read_skipped=False``: a journal that is
+    not sent (live, or for another store) is summarized from its meta files only; the
+    automatic sync, which reports nothing about those, would otherwise read every
+    concurrent job's journal at every run's start.
     """
     from tracksdk._sender import Sender
 
+    def skipped() -> Summary:
+        return summarize(found, final=False) if read_skipped else _header(found)
+
     other = _other_store(found, conn, any_target)
     if other is not None:
-        return Outcome(summarize(found, final=False), "other-store", message=other)
+        return Outcome(skipped(), "other-store", message=other)
     with folders.claim(found.path) as ours:
         if not ours:
             holder = folders.holder(found.path, found.meta)
-            return Outcome(summarize(found, final=False), "live", message=holder)
+            return Outcome(skipped(), "live", message=holder)
         summary = summarize(found)
         label = summary.run_name or found.client_id[:8]
         sender = Sender(found.path, conn, http_timeout=http_timeout, label=label)

@@ -65,6 +65,7 @@ def in_background(folder: Path, conn: Connection, http_timeout: float) -> None:
                         http_timeout=http_timeout,
                         progress_delay=None,
                         timeout=BACKGROUND_TIMEOUT,
+                        read_skipped=False,
                     )
                 except Exception:  # never disturb the run that started us
                     continue
