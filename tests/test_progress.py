@@ -85,3 +85,24 @@ def test_on_a_terminal_the_bar_is_redrawn_in_place(monkeypatch: pytest.MonkeyPat
     states = [state for state in text.strip().split("\r") if state]
     assert len(states) >= 5 and all(s.startswith("tracksdk: sending run tty") for s in states)
     assert "0/4 files" in states[0] and "4/4 files" in states[-1]
+
+
+def test_outside_a_terminal_rich_is_not_imported() -> None:
+    """A batch job whose stderr is a file gets its lines without paying rich's import."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from tracksdk._progress import Progress\n"
+        "bar = Progress('tracksdk: sending run job', 2_000_000, unit='B', delay=0.0)\n"
+        "bar.update(500_000)\n"
+        "bar.close()\n"
+        "print(sorted(m for m in sys.modules if m == 'rich' or m.startswith('rich.')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout
+    line = done.stderr.strip()
+    assert line.startswith("tracksdk: sending run job ━") and "0.5/2.0 MB 0:00:00" in line, line
