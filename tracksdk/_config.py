@@ -126,7 +126,12 @@ def _resolve(
     hit = _cache.get(key)
     if hit is not None and (hit[1] is not None or not connect):
         return hit
-    explained = load_settings(deep_merge(_overrides, extra), extra_env_prefixes=third_party_names())
+    if hit is not None:  # loaded without a connection (the mode's check): only connect
+        explained = hit[0]
+    else:
+        explained = load_settings(
+            deep_merge(_overrides, extra), extra_env_prefixes=third_party_names()
+        )
     conn = resolve_backend(explained) if connect else None
     with _lock:
         if len(_cache) > 32:
