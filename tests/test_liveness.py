@@ -26,6 +26,18 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**base, **extra}
 
 
+def offline_writer(project: Path) -> subprocess.Popen[str]:
+    """``writer.py`` of ``project``, started offline with its output piped."""
+    return subprocess.Popen(
+        [sys.executable, "writer.py"],
+        cwd=project,
+        env=clean_env(TRACKSDK_MODE="offline"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def test_offline_run_keeps_its_heartbeat_so_another_hosts_sync_leaves_it(project: Path) -> None:
     """A shared spool: a sync on another host must not replay an offline run still written."""
     (project / "writer.py").write_text(
@@ -45,14 +57,7 @@ def test_offline_run_keeps_its_heartbeat_so_another_hosts_sync_leaves_it(project
             """
         )
     )
-    writer = subprocess.Popen(
-        [sys.executable, "writer.py"],
-        cwd=project,
-        env=clean_env(TRACKSDK_MODE="offline"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    writer = offline_writer(project)
     assert writer.stdout is not None
     client_id = writer.stdout.readline().strip()
     folder = project / ".tracksdk" / "journal" / client_id
@@ -190,14 +195,7 @@ def test_the_automatic_sync_does_not_read_a_live_jobs_journal(project: Path) -> 
             """
         )
     )
-    writer = subprocess.Popen(
-        [sys.executable, "writer.py"],
-        cwd=project,
-        env=clean_env(TRACKSDK_MODE="offline"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    writer = offline_writer(project)
     try:
         assert writer.stdout is not None
         client_id = writer.stdout.readline().strip()
