@@ -110,8 +110,12 @@ LAUNCHER = textwrap.dedent(  # the worker; the fork loop is FORK_WORKERS of test
 
     def raw(index):
         client = MlflowClient(tracking_uri=url)
-        exp = client.get_experiment_by_name(experiment)
+        exp = client.get_experiment_by_name(experiment) or client.get_experiment(
+            client.create_experiment(experiment)  # the warm-up's experiment
+        )
+        t0 = time.perf_counter()
         run_id = client.create_run(exp.experiment_id, run_name="raw-%d" % index).info.run_id
+        t1 = time.perf_counter()
         lat = []
         now = int(time.time() * 1000)
         for start in range(0, points, batch):
@@ -126,8 +130,45 @@ LAUNCHER = textwrap.dedent(  # the worker; the fork loop is FORK_WORKERS of test
             tags=[RunTag(k, v) for k, v in tags.items()],
         )
         client.log_text(run_id, "worker %d\\n" % index, "notes/worker.txt")
+        t2 = time.perf_counter()
         client.set_terminated(run_id, "FINISHED")
+        phases.update(start_s=t1 - t0, body_s=t2 - t1, end_s=time.perf_counter() - t2)
         return run_id, "FINISHED", lat
+
+
+    def warm_up():
+        # One small run of this side in a throwaway child, before the workers are forked:
+        # the modules it imported (tracksdk's run machinery, MLflow's fluent and artifact
+        # modules) are then imported here, so that no side pays its first-run imports in
+        # the measured time. Raw's client modules were imported above already.
+        global points, experiment
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read)
+            points, experiment = 10, experiment + "-warmup"
+            code = 0
+            try:
+                (sdk if mode == "sdk" else raw)(-1)
+                os.write(write, "\\n".join(sorted(sys.modules)).encode())
+            except BaseException:
+                traceback.print_exc()
+                code = 1
+            os.close(write)
+            os._exit(code)
+        os.close(write)
+        with os.fdopen(read, "rb") as pipe:
+            names = pipe.read().decode().split()
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit("the warm-up run failed")
+        for name in names:
+            if name not in sys.modules:
+                try:
+                    __import__(name)
+                except Exception:
+                    pass  # a module only importable in its package's own order
+        phases.clear()
 
 
     def worker(index):
@@ -141,8 +182,11 @@ LAUNCHER = textwrap.dedent(  # the worker; the fork loop is FORK_WORKERS of test
         print(json.dumps({
             "index": index, "run_id": run_id, "status": status, "started": started,
             "ended": ended, "calls": len(lat), "p50_us": pct(lat, 0.5) / 1000,
-            "p99_us": pct(lat, 0.99) / 1000, **phases,
+            "p99_us": pct(lat, 0.99) / 1000, "cpu_s": sum(os.times()[:2]), **phases,
         }))
+
+
+    warm_up()
     """
 )
 
@@ -299,6 +343,7 @@ def measure(server: Any, mode: str, workers: int, points: int, tmp: Path) -> dic
 
     experiment = f"team-{mode}-{workers}-{uuid.uuid4().hex[:6]}"
     MlflowClient(tracking_uri=server.url).create_experiment(experiment)
+    MlflowClient(tracking_uri=server.url).create_experiment(experiment + "-warmup")
     offset = server.log_path.stat().st_size
     round_ = run_round(server.url, mode, workers, points, tmp / experiment, experiment)
     results = round_["results"]
@@ -317,7 +362,7 @@ def measure(server: Any, mode: str, workers: int, points: int, tmp: Path) -> dic
         # tracksdk's side: the medians of the run's start, body (the logging) and end.
         **{
             phase: statistics.median(r[phase] for r in results)
-            for phase in ("start_s", "body_s", "end_s")
+            for phase in ("start_s", "body_s", "end_s", "cpu_s")
             if results and phase in results[0]
         },
         "failed_workers": round_["failures"],
@@ -332,10 +377,39 @@ def _errors(row: dict[str, Any]) -> str:
     return ",".join(f"{k}:{v}" for k, v in counts.items() if k != "requests") or "0"
 
 
+def _median_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (N, side): the round with the median throughput, with every round's."""
+    grouped: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault((row["workers"], row["mode"]), []).append(row)
+    out = []
+    for (_, _), group in sorted(grouped.items(), key=lambda kv: (kv[0][0], kv[0][1] != "sdk")):
+        ordered = sorted(group, key=lambda r: r["points_per_s"])
+        median = dict(ordered[len(ordered) // 2])
+        median["rounds_points_per_s"] = [r["points_per_s"] for r in group]
+        # Lost, duplicated and failed count over every round, not the median one's.
+        for key in ("lost", "duplicated", "foreign", "write_failures", "stderr_warnings"):
+            median[key] = sum(r.get(key, 0) for r in group)
+        median["server"] = {
+            k: sum(r["server"].get(k, 0) for r in group)
+            for k in {k for r in group for k in r["server"]}
+        }
+        statuses: dict[str, int] = {}
+        for r in group:
+            for k, v in r.get("statuses", {}).items():
+                statuses[k] = statuses.get(k, 0) + v
+        median["statuses"] = statuses
+        median["failed_workers"] = [f for r in group for f in r["failed_workers"]]
+        out.append(median)
+    return out
+
+
 def print_table(rows: list[dict[str, Any]]) -> None:
+    """The median round of each (N, side); lost, dup, status and errors over all rounds."""
     head = (
-        f"{'N':>3} {'side':<8} {'points/s':>9} {'ratio':>6} {'p50 us':>8} {'p99 us':>9} "
-        f"{'run s':>6} {'lost':>5} {'dup':>4} {'status':<12} {'server errors':<14} {'reqs':>6}"
+        f"{'N':>3} {'side':<8} {'points/s':>9} {'ratio':>6} {'rounds (points/s)':<24} "
+        f"{'p50 us':>10} {'p99 us':>11} {'run s':>6} {'lost':>5} {'dup':>4} {'status':<13} "
+        f"{'server errors':<14} {'reqs':>6}"
     )
     print(head)
     print("-" * len(head))
@@ -349,11 +423,12 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         )
         side = "tracksdk" if row["mode"] == "sdk" else "raw"
         status = ",".join(f"{k}:{v}" for k, v in row.get("statuses", {}).items())
+        rounds = "/".join(f"{v:,.0f}" for v in row["rounds_points_per_s"])
         print(
             f"{row['workers']:>3} {side:<8} {row['points_per_s']:>9,.0f} {ratio:>6} "
-            f"{row['p50_us'] or 0:>8,.1f} {row['p99_us'] or 0:>9,.1f} "
+            f"{rounds:<24} {row['p50_us'] or 0:>10,.1f} {row['p99_us'] or 0:>11,.1f} "
             f"{row['run_s_median'] or 0:>6.1f} {row.get('lost', '?'):>5} "
-            f"{row.get('duplicated', '?'):>4} {status:<12} {_errors(row):<14} "
+            f"{row.get('duplicated', '?'):>4} {status:<13} {_errors(row):<14} "
             f"{row['server']['requests']:>6}"
         )
 
@@ -364,6 +439,9 @@ def main() -> None:
     parser.add_argument("--points", type=int, help="points per worker (default 5000)")
     parser.add_argument("--workers", type=int, nargs="+", help="N values (default 4 8 16)")
     parser.add_argument("--server-workers", type=int, default=4, help="mlflow --workers")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds per N and side; the median is shown"
+    )
     args = parser.parse_args()
     points = args.points or (500 if args.quick else 5000)
     ns = args.workers or ([4, 8] if args.quick else [4, 8, 16])
@@ -377,15 +455,16 @@ def main() -> None:
             server.start()
             print(f"server up in {time.monotonic() - started:.0f} s: {server.url}", file=sys.stderr)
             for n in ns:
-                # Alternate the order so that a drift in machine load does not favour a side.
-                for mode in ("raw", "sdk") if n % 8 else ("sdk", "raw"):
-                    print(f"N={n} {mode} ...", file=sys.stderr, flush=True)
-                    rows.append(measure(server, mode, n, points, tmp))
+                for round_ in range(args.rounds):
+                    # Alternate the order so that a drift in load does not favour a side.
+                    for mode in ("raw", "sdk") if round_ % 2 else ("sdk", "raw"):
+                        print(f"N={n} {mode} round {round_ + 1} ...", file=sys.stderr, flush=True)
+                        rows.append(measure(server, mode, n, points, tmp))
         finally:
             log_tail = _tests_servers().log_tail(server.log_path, 20)
             server.close()
-    rows.sort(key=lambda r: (r["workers"], r["mode"] != "sdk"))
-    print_table(rows)
+    table = _median_rows(rows)
+    print_table(table)
     load_after = os.getloadavg()
     print(f"load before {load_before[0]:.1f}, after {load_after[0]:.1f}; {os.cpu_count()} cores")
     out = HERE / "results" / f"team_server-{_dt.datetime.now():%Y%m%d-%H%M%S}.json"
@@ -396,6 +475,8 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "load_before": load_before,
         "load_after": load_after,
+        "rounds": args.rounds,
+        "table": table,
         "rows": rows,
         "server_log_tail": log_tail,
     }
