@@ -14,6 +14,7 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -290,6 +291,35 @@ def test_retry_after_is_honoured(
     assert batches[1][0] - batches[0][0] >= 1.9
     client = admin_client(dagshub_server)
     assert steps_of(client, run.run_id, "loss") == list(range(10))
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_busy_server_at_start_is_waited_for_quietly(
+    project: Path,
+    dagshub_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    reader: None,
+    status: int,
+) -> None:
+    """Four "busy, retry after 1 s" answers to the run's creation (a team server shedding
+    load): the start waits through them, within the start timeout, so the run exists
+    with its id when the body starts, and nothing is said. (A 503 without Retry-After,
+    often a proxy whose server is down, still gives up after three tries: see
+    test_503_at_start_then_back_mid_run.)
+    """
+    use_dagshub(monkeypatch, dagshub_server)
+    dagshub_server.fail_routes = {CREATE: (f"retry-after:{status}:1", 4)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrackSDKWarning)
+        with tracked(experiment=f"busy-{status}") as run:
+            assert run.run_id is not None  # created before the body
+            run.log_metric("loss", 0.5, step=0)
+    creates = [r for r in dagshub_server.requests if r[1].endswith(CREATE)]
+    assert [r[2] for r in creates] == [status] * 4 + [200]
+    client = admin_client(dagshub_server)
+    [stored] = runs_of(client, f"busy-{status}")
+    assert stored.info.run_id == run.run_id and stored.info.status == "FINISHED"
+    assert steps_of(client, run.run_id, "loss") == [0]
 
 
 SIGNAL_SCRIPT = textwrap.dedent(

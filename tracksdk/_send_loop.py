@@ -53,6 +53,7 @@ POLL = 0.5
 POISON_TRIES = 5  # internal errors on the same request before it is set aside
 MAX_RESTARTS = 2  # times a run the store lost is created again from the journal
 START_ATTEMPTS = 3  # failed attempts before a run's start stops waiting for the store
+BUSY_QUIET = 60.0  # seconds of 429s (a store shedding load) before it is said
 
 # The retry jitter's own generator: drawing from the random module's would change the
 # state a user seeded (random.seed(0)) from a background thread, at unforeseeable times.
@@ -105,6 +106,7 @@ class SendLoop:
         self._wake = threading.Event()
         self._changed = threading.Condition()
         self._warned_outage = False
+        self._busy_since: float | None = None  # since when the store has answered "busy"
         self.start_watched = False  # the run's start is waiting and reports failures itself
         self._attempts = 0
         self._thread: threading.Thread | None = None
@@ -270,13 +272,17 @@ class SendLoop:
             try:
                 self._delivery.perform(op, rejected=self.rejected, retried=self._attempts > 0)
                 self._attempts = 0
+                self._busy_since = None
                 self.first_outcome.set()
                 return True
             except Transient as exc:
                 self.last_error = exc
                 self._attempts += 1
                 self._unreachable = exc.unreachable
-                if self._attempts >= START_ATTEMPTS:  # one lost answer is not an outage
+                # One lost answer is not an outage. Neither is a busy server: it answered
+                # "come back later", so a run's start keeps waiting for the run, within
+                # TRACKSDK_START_TIMEOUT, rather than warn at every job of a busy team.
+                if self._attempts >= START_ATTEMPTS and not _busy(exc):
                     self.first_outcome.set()
                 self._report_outage(exc)
                 if _poison(op, exc):
@@ -329,10 +335,24 @@ class SendLoop:
                 return True
         return False
 
-    def _report_outage(self, exc: TrackingError) -> None:
+    def _report_outage(self, exc: Transient) -> None:
         if self.journal is None or self._warned_outage or self.start_watched:
             return
         if self._attempts < 2:
+            return
+        if _busy(exc):
+            # Shedding load is routine for a team server: said only when it lasts.
+            now = time.monotonic()
+            if self._busy_since is None:
+                self._busy_since = now
+            if now - self._busy_since < BUSY_QUIET:
+                return
+            self._warned_outage = True
+            _warn.warn(
+                f"tracksdk: the store has been too busy to take run {self.label} for "
+                f"{now - self._busy_since:.0f} s ({exc}). Logging goes on into the journal "
+                f"({self.path}); it is sent as the store takes it."
+            )
             return
         self._warned_outage = True
         _warn.warn(
@@ -366,3 +386,12 @@ def _poison(op: Op, exc: Transient) -> bool:
         return False
     disk = isinstance(record, File | Register) and exc.status is None and not exc.network
     return exc.status == 500 or disk
+
+
+def _busy(exc: Transient) -> bool:
+    """A server that is up and asks to come back later: 429, or 503 with Retry-After.
+
+    A 503 without Retry-After is as often a proxy whose server is down, so it counts
+    toward the start's give-up like an unreachable store.
+    """
+    return exc.status == 429 or (exc.status == 503 and exc.retry_after is not None)
