@@ -337,15 +337,25 @@ def server_errors(log: Path, offset: int) -> dict[str, int]:
     return counts
 
 
-def measure(server: Any, mode: str, workers: int, points: int, tmp: Path) -> dict[str, Any]:
-    """One round (``mode`` at ``workers``) with its read-back check and server error counts."""
+def measure(
+    server: Any, mode: str, workers: int, points: int, tmp: Path, proxy: Any = None
+) -> dict[str, Any]:
+    """One round (``mode`` at ``workers``) with its read-back check and server error counts.
+
+    With ``proxy`` (a :class:`_shed_proxy.SheddingProxy`) the workers go through it, and
+    the row's ``shed`` counts the requests it refused.
+    """
     from mlflow.tracking import MlflowClient
 
     experiment = f"team-{mode}-{workers}-{uuid.uuid4().hex[:6]}"
     MlflowClient(tracking_uri=server.url).create_experiment(experiment)
     MlflowClient(tracking_uri=server.url).create_experiment(experiment + "-warmup")
     offset = server.log_path.stat().st_size
-    round_ = run_round(server.url, mode, workers, points, tmp / experiment, experiment)
+    if proxy is not None:
+        proxy.reset()
+    url = proxy.url if proxy is not None else server.url
+    round_ = run_round(url, mode, workers, points, tmp / experiment, experiment)
+    answers = proxy.reset() if proxy is not None else {}
     results = round_["results"]
     check = check_runs(server.url, results, points) if results else {}
     return {
@@ -368,13 +378,16 @@ def measure(server: Any, mode: str, workers: int, points: int, tmp: Path) -> dic
         "failed_workers": round_["failures"],
         "stderr_warnings": sum(r["stderr_warnings"] for r in results),
         "server": server_errors(server.log_path, offset),
+        "shed": answers.get(proxy.status, 0) if proxy is not None else 0,
+        "proxy_answers": answers,
         **check,
     }
 
 
 def _errors(row: dict[str, Any]) -> str:
     counts = row["server"]
-    return ",".join(f"{k}:{v}" for k, v in counts.items() if k != "requests") or "0"
+    text = ",".join(f"{k}:{v}" for k, v in counts.items() if k != "requests") or "0"
+    return text + (f" shed:{row['shed']}" if row.get("shed") else "")
 
 
 def _median_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -388,7 +401,7 @@ def _median_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         median = dict(ordered[len(ordered) // 2])
         median["rounds_points_per_s"] = [r["points_per_s"] for r in group]
         # Lost, duplicated and failed count over every round, not the median one's.
-        for key in ("lost", "duplicated", "foreign", "write_failures", "stderr_warnings"):
+        for key in ("lost", "duplicated", "foreign", "write_failures", "stderr_warnings", "shed"):
             median[key] = sum(r.get(key, 0) for r in group)
         median["server"] = {
             k: sum(r["server"].get(k, 0) for r in group)
@@ -442,6 +455,14 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3, help="rounds per N and side; the median is shown"
     )
+    parser.add_argument(
+        "--shed",
+        type=int,
+        metavar="LIMIT",
+        help="put a proxy in front that answers 429 (Retry-After: 1) to requests over LIMIT "
+        "in flight, like nginx's limit_conn; both sides must retry",
+    )
+    parser.add_argument("--shed-status", type=int, default=429, help="429 or 503 (--shed)")
     args = parser.parse_args()
     points = args.points or (500 if args.quick else 5000)
     ns = args.workers or ([4, 8] if args.quick else [4, 8, 16])
@@ -450,17 +471,25 @@ def main() -> None:
         tmp = Path(tmp_name)
         server = team_server(tmp / "server", args.server_workers)
         rows: list[dict[str, Any]] = []
+        proxy = None
         try:
             started = time.monotonic()
             server.start()
             print(f"server up in {time.monotonic() - started:.0f} s: {server.url}", file=sys.stderr)
+            if args.shed:
+                from _shed_proxy import SheddingProxy
+
+                proxy = SheddingProxy(server.port, args.shed, status=args.shed_status)
+                proxy.start()
             for n in ns:
                 for round_ in range(args.rounds):
                     # Alternate the order so that a drift in load does not favour a side.
                     for mode in ("raw", "sdk") if round_ % 2 else ("sdk", "raw"):
                         print(f"N={n} {mode} round {round_ + 1} ...", file=sys.stderr, flush=True)
-                        rows.append(measure(server, mode, n, points, tmp))
+                        rows.append(measure(server, mode, n, points, tmp, proxy))
         finally:
+            if proxy is not None:
+                proxy.close()
             log_tail = _tests_servers().log_tail(server.log_path, 20)
             server.close()
     table = _median_rows(rows)
@@ -472,6 +501,7 @@ def main() -> None:
     payload = {
         "points": points,
         "server_workers": args.server_workers,
+        "shed": {"limit": args.shed, "status": args.shed_status} if args.shed else None,
         "cpu_count": os.cpu_count(),
         "load_before": load_before,
         "load_after": load_after,

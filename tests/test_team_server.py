@@ -5,6 +5,8 @@ Eight processes, forked together by one launcher, each log 500 points one
 the session's PostgreSQL-backed ``mlflow server``. Every run's metric history is read back
 with ``MlflowClient``: steps 0..499 exactly once each, and every run FINISHED. The heavy
 variant (N = 4, 8, 16 with 5,000 points, next to raw ``log_batch``) stays in bench/.
+The same round runs again behind a load-shedding front (``bench/_shed_proxy.py``) that
+answers 429 to what exceeds two requests in flight.
 """
 
 from __future__ import annotations
@@ -23,19 +25,15 @@ WORKERS = 8
 POINTS = 500
 
 
-@pytest.mark.server
-def test_eight_processes_lose_and_duplicate_no_point_on_the_team_server(
-    tmp_path: Path, mlflow_server: Any
-) -> None:
-    """8 x 500 points, params, tags and an artifact: 0 lost, 0 duplicated, all FINISHED."""
+def run_and_check(url: str, read_url: str, tmp_path: Path) -> None:
+    """One round of 8 tracksdk workers through ``url``; every run read back from ``read_url``."""
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=mlflow_server.url)
+    client = MlflowClient(tracking_uri=read_url)
     experiment = f"team-{uuid.uuid4().hex[:8]}"  # the server is shared by the session
     client.create_experiment(experiment)
-    round_ = team_server.run_round(
-        mlflow_server.url, "sdk", WORKERS, POINTS, tmp_path / "work", experiment
-    )
+    client.create_experiment(experiment + "-warmup")  # the launcher's warm-up run goes there
+    round_ = team_server.run_round(url, "sdk", WORKERS, POINTS, tmp_path / "work", experiment)
     assert round_["failures"] == []
     results = round_["results"]
     assert len(results) == WORKERS
@@ -49,7 +47,7 @@ def test_eight_processes_lose_and_duplicate_no_point_on_the_team_server(
         if "tracksdk: cannot reach the store for run" not in line
     ]
     assert unexpected == []
-    check = team_server.check_runs(mlflow_server.url, results, POINTS)
+    check = team_server.check_runs(read_url, results, POINTS)
     assert check == {
         "lost": 0,
         "duplicated": 0,
@@ -65,3 +63,31 @@ def test_eight_processes_lose_and_duplicate_no_point_on_the_team_server(
         assert run.data.tags["t49"] == "v49"
         text = client.download_artifacts(run.info.run_id, "notes/worker.txt", str(tmp_path))
         assert Path(text).read_text() == f"worker {run.info.run_name.split('-')[1]}\n"
+
+
+@pytest.mark.server
+def test_eight_processes_lose_and_duplicate_no_point_on_the_team_server(
+    tmp_path: Path, mlflow_server: Any
+) -> None:
+    """8 x 500 points, params, tags and an artifact: 0 lost, 0 duplicated, all FINISHED."""
+    run_and_check(mlflow_server.url, mlflow_server.url, tmp_path)
+
+
+@pytest.mark.server
+def test_a_saturated_server_that_sheds_load_with_429_loses_nothing(
+    tmp_path: Path, mlflow_server: Any
+) -> None:
+    """The same 8 processes through a front that answers 429 with ``Retry-After: 1`` to
+    every request over 2 in flight (nginx's ``limit_conn``, a busy load balancer): the
+    senders wait and retry, and every point still arrives exactly once.
+    """
+    from _shed_proxy import SheddingProxy
+
+    proxy = SheddingProxy(mlflow_server.port, 2, status=429)
+    proxy.start()
+    try:
+        run_and_check(proxy.url, mlflow_server.url, tmp_path)
+    finally:
+        proxy.close()
+    assert proxy.counts.get(429, 0) > 0, proxy.counts  # the load was shed, and retried
+    assert set(proxy.counts) <= {200, 429}, proxy.counts
