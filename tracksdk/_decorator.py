@@ -294,6 +294,9 @@ def tracked(
         distributed: Under torchrun, srun or mpirun: ``"rank0"`` (rank 0's run only),
             ``"shared"`` (one run all ranks write to) or ``"each"`` (a run per rank).
             Default ``TRACKSDK_DISTRIBUTED__MODE`` (docs/distributed.md).
+        seed: Seed Python's ``random``, numpy's global generator and torch (when
+            imported) with this integer before the body runs, and log it as the param
+            ``seed``. Default ``TRACKSDK_SEED``; none: nothing is seeded (docs/reproduce.md).
 
     Returns:
         The wrapped function when used bare, else a :class:`Tracked` object that

@@ -32,6 +32,7 @@ class TrackedOptions(TypedDict, total=False):
     resume: str | None
     run_id: str | None
     distributed: str | None
+    seed: int | None
 
 
 class RunOptions:
@@ -50,6 +51,7 @@ class RunOptions:
         "resume",
         "run_id",
         "run_name",
+        "seed",
         "settings",
         "strict",
         "tags",
@@ -93,6 +95,9 @@ class RunOptions:
         self.distributed = _choice(
             "distributed", options.get("distributed"), DISTRIBUTED_MODES, "distributed.md"
         )
+        from tracksdk._seed import check
+
+        self.seed = check(options.get("seed"))
         if self.key is not None and self.run_id is not None:
             raise ConfigError(
                 "tracked(key=..., run_id=...): give one of them: a key names the run "
@@ -116,6 +121,8 @@ class RunOptions:
             out["distributed"] = {**out.get("distributed", {}), "mode": self.distributed}
         if self.experiment is not None:
             out["experiment"] = self.experiment
+        if self.seed is not None:
+            out["seed"] = self.seed
         if self.strict is not None:
             out["strict"] = self.strict
         if self.autolog is not None:

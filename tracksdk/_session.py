@@ -26,6 +26,7 @@ from tracksdk import (
     _creation,
     _distributed,
     _outcome,
+    _seed,
     _signals,
     _warn,
     stores,
@@ -119,6 +120,8 @@ class Session:
         overrides = self.options.overrides()
         explained = _config.resolve(overrides)
         settings = explained.settings
+        seed = _seed.for_run(self.options.seed, settings.seed, nested=parent is not None)
+        self.params = _seed.at_start(seed, self.params)  # tracked or not
         if settings.mode == "disabled":
             return self._push(self.run)
         untracked, self._launch = _distributed.for_run(settings, nested=parent is not None)

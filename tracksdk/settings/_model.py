@@ -187,6 +187,13 @@ class Settings(BaseSettings):
         description="Seconds a run's start waits for a remote store to create the run "
         "before the function starts anyway (the run is created in the background).",
     )
+    seed: int | None = Field(
+        default=None,
+        ge=0,
+        le=2**32 - 1,
+        description="Seed for Python's random, numpy's global generator and torch, applied "
+        "at each run's start and logged as the param `seed` (docs/reproduce.md).",
+    )
     sigterm_timeout: float = Field(
         default=10.0,
         ge=0,
