@@ -27,6 +27,8 @@ ISOLATED_NAMES = (
     "RANK",
     "LOCAL_RANK",
     "WORLD_SIZE",
+    "GITHUB_ACTIONS",  # a run's CI tags: only tests/test_ci_tags.py sets a CI
+    "GITLAB_CI",
 )
 
 

@@ -48,6 +48,7 @@ value, that value is dropped rather than recorded unredacted.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,7 @@ from tracksdk._schema import (
     SOURCE_NAME_TAG,
     SOURCE_TYPE_TAG,
 )
+from tracksdk.provenance import ci as _ci
 from tracksdk.provenance import environment as _environment
 from tracksdk.provenance import git as _git
 from tracksdk.provenance import source as _source
@@ -82,6 +84,8 @@ class CaptureOptions:
         command: The command line as a tag, secret-looking arguments redacted.
         environment: Python, OS, host, CPU count, tracksdk and mlflow versions as tags.
         requirements: Installed distributions as ``environment/requirements.txt``.
+        ci: The CI pipeline, job, pull request, ref and actor as ``tracksdk.ci.*`` tags
+            (GitHub Actions, GitLab CI).
         max_diff_bytes: Longer diffs are cut, with a note line and a tag.
         max_source_bytes: Larger source files are not copied (a warning says so).
         max_untracked_files: At most this many untracked paths are listed.
@@ -94,6 +98,7 @@ class CaptureOptions:
     command: bool = True
     environment: bool = True
     requirements: bool = True
+    ci: bool = True
     max_diff_bytes: int = 1_000_000
     max_source_bytes: int = 1_000_000
     max_untracked_files: int = 1_000
@@ -198,6 +203,9 @@ def _collect_into(
     if options.environment:
         with _guard("environment", warnings):
             tags.update(_environment.environment_tags())
+    if options.ci:
+        with _guard("CI", warnings):
+            tags.update(_ci.ci_tags(os.environ))
     if options.requirements:
         with _guard("installed packages", warnings):
             texts[_environment.REQUIREMENTS_ARTIFACT] = _environment.requirements_text()

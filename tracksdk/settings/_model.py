@@ -97,6 +97,11 @@ class CaptureSettings(_Section):
     requirements: bool = Field(
         default=True, description="Installed packages as environment/requirements.txt."
     )
+    ci: bool = Field(
+        default=True,
+        description="CI pipeline URL, job, pull request, ref and actor as tracksdk.ci.* tags "
+        "(GitHub Actions, GitLab CI).",
+    )
     max_diff_bytes: int = Field(default=1_000_000, ge=0, description="Diff size limit.")
     max_source_bytes: int = Field(default=1_000_000, ge=0, description="Source file size limit.")
     max_untracked_files: int = Field(default=1_000, ge=0, description="Untracked list limit.")
