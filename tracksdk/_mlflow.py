@@ -327,21 +327,6 @@ def pop_active(run_id: str) -> None:
     fluent._last_active_run_id.set(run_id)
 
 
-def search_runs(conn: Connection, experiment_name: str, max_results: int) -> list[Any]:
-    """The experiment's most recent runs, newest first."""
-    with errors(f"Listing runs of {experiment_name!r}"):
-        experiment = client(conn).get_experiment_by_name(experiment_name)
-        if experiment is None:
-            return []
-        return list(
-            client(conn).search_runs(
-                [experiment.experiment_id],
-                max_results=max_results,
-                order_by=["attributes.start_time DESC"],
-            )
-        )
-
-
 def download_model(conn: Connection, model_uri: str, dst: str) -> str:
     """Download a model (``runs:/``, ``models:/`` or any artifact URI) into ``dst``."""
     from mlflow.artifacts import download_artifacts
