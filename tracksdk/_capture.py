@@ -96,7 +96,9 @@ class Capture:
         argv0 = self._argv[0] if self._argv else ""
         entry = Path(argv0) if argv0 and Path(argv0).is_file() else None
         function_file = Path(self._source_file) if self._source_file else None
-        options = CaptureOptions(**self._explained.settings.capture.model_dump())
+        # Datasets are recorded by the run's start (tracksdk/_lineage.py), not here.
+        capture = self._explained.settings.capture.model_dump(exclude={"datasets"})
+        options = CaptureOptions(**capture)
         return collect(
             options,
             entry_script=entry,

@@ -220,3 +220,21 @@ def warn_not_created(conn: Connection, writer: Writer, creation: Creation, becau
         f"({writer.journal.path}) and sent when the store answers. If this process ends "
         "first, `tracksdk sync` (or the next tracked run here) sends it."
     )
+
+
+def wait_and_activate(
+    writer: Writer, conn: Connection | None, settings: Any
+) -> tuple[Creation | None, str | None]:
+    """Wait for the run's creation, then put it on MLflow's active-run stack.
+
+    The stack is what ``mlflow.log_*`` and MLflow's autolog write to. Returns the
+    creation (:func:`wait_created`) and the run id pushed, if any.
+    """
+    creation = wait_created(writer, conn, settings)
+    created = creation.created if creation is not None else None
+    if created is not None and conn is not None and stores.uses_mlflow(conn):
+        from tracksdk import _mlflow
+
+        _mlflow.push_active(created)
+        return creation, created.run_id
+    return creation, None

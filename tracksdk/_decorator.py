@@ -88,6 +88,7 @@ class Tracked:
         kind = _kind(func)
 
         def open_session(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Session:
+            from tracksdk._lineage import candidates
             from tracksdk._params import bind_params
 
             params = (
@@ -99,6 +100,7 @@ class Tracked:
                 params=params,
                 source_file=source_file,
                 arguments=(*args, *kwargs.values()),
+                datasets=candidates(signature, args, kwargs) if signature is not None else [],
             )
 
         if kind == "async":

@@ -25,6 +25,7 @@ from tracksdk import (
     _continued,
     _creation,
     _distributed,
+    _lineage,
     _outcome,
     _seed,
     _signals,
@@ -85,12 +86,14 @@ class Session:
         params: Mapping[str, str] | None = None,
         source_file: str | None = None,
         arguments: tuple[Any, ...] = (),
+        datasets: list[tuple[str, Any]] | None = None,
     ) -> None:
         self.options = options
         self.function = function
         self.params = params or {}
         self.source_file = source_file
         self.arguments = arguments
+        self.datasets = datasets or []  # the call's data arguments (tracksdk/_lineage.py)
         self.explained: Explained | None = None
         self.run: Run = UntrackedRun()
         self._conn: Connection | None = None
@@ -228,6 +231,8 @@ class Session:
             continuing = key is not None or self.options.run_id is not None
             if self.params and not continuing:
                 run.log_params(self.params)
+            if settings.capture.datasets and not other_rank:
+                _lineage.log(run, self.datasets)
             if long_tags:
                 run.set_tags(long_tags)
             self.explained = explained
@@ -265,13 +270,8 @@ class Session:
 
     def _wait_created(self, writer: Writer, settings: Any) -> Creation | None:
         """Wait for the store to create the run (:func:`tracksdk._creation.wait_created`)."""
-        creation = _creation.wait_created(writer, self._conn, settings)
-        created = creation.created if creation is not None else None
-        if created is not None and self._conn is not None and stores.uses_mlflow(self._conn):
-            from tracksdk import _mlflow
-
-            _mlflow.push_active(created)  # for mlflow.log_* and MLflow's autolog
-            self._pushed = created.run_id
+        creation, pushed = _creation.wait_and_activate(writer, self._conn, settings)
+        self._pushed = pushed or self._pushed
         return creation
 
     def _enable_autolog(self, settings: Any, run: Run) -> None:

@@ -73,6 +73,7 @@ class Writer:
         self.label = label or journal.client_id[:8]
         self.failures = 0  # records the journal could not keep (disk full)
         self.dropped_points = 0  # metric points refused over the journal's cap
+        self.input_digests: set[str] = set()  # dataset inputs recorded (by digest)
         self._wake_after = WAKE_AFTER
         self._since_wake = 0
         self.terminated = False
@@ -313,7 +314,14 @@ class Writer:
             described = _mlflow.describe_dataset(data, name=name, targets=targets)
         except TrackingError as exc:
             return self._spool_failed(exc, "a dataset input")
-        return self._append(Input(described, context))
+        return self.input(described, context)
+
+    def input(self, described: Mapping[str, Any], context: str | None) -> bool:
+        """Journal a described dataset input, once per digest in a run."""
+        if described.get("digest") in self.input_digests:
+            return False  # the same data again: an argument's input, then logged by hand
+        self.input_digests.add(str(described.get("digest")))
+        return self._append(Input(dict(described.items()), context))
 
     def register(self, spec: Mapping[str, Any], metrics: Mapping[str, float]) -> bool:
         """Journal a registration to be done when the run's data reaches the store."""

@@ -97,6 +97,11 @@ class CaptureSettings(_Section):
     requirements: bool = Field(
         default=True, description="Installed packages as environment/requirements.txt."
     )
+    datasets: bool = Field(
+        default=True,
+        description="A tracked function's data arguments (DataFrames, arrays, data file "
+        "paths) as the run's dataset inputs, with a context from the argument's name.",
+    )
     ci: bool = Field(
         default=True,
         description="CI pipeline URL, job, pull request, ref and actor as tracksdk.ci.* tags "
