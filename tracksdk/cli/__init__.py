@@ -1,4 +1,4 @@
-"""The ``tracksdk`` command: ``doctor``, ``ui``, ``runs``, ``models``, ``sync`` and ``serve``.
+"""``tracksdk``: ``doctor``, ``ui``, ``runs``, ``diff``, ``models``, ``sync``, ``serve``.
 
 Built on Typer, one module per command; :mod:`tracksdk.cli._common` holds what they share
 (the output consoles and the settings and connection a tracked run would use), and
@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from tracksdk.cli._common import err, out
+from tracksdk.cli._diff import diff
 from tracksdk.cli._doctor import doctor
 from tracksdk.cli._models import models
 from tracksdk.cli._runs import runs
@@ -21,6 +22,7 @@ __all__ = [
     "DEFAULT_UI_URL",
     "UI_STOP_TIMEOUT",
     "app",
+    "diff",
     "doctor",
     "err",
     "main",
@@ -41,7 +43,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 # Registered here, in the order `tracksdk --help` lists them.
-for _command in (doctor, ui, runs, models, sync, serve):
+for _command in (doctor, ui, runs, diff, models, sync, serve):
     app.command()(_command)
 
 
