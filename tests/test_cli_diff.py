@@ -100,6 +100,11 @@ def test_an_unknown_run_is_the_users_mistake(project: Path) -> None:
     assert result.returncode == 2, result.stdout + result.stderr
     assert "no run '0123456789abcdef'" in " ".join(result.stderr.split())
     assert "Traceback" not in result.stderr
+    # A store that cannot be read is not the user's mistake: status 1.
+    broken = cli(project, "diff", run.info.run_id, run.info.run_id,
+                 env={"TRACKSDK_LOCAL__ROOT": "/proc/no-such-folder"})  # fmt: skip
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert "error:" in broken.stderr and "Traceback" not in broken.stderr
 
 
 def test_packages_and_a_cut_diff_compare_by_name() -> None:

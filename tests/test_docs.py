@@ -233,6 +233,14 @@ EXIT_STATUS_TESTS: dict[tuple[str, int], list[str]] = {
     ("ui", 129): ["tests/test_cli.py::test_serve_stops_every_process_and_removes_the_download"],
     ("runs", 1): ["tests/test_cli.py::test_runs_and_sync_exit_statuses"],
     ("runs", 2): ["tests/test_cli.py::test_runs_and_sync_exit_statuses"],
+    ("diff", 1): ["tests/test_cli_diff.py::test_an_unknown_run_is_the_users_mistake"],
+    ("diff", 2): ["tests/test_cli_diff.py::test_an_unknown_run_is_the_users_mistake"],
+    ("reproduce", 2): [
+        "tests/test_reproduce.py::test_a_run_without_git_information",
+        "tests/test_reproduce.py::test_a_commit_the_local_repository_does_not_have",
+        "tests/test_reproduce.py::test_a_diff_that_no_longer_applies",
+        "tests/test_reproduce.py::test_a_folder_that_is_not_empty",
+    ],
     ("models", 0): [
         "tests/test_cli.py::test_models_set_alias_promotes_and_rolls_back_with_audit_tags"
     ],

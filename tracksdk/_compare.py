@@ -62,6 +62,7 @@ class RunRecord:
     tags: dict[str, str]
     diff: str | None = None  # None: no diff recorded (clean tree, or capture off)
     requirements: dict[str, str] | None = None
+    requirements_text: str | None = None
     inputs: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -76,8 +77,8 @@ def load(conn: Connection, run_id: str) -> RunRecord:
 
     from tracksdk import _mlflow
 
-    client = _mlflow.client(conn)
     with _mlflow.errors(f"Reading run {run_id}"):
+        client = _mlflow.client(conn)
         try:
             run = client.get_run(run_id)
         except MlflowException as exc:
@@ -110,6 +111,7 @@ def load(conn: Connection, run_id: str) -> RunRecord:
     requirements = _artifact_text(client, record.run_id, REQUIREMENTS_ARTIFACT)
     if requirements is not None:
         record.requirements = parse_requirements(requirements)
+        record.requirements_text = requirements
     return record
 
 

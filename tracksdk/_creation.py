@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from tracksdk import _journal, _redact, stores
 from tracksdk._journal import Journal
-from tracksdk._schema import FUNCTION_TAG, MAX_TAG_VALUE, RUN_NAME_TAG, USER_TAG
+from tracksdk._schema import (
+    FUNCTION_TAG,
+    MAX_TAG_VALUE,
+    REPRODUCES_TAG,
+    RUN_NAME_TAG,
+    USER_TAG,
+)
 from tracksdk._validate import Checker, safe_str
 from tracksdk.exceptions import TrackingError
 
@@ -73,10 +79,12 @@ def sync_leftovers(explained: Explained, conn: Connection) -> None:
 
 
 def run_tags(
-    options: RunOptions, function: Callable[..., Any] | None, checker: Checker
+    options: RunOptions, function: Callable[..., Any] | None, checker: Checker, settings: Any
 ) -> tuple[dict[str, str], dict[str, str]]:
     """The tags the run is created with, and those too long for it (set right after)."""
     tags = {USER_TAG: _user()}
+    if settings.reproduces:  # a rerun by `tracksdk reproduce --run`
+        tags[REPRODUCES_TAG] = checker.text("tag", REPRODUCES_TAG, str(settings.reproduces))
     if function is not None:
         tags[FUNCTION_TAG] = _function_name(function)
     long_tags: dict[str, str] = {}  # kept whole in an artifact by Run.set_tags

@@ -64,6 +64,7 @@ CONSOLE_LOG_ERROR_TAG = "tracksdk.console_log_error"
 RUN_KEY_TAG = "tracksdk.run_key"
 RUN_PART_TAG = "tracksdk.run_part"
 RESUMED_TAG = "tracksdk.resumed"
+REPRODUCES_TAG = "tracksdk.reproduces"  # the run a `tracksdk reproduce --run` rerun repeats
 # `tracksdk.part.<client id>` names each process that continued a run, so that its client
 # id (its nested runs' parent, a later sync) finds the run it continued.
 PART_TAG_PREFIX = "tracksdk.part."

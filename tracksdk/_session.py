@@ -184,7 +184,7 @@ class Session:
         )
 
         checker = Checker(strict=settings.strict)
-        tags, long_tags = _creation.run_tags(self.options, self.function, checker)
+        tags, long_tags = _creation.run_tags(self.options, self.function, checker, settings)
         client_id = _journal.new_client_id()
         tags[CLIENT_RUN_ID_TAG] = client_id
         target = _journal.masked_target(conn.tracking_uri) if conn is not None else None

@@ -1,4 +1,4 @@
-"""``tracksdk``: ``doctor``, ``ui``, ``runs``, ``diff``, ``models``, ``sync``, ``serve``.
+"""``tracksdk``: ``doctor``, ``ui``, ``runs``, ``diff``, ``reproduce``, ``models``, ``sync``...
 
 Built on Typer, one module per command; :mod:`tracksdk.cli._common` holds what they share
 (the output consoles and the settings and connection a tracked run would use), and
@@ -13,6 +13,7 @@ from tracksdk.cli._common import err, out
 from tracksdk.cli._diff import diff
 from tracksdk.cli._doctor import doctor
 from tracksdk.cli._models import models
+from tracksdk.cli._reproduce import reproduce
 from tracksdk.cli._runs import runs
 from tracksdk.cli._serve import model_uri, serve
 from tracksdk.cli._sync import sync
@@ -29,6 +30,7 @@ __all__ = [
     "model_uri",
     "models",
     "out",
+    "reproduce",
     "runs",
     "serve",
     "sync",
@@ -43,7 +45,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 # Registered here, in the order `tracksdk --help` lists them.
-for _command in (doctor, ui, runs, diff, models, sync, serve):
+for _command in (doctor, ui, runs, diff, reproduce, models, sync, serve):
     app.command()(_command)
 
 

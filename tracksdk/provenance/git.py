@@ -46,6 +46,7 @@ from tracksdk._schema import (
 )
 from tracksdk.provenance import _git_process
 from tracksdk.provenance._git_process import GitFailed, Output
+from tracksdk.provenance.untracked import saved_texts
 
 if TYPE_CHECKING:
     from tracksdk.provenance import CaptureOptions
@@ -211,6 +212,7 @@ def _capture_into(
             capture.texts[UNTRACKED_ARTIFACT] = _untracked_text(
                 status.untracked, options.max_untracked_files
             )
+            capture.texts.update(saved_texts(root, status.untracked))  # for reproduce
     if options.diff and status.changed:
         try:
             _capture_diff(capture, status, options.max_diff_bytes, redact)

@@ -197,6 +197,11 @@ class Settings(BaseSettings):
         description="Seconds a run's start waits for a remote store to create the run "
         "before the function starts anyway (the run is created in the background).",
     )
+    reproduces: str | None = Field(
+        default=None,
+        description="The run a rerun reproduces, tagged tracksdk.reproduces on each run; "
+        "set by `tracksdk reproduce --run` (docs/reproduce.md).",
+    )
     seed: int | None = Field(
         default=None,
         ge=0,
