@@ -37,8 +37,9 @@ from tracksdk._schema import PARENT_RUN_ID_TAG
 __all__ = ["NO_PROVENANCE", "CapturedRun", "CapturedRuns", "capture_runs"]
 
 #: ``tracksdk.configure(capture=NO_PROVENANCE)``: runs capture no git state, diff,
-#: untracked files, sources, command, environment nor requirements. A test's runs are
-#: then faster and hold only what the code under test logs.
+#: untracked files, sources, command, environment, requirements, CI tags nor dataset
+#: inputs from arguments. A test's runs are then faster and hold only what the code
+#: under test logs.
 NO_PROVENANCE: dict[str, bool] = {
     "git": False,
     "diff": False,
@@ -47,6 +48,8 @@ NO_PROVENANCE: dict[str, bool] = {
     "command": False,
     "environment": False,
     "requirements": False,
+    "ci": False,
+    "datasets": False,
 }
 
 

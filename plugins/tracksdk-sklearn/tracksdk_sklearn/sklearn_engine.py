@@ -71,6 +71,7 @@ _CHILD_SETTINGS: dict[str, Any] = {
         "command": False,
         "environment": False,
         "requirements": False,
+        "ci": False,
     }
 }
 
