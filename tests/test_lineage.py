@@ -143,3 +143,29 @@ def test_a_large_file_is_sampled_not_read_whole(project: Path) -> None:
 )
 def test_the_context_comes_from_the_arguments_name(name: str, context: str | None) -> None:
     assert _lineage.context_of(name) == context
+
+
+@pytest.mark.server
+def test_inputs_reach_the_team_server(
+    project: Path, mlflow_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same records through the REST store, read back from the PostgreSQL server."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("TRACKSDK_BACKEND", "server")
+    monkeypatch.setenv("TRACKSDK_SERVER__URI", mlflow_server.url)
+    (project / "val.parquet").write_bytes(b"PAR1 not really parquet")
+    experiment = f"lineage-{project.parent.name}"
+
+    @tracked(experiment=experiment)
+    def train(X_train: np.ndarray, val_path: Path) -> None:
+        pass
+
+    train(np.ones((50, 3)), project / "val.parquet")
+    client = MlflowClient(tracking_uri=mlflow_server.url)
+    found = client.get_experiment_by_name(experiment)
+    [run] = client.search_runs([found.experiment_id])
+    inputs = {i.dataset.name: i for i in run.inputs.dataset_inputs}
+    assert sorted(inputs) == ["X_train", "val_path"]
+    assert [t.value for t in inputs["val_path"].tags] == ["validation"]
+    assert json.loads(inputs["val_path"].dataset.profile)["size_bytes"] == 23
