@@ -200,11 +200,9 @@ class Delivery:
         run_id = self.run_id
         if run_id is None:
             raise TrackingError(f"run {self.label} could not be created")
-        if isinstance(op, Batch):
-            params, tags = op.params, op.tags
-            if self.resumed is not None and params:  # MLflow refuses a whole batch for one
-                params, tags = _resume.split_params(params, tags, self.resumed.params)
-            transport.log_batch(run_id, op.metrics, params, tags)
+        if isinstance(op, Batch):  # MLflow refuses a whole batch for one param it has
+            earlier = self.resumed.params if self.resumed is not None else None
+            _resume.log_batch(transport, run_id, op, earlier)
         elif isinstance(record, File):
             self._upload(transport, record)
         elif isinstance(record, Input):

@@ -49,6 +49,7 @@ from tracksdk.stores.errors import NotFound, PermissionDenied, Rejected, StoreEr
 
 if TYPE_CHECKING:
     from tracksdk._journal.records import Create
+    from tracksdk._send_plan import Batch
     from tracksdk.stores import CreatedRun, RunState, Store
 
 # client run id -> MLflow run id, for every run created by this process (nested runs).
@@ -58,6 +59,7 @@ __all__ = [
     "REFUSED",
     "Opened",
     "is_latest",
+    "log_batch",
     "open_run",
     "part_name",
     "run_id_of",
@@ -274,6 +276,35 @@ def split_params(
         elif first != value and len(CONFLICT_TAG_PREFIX + key) <= MAX_KEY:
             extra.setdefault(CONFLICT_TAG_PREFIX + key, value)
     return kept, extra
+
+
+def log_batch(
+    transport: Store,
+    run_id: str,
+    batch: Batch,
+    earlier: Mapping[str, str] | None,
+) -> None:
+    """Send one batch, its params less those the run already has (``earlier``).
+
+    Several processes of one run (racing resumes of a key, a shared run's ranks) may log
+    the same params at the same moment: MLflow's server checks a run's params, then
+    inserts, so the second insert fails ("duplicate key ... param_pk") and the whole batch
+    is refused, metrics included. On such a refusal the run's params are read back and
+    the batch is sent once more without those it already holds.
+    """
+    params, tags = batch.params, batch.tags
+    if earlier is not None and params:
+        params, tags = split_params(params, tags, earlier)
+    try:
+        transport.log_batch(run_id, batch.metrics, params, tags)
+    except Rejected:
+        if not params:
+            raise
+        current = transport.get_run(run_id).params
+        if not params.keys() & current.keys():
+            raise  # refused for another reason
+        params, tags = split_params(params, tags, current)
+        transport.log_batch(run_id, batch.metrics, params, tags)
 
 
 def run_id_of(
