@@ -169,3 +169,27 @@ def test_inputs_reach_the_team_server(
     assert sorted(inputs) == ["X_train", "val_path"]
     assert [t.value for t in inputs["val_path"].tags] == ["validation"]
     assert json.loads(inputs["val_path"].dataset.profile)["size_bytes"] == 23
+
+
+def test_the_memory_store_neither_records_nor_imports_mlflow(tmp_path: Path) -> None:
+    """A unit test of training code (tracksdk.testing's memory store) pays no MLflow import
+    for a DataFrame argument."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, pandas as pd\n"
+        "from tracksdk import tracked\n"
+        "from tracksdk.testing import capture_runs\n"
+        "@tracked\n"
+        "def train(train_df, lr=0.1):\n"
+        "    return {'m': 1.0}\n"
+        "with capture_runs(store='memory') as runs:\n"
+        "    train(pd.DataFrame({'x': range(10)}))\n"
+        "print(runs[0].params['lr'], 'mlflow' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0.1", "False"]

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tracksdk._run import Run
+    from tracksdk.backends import Connection
 
 MAX_ROWS = 10_000  # MLflow's digest_utils.MAX_ROWS
 SCHEMA_ROWS = 1_000  # rows the schema is inferred from (MLflow types each of their cells)
@@ -75,6 +76,18 @@ def context_of(name: str) -> str | None:
         if words & markers:
             return context
     return None
+
+
+def wanted(conn: Connection | None) -> bool:
+    """Whether a run on ``conn`` records its data arguments.
+
+    Not on the memory store (tracksdk.testing): describing data imports MLflow (~1 s),
+    which a unit test of the training code should not pay, and the store keeps no inputs
+    a test could read back. Offline runs do: their journal goes to a real store later.
+    """
+    from tracksdk import stores
+
+    return conn is None or stores.uses_mlflow(conn)
 
 
 def log(run: Run, found: list[tuple[str, Any]]) -> None:

@@ -231,7 +231,7 @@ class Session:
             continuing = key is not None or self.options.run_id is not None
             if self.params and not continuing:
                 run.log_params(self.params)
-            if settings.capture.datasets and not other_rank:
+            if settings.capture.datasets and not other_rank and _lineage.wanted(conn):
                 _lineage.log(run, self.datasets)
             if long_tags:
                 run.set_tags(long_tags)
