@@ -176,3 +176,13 @@ def test_which_untracked_files_are_saved(project: Path) -> None:
         run.info.run_id, "source/untracked.txt", str(project / "listed")
     )
     assert ".env" in Path(listed).read_text()  # named in the list, its content not saved
+
+
+def test_by_default_the_worktree_goes_beside_the_repository(project: Path) -> None:
+    """Not inside it, where the next run there would list it as untracked files."""
+    run_id, ran = dirty_run(project)
+    result = cli(project, "reproduce", run_id)
+    assert result.returncode == 0, result.stdout + result.stderr
+    target = project.parent / f"{project.name}-reproduce-{run_id[:12]}"
+    assert (target / "train.py").read_bytes() == ran["train.py"]
+    assert git(project, "status", "--porcelain", "--untracked-files=all").count("reproduce") == 0

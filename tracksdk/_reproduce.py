@@ -104,6 +104,21 @@ def checkout(conn: Connection, run_id: str, folder: Path) -> Reproduction:
     return reproduction
 
 
+def default_folder(run_id: str) -> Path:
+    """``<repository>-reproduce-<run id>`` beside the repository of the working directory.
+
+    Not inside it: a worktree nested in the repository's folder would show up as
+    untracked files of the next run made there.
+    """
+    import git
+
+    try:
+        root = Path(str(git.Repo(Path.cwd(), search_parent_directories=True).working_tree_dir))
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        root = Path.cwd()  # checkout says that a repository is needed
+    return root.parent / f"{root.name}-reproduce-{run_id[:12]}"
+
+
 def _remote_for(repo: Any, record: RunRecord) -> str:
     """The remote to fetch the run's commit from: the one with the run's URL, or origin."""
     wanted = (record.tags.get(GIT_REPO_URL_TAG) or "").rstrip("/").removesuffix(".git")

@@ -19,7 +19,9 @@ def reproduce(
     run_id: Annotated[str, typer.Argument(help="The run's id.")],
     directory: Annotated[
         Path | None,
-        typer.Option("--dir", help="A new folder for the code. Default: reproduce-<run id>."),
+        typer.Option(
+            "--dir", help="A new folder for the code. Default: <repo>-reproduce-<run id>."
+        ),
     ] = None,
     run: Annotated[
         bool, typer.Option("--run", help="Then rerun the command there; tagged with the run.")
@@ -34,7 +36,7 @@ def reproduce(
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     explained, conn = resolve()
-    folder = (directory or Path(f"reproduce-{run_id[:12]}")).resolve()
+    folder = (directory or _reproduce.default_folder(run_id)).resolve()
     with connected(explained, conn):
         try:
             made = _reproduce.checkout(conn, run_id, folder)
