@@ -89,18 +89,16 @@ class Tracked:
 
         def open_session(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Session:
             from tracksdk._lineage import candidates
-            from tracksdk._params import bind_params
+            from tracksdk._params import bind_params, call_arguments
 
-            params = (
-                bind_params(func, signature, args, kwargs, select) if signature is not None else {}
-            )
+            named = call_arguments(signature, args, kwargs) if signature is not None else None
             return Session(
                 options,
                 function=func,
-                params=params,
+                params=bind_params(named, select),
                 source_file=source_file,
                 arguments=(*args, *kwargs.values()),
-                datasets=candidates(signature, args, kwargs) if signature is not None else [],
+                datasets=candidates(named),
             )
 
         if kind == "async":

@@ -22,11 +22,9 @@ The cost is bounded, since this runs on the training thread at every call:
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import re
-from collections.abc import Mapping
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
@@ -52,21 +50,9 @@ _CONTEXTS = (
 _WORDS = re.compile(r"[a-z]+")
 
 
-def candidates(
-    signature: inspect.Signature, args: tuple[Any, ...], kwargs: Mapping[str, Any]
-) -> list[tuple[str, Any]]:
-    """The arguments of one call that are data, by name, defaults included (cheap)."""
-    try:
-        bound = signature.bind(*args, **kwargs)
-    except TypeError:
-        return []  # the call itself raises the same TypeError
-    bound.apply_defaults()
-    found = []
-    for name, value in bound.arguments.items():
-        kind = signature.parameters[name].kind
-        items = value.items() if kind is inspect.Parameter.VAR_KEYWORD else [(name, value)]
-        found += [(key, item) for key, item in items if _is_data(item)]
-    return found
+def candidates(arguments: list[tuple[str, Any]] | None) -> list[tuple[str, Any]]:
+    """The call's arguments (:func:`tracksdk._params.call_arguments`) that are data."""
+    return [(name, value) for name, value in arguments or () if _is_data(value)]
 
 
 def context_of(name: str) -> str | None:

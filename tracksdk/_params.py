@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import inspect
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import PurePath
 from typing import Any
 
@@ -64,46 +64,51 @@ def _format_shaped(value: Any, shape: tuple[Any, ...]) -> str:
     return f"{kind}(shape={dims}, dtype={dtype})" if dtype is not None else f"{kind}({dims})"
 
 
-def bind_params(
-    func: Callable[..., Any],
-    signature: inspect.Signature,
-    args: tuple[Any, ...],
-    kwargs: Mapping[str, Any],
-    select: bool | Iterable[str],
-) -> dict[str, str]:
-    """The call's bound arguments (defaults applied) as params.
+def call_arguments(
+    signature: inspect.Signature, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> list[tuple[str, Any]] | None:
+    """A call's arguments by name, defaults applied, ``**kwargs`` flattened, no self/cls.
 
-    Args:
-        func: The tracked function (for error messages).
-        signature: Its signature, computed once at decoration time.
-        args: Positional arguments of this call.
-        kwargs: Keyword arguments of this call.
-        select: True for all arguments, False for none, or the names to keep.
-
-    Returns:
-        Param name to formatted value. ``self`` and ``cls`` are skipped, ``**kwargs`` are
-        flattened, arguments whose names look secret are masked, and so are values under
-        secret-looking keys inside containers, dataclasses and pydantic models.
+    Bound once per call, for its params and its dataset inputs (tracksdk/_lineage.py).
+    None when they do not fit the signature: the call itself raises the same TypeError.
     """
-    if select is False:
-        return {}
     try:
         bound = signature.bind(*args, **kwargs)
     except TypeError:
-        return {}  # the call itself will raise the same TypeError, unchanged
+        return None
     bound.apply_defaults()
-    wanted = None if select is True else set(select)
-    out: dict[str, str] = {}
+    out: list[tuple[str, Any]] = []
     for name, value in bound.arguments.items():
         kind = signature.parameters[name].kind
         if name in ("self", "cls") and kind is inspect.Parameter.POSITIONAL_OR_KEYWORD:
             continue
-        items = value.items() if kind is inspect.Parameter.VAR_KEYWORD else [(name, value)]
-        for key, item in items:
-            if wanted is not None and key not in wanted:
-                continue
-            if _redact.looks_secret(key):
-                out[key] = _redact.mask_value(item)
-            else:
-                out[key] = format_value(item)
+        out += value.items() if kind is inspect.Parameter.VAR_KEYWORD else [(name, value)]
+    return out
+
+
+def bind_params(
+    arguments: list[tuple[str, Any]] | None, select: bool | Iterable[str]
+) -> dict[str, str]:
+    """The call's arguments (:func:`call_arguments`) as params.
+
+    Args:
+        arguments: The call's arguments, or None when they did not fit the signature.
+        select: True for all arguments, False for none, or the names to keep.
+
+    Returns:
+        Param name to formatted value. Arguments whose names look secret are masked, and
+        so are values under secret-looking keys inside containers, dataclasses and
+        pydantic models.
+    """
+    if select is False or arguments is None:
+        return {}
+    wanted = None if select is True else set(select)
+    out: dict[str, str] = {}
+    for key, item in arguments:
+        if wanted is not None and key not in wanted:
+            continue
+        if _redact.looks_secret(key):
+            out[key] = _redact.mask_value(item)
+        else:
+            out[key] = format_value(item)
     return out

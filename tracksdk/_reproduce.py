@@ -192,25 +192,18 @@ def command_of(record: RunRecord, folder: Path) -> tuple[list[str] | None, Path 
 
 
 def compare_packages(requirements_text: str | None) -> dict[str, Any] | None:
-    """The run's pinned packages against this environment's: changed and missing."""
+    """The run's pinned packages against this environment's: changed and missing.
+
+    This environment's list is the one a run here would record
+    (:func:`tracksdk.provenance.environment.requirements_text`), parsed the same way.
+    """
     if requirements_text is None:
         return None
-    from importlib.metadata import distributions
+    from tracksdk.provenance.environment import requirements_text as installed
 
-    wanted = parse_requirements(requirements_text)
-    here: dict[str, str] = {}
-    for dist in distributions():
-        name = dist.metadata["Name"] if dist.metadata else None
-        if name:
-            here[parse_key(name)] = dist.version
+    here = parse_requirements(installed())
+    pinned = sorted(parse_requirements(requirements_text).items())
     return {
-        "changed": {
-            k: [v, here[k]] for k, v in sorted(wanted.items()) if k in here and here[k] != v
-        },
-        "missing": {k: v for k, v in sorted(wanted.items()) if k not in here},
+        "changed": {k: [v, here[k]] for k, v in pinned if k in here and here[k] != v},
+        "missing": {k: v for k, v in pinned if k not in here},
     }
-
-
-def parse_key(name: str) -> str:
-    """A distribution name as :func:`parse_requirements` normalizes it."""
-    return next(iter(parse_requirements(f"{name}==0")), name.lower())
