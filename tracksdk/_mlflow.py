@@ -348,6 +348,8 @@ def describe_dataset(data: Any, *, name: str | None, targets: str | None) -> dic
         # MLflow's hint about integer columns concerns model signatures, not a dataset
         # record; it would otherwise print once per logged input.
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        # pandas' deprecations of MLflow's own digest code: nothing the user can change.
+        warnings.filterwarnings("ignore", module=r"mlflow\.data\.digest_utils")
         if hasattr(data, "columns") and hasattr(data, "dtypes"):
             from mlflow.data.pandas_dataset import from_pandas
 
