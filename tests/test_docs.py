@@ -235,6 +235,9 @@ EXIT_STATUS_TESTS: dict[tuple[str, int], list[str]] = {
     ("runs", 2): ["tests/test_cli.py::test_runs_and_sync_exit_statuses"],
     ("diff", 1): ["tests/test_cli_diff.py::test_an_unknown_run_is_the_users_mistake"],
     ("diff", 2): ["tests/test_cli_diff.py::test_an_unknown_run_is_the_users_mistake"],
+    ("reproduce", 1): [
+        "tests/test_reproduce.py::test_a_worktree_git_cannot_make_is_an_error_not_a_traceback"
+    ],
     ("reproduce", 2): [
         "tests/test_reproduce.py::test_a_run_without_git_information",
         "tests/test_reproduce.py::test_a_commit_the_local_repository_does_not_have",

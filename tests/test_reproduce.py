@@ -186,3 +186,12 @@ def test_by_default_the_worktree_goes_beside_the_repository(project: Path) -> No
     target = project.parent / f"{project.name}-reproduce-{run_id[:12]}"
     assert (target / "train.py").read_bytes() == ran["train.py"]
     assert git(project, "status", "--porcelain", "--untracked-files=all").count("reproduce") == 0
+
+
+def test_a_worktree_git_cannot_make_is_an_error_not_a_traceback(project: Path) -> None:
+    """A folder that cannot be created (here under a file; a full disk alike): exit 1."""
+    run_id, _ = dirty_run(project)
+    result = cli(project, "reproduce", run_id, "--dir", str(project / "README.md" / "again"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "git worktree add" in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr

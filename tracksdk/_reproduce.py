@@ -28,7 +28,7 @@ from tracksdk._schema import (
     GIT_REPO_URL_TAG,
     SOURCE_NAME_TAG,
 )
-from tracksdk.exceptions import ConfigError
+from tracksdk.exceptions import ConfigError, TrackingError
 from tracksdk.provenance.untracked import PREFIX as UNTRACKED_PREFIX
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def checkout(conn: Connection, run_id: str, folder: Path) -> Reproduction:
         ConfigError: The run has no git information, its commit is not in the local
             repository, its diff no longer applies, or ``folder`` is not empty; each with
             what to do.
-        TrackingError: The store failed.
+        TrackingError: The store failed, or git could not make the worktree.
     """
     import git
 
@@ -91,7 +91,11 @@ def checkout(conn: Connection, run_id: str, folder: Path) -> Reproduction:
             f"{repo.working_tree_dir}: fetch it first (git fetch {_remote_for(repo, record)})"
         ) from None
     reproduction = Reproduction(record, folder, commit, diff_applied=False)
-    repo.git.worktree("add", "--detach", str(folder), commit)
+    try:
+        repo.git.worktree("add", "--detach", str(folder), commit)
+    except git.GitCommandError as exc:  # a full disk, a folder that cannot be made
+        reason = (str(exc.stderr).strip().splitlines() or ["failed"])[-1]
+        raise TrackingError(f"git worktree add {folder}: {reason.strip(chr(39))}") from None
     try:
         if record.diff:
             _apply(folder, record.diff, commit)
